@@ -1,0 +1,170 @@
+"""What a check is: a small named function from a `ProbeContext` to an `Observation`.
+
+Modelled on schemathesis: a check knows the catalog entry it covers, sends its requests through
+the context (which keeps every exchange as evidence), and returns one word for what it saw. It
+never knows which profile is in force or which CLI flag was used; judging is done elsewhere.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from conformance.client import EndpointClient, Exchange
+from conformance.results import Observation
+from conformance.schemas import SchemaSet, Violation, validate
+
+#: Every probe samples greedily; the endpoint's own defaults may not be deterministic.
+DETERMINISTIC = {"temperature": 0, "top_p": 1}
+
+
+@dataclass(frozen=True)
+class Api:
+    """The two text-generation APIs, as far as a probe cares about their differences."""
+
+    name: str
+    path: str
+    response_schema: str
+    chunk_schema: str
+
+    def body(self, model: str, prompt: str | list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+        key = "messages" if self is CHAT else "prompt"
+        if self is CHAT and isinstance(prompt, str):
+            prompt = [{"role": "user", "content": prompt}]
+        return {"model": model, key: prompt, **DETERMINISTIC, **params}
+
+    def text(self, choice: dict[str, Any]) -> str | None:
+        """The generated text of a non-streaming choice."""
+        if self is CHAT:
+            message = choice.get("message")
+            return message.get("content") if isinstance(message, dict) else None
+        return choice.get("text")
+
+    def delta_text(self, choice: dict[str, Any]) -> str:
+        """The text a streaming choice adds ('' when it adds none)."""
+        if self is CHAT:
+            delta = choice.get("delta")
+            content = delta.get("content") if isinstance(delta, dict) else None
+        else:
+            content = choice.get("text")
+        return content if isinstance(content, str) else ""
+
+
+CHAT = Api("chat", "chat/completions", "chat_completion", "chat_completion_chunk")
+COMPLETIONS = Api("completions", "completions", "completion", "completion_chunk")
+APIS = (CHAT, COMPLETIONS)
+
+
+class ProbeFailed(Exception):
+    """The endpoint broke the probe in a way that is an `error`, not a behaviour (e.g. a 500)."""
+
+
+@dataclass
+class ProbeContext:
+    """What a check may use: the endpoint, the model, and a log of what it sent."""
+
+    client: EndpointClient
+    model: str
+    context_window: int | None = None
+    exchanges: list[Exchange] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
+
+    def send(self, path: str, body: Any = None, method: str = "POST") -> Exchange:
+        exchange = self.client.request(method, path, body)
+        self.exchanges.append(exchange)
+        return exchange
+
+    def generate(self, api: Api, prompt: str | list[dict[str, Any]], **params: Any) -> Exchange:
+        """One chat or completions request with deterministic sampling and the given params."""
+        return self.send(api.path, api.body(self.model, prompt, params))
+
+    def schema_violations(self, name: str, instance: Any, schema_set: SchemaSet = "core") -> list[Violation]:
+        """Validate and remember violations, so the report shows them whatever the verdict."""
+        found = validate(name, instance, schema_set)
+        self.violations += [f"{name} ({schema_set}) {violation}" for violation in found]
+        return found
+
+    def require_success(self, exchange: Exchange, what: str) -> dict[str, Any]:
+        """The JSON body of a 2xx response, or ProbeFailed saying what came instead."""
+        if not exchange.ok:
+            raise ProbeFailed(f"{what}: {exchange.describe_status()}")
+        body = exchange.json
+        if not isinstance(body, dict):
+            raise ProbeFailed(f"{what}: the body is not a JSON object: {exchange.text[:200]!r}")
+        return body
+
+    def require_stream(self, exchange: Exchange, what: str) -> list[dict[str, Any]]:
+        """The JSON chunks of a 2xx event stream, or ProbeFailed when it is not one."""
+        if not exchange.ok:
+            raise ProbeFailed(f"{what}: {exchange.describe_status()}")
+        stream = exchange.stream
+        if not stream.chunks and not stream.done:
+            raise ProbeFailed(f"{what}: not an event stream: {exchange.text[:200]!r}")
+        chunks = [chunk for chunk in stream.chunks if isinstance(chunk, dict)]
+        return chunks
+
+
+Probe = Callable[[ProbeContext], Observation]
+
+
+@dataclass(frozen=True)
+class Check:
+    """A named probe covering one catalog entry."""
+
+    id: str
+    entry: str
+    title: str
+    probe: Probe
+    #: Requests the probe sends in order, one after another (for planning and budgets).
+    requests: int = 1
+
+
+class Registry:
+    """Checks by id, in registration order (which is the report's order)."""
+
+    def __init__(self) -> None:
+        self._checks: dict[str, Check] = {}
+        self._lock = threading.Lock()
+
+    def add(self, check: Check) -> Check:
+        with self._lock:
+            if check.id in self._checks:
+                raise ValueError(f"duplicate check id {check.id!r}")
+            self._checks[check.id] = check
+        return check
+
+    def __iter__(self) -> Iterator[Check]:
+        return iter(list(self._checks.values()))
+
+    def __getitem__(self, check_id: str) -> Check:
+        return self._checks[check_id]
+
+    def __len__(self) -> int:
+        return len(self._checks)
+
+
+REGISTRY = Registry()
+
+
+def check(check_id: str, entry: str, title: str, requests: int = 1) -> Callable[[Probe], Probe]:
+    """Register the decorated probe as a check of `entry`."""
+
+    def register(probe: Probe) -> Probe:
+        REGISTRY.add(Check(check_id, entry, title, probe, requests))
+        return probe
+
+    return register
+
+
+def check_per_api(entry: str, title: str, requests: int = 1, apis: tuple[Api, ...] = APIS):
+    """Register `probe(ctx, api)` once per API, as checks `<entry>/<api>`."""
+
+    def register(probe: Callable[[ProbeContext, Api], Observation]):
+        for api in apis:
+            REGISTRY.add(Check(f"{entry}/{api.name}", entry, f"{title} ({api.name})",
+                               lambda ctx, api=api: probe(ctx, api), requests))
+        return probe
+
+    return register

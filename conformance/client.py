@@ -1,0 +1,300 @@
+"""The one way the suite talks to an endpoint: httpx, with timeouts, redaction and accounting.
+
+Every request becomes an `Exchange` that keeps what a verdict needs as evidence (the request as
+sent, the status, headers and raw body bytes, timings) with the API key already removed, and can
+print itself as a curl line that reproduces it. `RunStats` counts requests and tokens across the
+threads of a run.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import threading
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from conformance import __version__
+from conformance.sse import ParsedStream, parse_stream
+
+REDACTED = "<redacted>"
+#: Headers whose values are credentials, whatever the key is.
+SECRET_HEADERS = frozenset({"authorization", "api-key", "x-api-key", "cookie", "set-cookie", "proxy-authorization"})
+#: Bodies larger than this are cut in evidence (the check still judged the whole body).
+EVIDENCE_BODY_LIMIT = 8_000
+#: A response body larger than this is not read further: the endpoint is misbehaving.
+BODY_SIZE_CAP = 16 * 1024 * 1024
+
+
+class EndpointError(Exception):
+    """The endpoint could not be talked to (refused, timed out, broke the connection)."""
+
+    def __init__(self, message: str, exchange: "Exchange | None" = None):
+        super().__init__(message)
+        self.exchange = exchange
+
+
+def normalize_base_url(url: str) -> str:
+    """`http://host:port` means `http://host:port/v1`, as OpenAI's SDKs expect a versioned base."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    path = parts.path.rstrip("/") or "/v1"
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+@dataclass
+class Redactor:
+    """Removes one secret value, wherever it appears, before anything is kept."""
+
+    secret: str | None
+
+    def text(self, value: str) -> str:
+        if self.secret and len(self.secret) >= 4:
+            return value.replace(self.secret, REDACTED)
+        return value
+
+    def bytes(self, value: bytes) -> bytes:
+        if self.secret and len(self.secret) >= 4:
+            return value.replace(self.secret.encode(), REDACTED.encode())
+        return value
+
+    def headers(self, headers: httpx.Headers | dict[str, str]) -> dict[str, str]:
+        kept = {}
+        for name, value in headers.items():
+            kept[name.lower()] = REDACTED if name.lower() in SECRET_HEADERS else self.text(value)
+        return kept
+
+
+@dataclass
+class Exchange:
+    """One HTTP request and what came back (or why nothing did). Already redacted."""
+
+    method: str
+    url: str
+    request_headers: dict[str, str]
+    request_body: Any
+    status: int | None = None
+    response_headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    elapsed: float = 0.0
+    first_byte: float | None = None
+    failure: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+    @cached_property
+    def json(self) -> Any:
+        """The body as JSON, or None when it is not JSON."""
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+    @cached_property
+    def stream(self) -> ParsedStream:
+        return parse_stream(self.body)
+
+    @property
+    def is_event_stream(self) -> bool:
+        return self.response_headers.get("content-type", "").startswith("text/event-stream")
+
+    @property
+    def error_envelope(self) -> dict | None:
+        """The OpenAI error object `{"error": {...}}`'s inner dict, if the body is one."""
+        body = self.json
+        if isinstance(body, dict) and isinstance(body.get("error"), dict):
+            return body["error"]
+        return None
+
+    def describe_status(self) -> str:
+        if self.failure:
+            return self.failure
+        detail = ""
+        if self.error_envelope:
+            detail = f": {self.error_envelope.get('message', '')}"[:200]
+        return f"HTTP {self.status}{detail}"
+
+    def curl(self) -> str:
+        """A shell line that sends the same request; the key is read from $OPENAI_API_KEY."""
+        parts = ["curl", "-sS"]
+        if isinstance(self.request_body, dict) and self.request_body.get("stream"):
+            parts.append("-N")
+        parts += ["-X", self.method, shlex.quote(self.url)]
+        for name, value in self.request_headers.items():
+            if name == "authorization":
+                parts += ["-H", '"Authorization: Bearer $OPENAI_API_KEY"']
+            elif name == "content-type":
+                parts += ["-H", shlex.quote(f"{name}: {value}")]
+        if self.request_body is not None:
+            parts += ["-d", shlex.quote(json.dumps(self.request_body, separators=(",", ":")))]
+        return " ".join(parts)
+
+    def evidence(self) -> dict[str, Any]:
+        """The exchange as report evidence: request, status, headers, body (cut when huge)."""
+        body: Any
+        if self.is_event_stream or (self.json is None and self.body.startswith(b"data:")):
+            body = self.text[:EVIDENCE_BODY_LIMIT]
+        elif self.json is not None and len(self.body) <= EVIDENCE_BODY_LIMIT:
+            body = self.json
+        else:
+            body = self.text[:EVIDENCE_BODY_LIMIT]
+        return {
+            "request": {"method": self.method, "url": self.url, "body": self.request_body},
+            "status": self.status,
+            "failure": self.failure,
+            "response_headers": self.response_headers,
+            "response_body": body,
+            "truncated": len(self.body) > EVIDENCE_BODY_LIMIT,
+            "elapsed_ms": round(self.elapsed * 1000, 1),
+            "first_byte_ms": None if self.first_byte is None else round(self.first_byte * 1000, 1),
+        }
+
+
+def usage_of(exchange: Exchange) -> dict | None:
+    """The token usage an exchange reports: the body's, or the last one a stream carried."""
+    if exchange.json is not None:
+        usage = exchange.json.get("usage") if isinstance(exchange.json, dict) else None
+        if not isinstance(usage, dict) and isinstance(exchange.json, dict):
+            response = exchange.json.get("response")
+            usage = response.get("usage") if isinstance(response, dict) else None
+        return usage if isinstance(usage, dict) else None
+    found = None
+    for chunk in exchange.stream.chunks:
+        if isinstance(chunk, dict):
+            usage = chunk.get("usage")
+            if not isinstance(usage, dict) and isinstance(chunk.get("response"), dict):
+                usage = chunk["response"].get("usage")
+            if isinstance(usage, dict):
+                found = usage
+    return found
+
+
+def token_counts(usage: dict | None) -> tuple[int, int]:
+    """(prompt, completion) tokens from a chat/completions or Responses usage object."""
+    if not usage:
+        return 0, 0
+    prompt = usage.get("prompt_tokens", usage.get("input_tokens", 0))
+    completion = usage.get("completion_tokens", usage.get("output_tokens", 0))
+    return (prompt if isinstance(prompt, int) else 0, completion if isinstance(completion, int) else 0)
+
+
+@dataclass
+class RunStats:
+    """Requests sent and tokens spent, shared by every thread of a run."""
+
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def record(self, exchange: Exchange) -> None:
+        prompt, completion = token_counts(usage_of(exchange))
+        with self._lock:
+            self.requests += 1
+            self.prompt_tokens += prompt
+            self.completion_tokens += completion
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class EndpointClient:
+    """Sends requests to one base URL; never follows redirects elsewhere."""
+
+    def __init__(self, base_url: str, api_key: str | None, timeout: float, stats: RunStats | None = None):
+        self.base_url = normalize_base_url(base_url)
+        self.timeout = timeout
+        self.stats = stats if stats is not None else RunStats()
+        self.redactor = Redactor(api_key)
+        headers = {"user-agent": f"conformance/{__version__}"}
+        if api_key:
+            headers["authorization"] = f"Bearer {api_key}"
+        self._http = httpx.Client(
+            headers=headers,
+            timeout=httpx.Timeout(timeout),
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    def request(self, method: str, path: str, body: Any = None, *, headers: dict[str, str] | None = None,
+                content: bytes | None = None) -> Exchange:
+        """Send one request and read the whole response within `timeout` seconds overall.
+
+        Raises EndpointError when no HTTP response could be had; any HTTP status is returned.
+        """
+        url = self.url(path)
+        request = self._http.build_request(method, url, json=body if content is None else None,
+                                           content=content, headers=headers)
+        exchange = Exchange(
+            method=method,
+            url=self.redactor.text(url),
+            request_headers=self.redactor.headers(request.headers),
+            request_body=_redact_body(body, self.redactor) if content is None else self.redactor.text(content.decode("utf-8", "replace")),
+        )
+        started = time.monotonic()
+        try:
+            response = self._http.send(request, stream=True)
+            try:
+                exchange.status = response.status_code
+                exchange.response_headers = self.redactor.headers(response.headers)
+                exchange.body = self._read_body(response, started, exchange)
+            finally:
+                response.close()
+        except httpx.TimeoutException:
+            exchange.failure = f"no complete response within the {self.timeout:g}s timeout"
+        except httpx.HTTPError as exc:
+            exchange.failure = f"{type(exc).__name__}: {self.redactor.text(str(exc)) or 'connection failed'}"
+        exchange.elapsed = time.monotonic() - started
+        self.stats.record(exchange)
+        if exchange.failure:
+            raise EndpointError(f"{method} {exchange.url}: {exchange.failure}", exchange)
+        return exchange
+
+    def _read_body(self, response: httpx.Response, started: float, exchange: Exchange) -> bytes:
+        """Read the body chunk by chunk, enforcing an overall deadline and a size cap."""
+        deadline = started + self.timeout
+        parts: list[bytes] = []
+        size = 0
+        for part in response.iter_bytes():
+            if exchange.first_byte is None:
+                exchange.first_byte = time.monotonic() - started
+            parts.append(part)
+            size += len(part)
+            if size > BODY_SIZE_CAP:
+                exchange.failure = f"response body exceeded {BODY_SIZE_CAP} bytes"
+                break
+            if time.monotonic() > deadline:
+                exchange.failure = f"response still streaming after the {self.timeout:g}s timeout"
+                break
+        return self.redactor.bytes(b"".join(parts))
+
+    def get(self, path: str) -> Exchange:
+        return self.request("GET", path)
+
+    def post(self, path: str, body: Any) -> Exchange:
+        return self.request("POST", path, body)
+
+
+def _redact_body(body: Any, redactor: Redactor) -> Any:
+    if body is None or not redactor.secret:
+        return body
+    return json.loads(redactor.text(json.dumps(body)))

@@ -1,0 +1,82 @@
+"""Which endpoint a run talks to: the URL the user gave (or the environment's), else an embedded
+reference server on a free loopback port; and which model, when none was named."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from conformance.client import EndpointClient, EndpointError, normalize_base_url
+from conformance.reference_server import RunningServer, ServerConfig, start_in_thread
+
+BASE_URL_VARIABLES = ("OPENAI_BASE_URL", "OPENAI_API_BASE")
+
+
+class EndpointUnusable(Exception):
+    """The run cannot start: bad URL, nothing listening, key refused, no model to use."""
+
+
+@dataclass
+class Endpoint:
+    base_url: str
+    api_key: str | None
+    model: str
+    embedded: RunningServer | None = None
+
+    @property
+    def name(self) -> str:
+        """A short label for reports and cassette folders."""
+        if self.embedded:
+            vendor = self.embedded.config.behaviours.get("stream-usage-default", "openai")
+            return f"reference-{vendor}"
+        return self.base_url.split("://", 1)[1].split("/", 1)[0].replace(":", "_")
+
+    def close(self) -> None:
+        if self.embedded:
+            self.embedded.stop()
+            self.embedded = None
+
+
+def base_url_from_environment() -> str | None:
+    for variable in BASE_URL_VARIABLES:
+        if os.environ.get(variable):
+            return os.environ[variable]
+    return None
+
+
+def resolve(base_url: str | None, api_key: str | None, model: str | None, timeout: float,
+            embedded_behaviour: str = "openai") -> Endpoint:
+    """Find the endpoint and model, starting the embedded server when no URL is known."""
+    base_url = base_url or base_url_from_environment()
+    embedded = None
+    if base_url is None:
+        embedded = start_in_thread(ServerConfig.for_vendor(embedded_behaviour, api_key=api_key))
+        base_url = embedded.base_url
+    try:
+        base_url = normalize_base_url(base_url)
+        endpoint = Endpoint(base_url, api_key, model or "", embedded)
+        if not model:
+            endpoint.model = first_model(base_url, api_key, timeout)
+        return endpoint
+    except (ValueError, EndpointUnusable) as problem:
+        if embedded:
+            embedded.stop()
+        raise EndpointUnusable(str(problem)) from None
+
+
+def first_model(base_url: str, api_key: str | None, timeout: float) -> str:
+    """The first id `GET /models` lists; the run's model when `--model` is not given."""
+    client = EndpointClient(base_url, api_key, timeout)
+    try:
+        listing = client.get("models")
+    except EndpointError as error:
+        raise EndpointUnusable(f"cannot reach {base_url}: {error.exchange.failure if error.exchange else error}") from None
+    finally:
+        client.close()
+    if listing.status in (401, 403):
+        raise EndpointUnusable(f"{base_url} refused the API key (HTTP {listing.status}); set OPENAI_API_KEY or --api-key")
+    data = listing.json.get("data") if isinstance(listing.json, dict) else None
+    ids = [m.get("id") for m in data or [] if isinstance(m, dict) and isinstance(m.get("id"), str)]
+    if not listing.ok or not ids:
+        raise EndpointUnusable(f"{base_url}/models did not list a model ({listing.describe_status()}); pass --model")
+    return ids[0]

@@ -1,0 +1,130 @@
+"""The pytest plugin (entry point `pytest11`): options, the run's state, and report writing.
+
+The same checks run from `conformance run` and from `pytest --pyargs conformance.suites`: the
+CLI only translates its flags into these options. The plugin stays idle in sessions that collect
+no conformance items, so installing the package changes nothing for other test suites.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from conformance.catalog import load_catalog
+from conformance.checks import REGISTRY
+from conformance.endpoint import EndpointUnusable, resolve
+from conformance.profiles import ProfileError, load_profile
+from conformance.report import write_reports
+from conformance.runner import ConformanceRun
+
+RUN = pytest.StashKey[ConformanceRun]()
+SETUP_FAILURE = pytest.StashKey[str]()
+CHECK_PARAM = "check_id"
+
+OPT_BASE_URL = "--base-url"
+OPT_API_KEY = "--api-key"
+OPT_MODEL = "--model"
+OPT_PROFILE = "--profile"
+OPT_REPORT_DIR = "--report-dir"
+OPT_TIMEOUT = "--request-timeout"
+OPT_CONTEXT_WINDOW = "--context-window"
+OPT_CONCURRENCY = "--concurrency"
+OPT_EMBEDDED = "--embedded-behavior"
+
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_CONCURRENCY = 8
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("conformance", "OpenAI/Fireworks API conformance")
+    group.addoption(OPT_BASE_URL, default=None,
+                    help="endpoint base URL (default: $OPENAI_BASE_URL, $OPENAI_API_BASE, else the embedded server)")
+    group.addoption(OPT_API_KEY, default=None, help="API key (default: $OPENAI_API_KEY)")
+    group.addoption(OPT_MODEL, default=None, help="model id (default: the first one /models lists)")
+    group.addoption(OPT_PROFILE, default="openai", help="openai, fireworks, none, or a profile file")
+    group.addoption(OPT_REPORT_DIR, default="reports", help="where report.json/.md/.html and junit.xml go")
+    group.addoption(OPT_TIMEOUT, type=float, default=DEFAULT_TIMEOUT, help="seconds allowed per request")
+    group.addoption(OPT_CONTEXT_WINDOW, type=int, default=None, help="the model's context window, if known")
+    group.addoption(OPT_CONCURRENCY, type=int, default=DEFAULT_CONCURRENCY, help="requests in flight at once")
+    group.addoption(OPT_EMBEDDED, default="openai", choices=("openai", "fireworks"),
+                    help="how the embedded reference server behaves when no base URL is given")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "conformance: a conformance check against an endpoint")
+
+
+def conformance_items(session: pytest.Session) -> list[pytest.Item]:
+    return [item for item in session.items
+            if CHECK_PARAM in getattr(getattr(item, "callspec", None), "params", {})]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> None:
+    """Before the first test: resolve the endpoint and put every selected check in flight."""
+    config = session.config
+    items = conformance_items(session)
+    if config.option.collectonly or not items:
+        return
+    option = config.getoption
+    try:
+        profile = load_profile(option(OPT_PROFILE), load_catalog())
+        endpoint = resolve(option(OPT_BASE_URL), option(OPT_API_KEY) or os.environ.get("OPENAI_API_KEY"),
+                           option(OPT_MODEL), option(OPT_TIMEOUT), option(OPT_EMBEDDED))
+    except (ProfileError, EndpointUnusable) as problem:
+        config.stash[SETUP_FAILURE] = str(problem)
+        write_reports(None, Path(option(OPT_REPORT_DIR)), setup_failure=str(problem),
+                      base_url=option(OPT_BASE_URL))
+        raise pytest.UsageError(str(problem)) from None
+    run = ConformanceRun(endpoint, load_catalog(), profile, option(OPT_TIMEOUT),
+                         context_window=option(OPT_CONTEXT_WINDOW), concurrency=option(OPT_CONCURRENCY))
+    config.stash[RUN] = run
+    run.start([item.callspec.params[CHECK_PARAM] for item in items])
+
+
+@pytest.fixture
+def conformance_run(request: pytest.FixtureRequest) -> ConformanceRun:
+    run = request.config.stash.get(RUN, None)
+    if run is None:
+        pytest.skip("no conformance run was started")
+    return run
+
+
+def enforce(run: ConformanceRun, check_id: str) -> None:
+    """Turn a check's verdict into a pytest outcome (what pytest's own reporting shows)."""
+    result = run.result(check_id)
+    if result.outcome in ("fail", "error"):
+        pytest.fail(result.explain(), pytrace=False)
+    if result.outcome in ("inconclusive", "skip"):
+        pytest.skip(result.headline())
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    run = session.config.stash.get(RUN, None)
+    if run is None:
+        return
+    interrupted = exitstatus == pytest.ExitCode.INTERRUPTED or session.shouldstop
+    run.finish("interrupted" if interrupted else "completed",
+               "the run was interrupted; the report holds the checks finished by then" if interrupted else None)
+    run.written = write_reports(run, Path(session.config.getoption(OPT_REPORT_DIR)))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    run = config.stash.get(RUN, None)
+    if run is None:
+        return
+    counts: dict[str, int] = {}
+    for result in run.ordered_results():
+        counts[result.outcome] = counts.get(result.outcome, 0) + 1
+    summary = ", ".join(f"{n} {outcome}" for outcome, n in counts.items()) or "no checks finished"
+    terminalreporter.write_sep("=", "conformance")
+    terminalreporter.write_line(f"endpoint {run.endpoint.base_url}  model {run.endpoint.model}  profile {run.profile.name}")
+    terminalreporter.write_line(f"{summary}; {run.stats.requests} requests, {run.stats.prompt_tokens} prompt + "
+                                f"{run.stats.completion_tokens} completion tokens, {run.duration_s:.1f}s")
+    for path in getattr(run, "written", []):
+        terminalreporter.write_line(f"report: {path}")
+
+
+__all__ = ["REGISTRY", "enforce", "conformance_run"]

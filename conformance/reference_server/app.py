@@ -1,0 +1,451 @@
+"""The reference server: an OpenAI-compatible Starlette app that acts as OpenAI or as Fireworks
+documents, entry by entry (see config.py), with a deterministic model (see model.py).
+
+It is the embedded default endpoint of `conformance run` and the fixture of the project's own
+tests, so every branch here is one documented behaviour or one deliberate deviation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from conformance.reference_server import model as lm
+from conformance.reference_server.config import ServerConfig
+from conformance.reference_server.responses_api import create_response
+
+CREATED = 1_700_000_000
+OPENAI_COMMON = {"model", "temperature", "top_p", "n", "stream", "stream_options", "stop", "max_tokens",
+                 "presence_penalty", "frequency_penalty", "logit_bias", "logprobs", "user", "seed"}
+OPENAI_CHAT = OPENAI_COMMON | {"messages", "max_completion_tokens", "top_logprobs", "tools", "tool_choice",
+                               "parallel_tool_calls", "response_format", "functions", "function_call",
+                               "service_tier", "store", "metadata", "modalities", "prediction",
+                               "reasoning_effort", "prompt_cache_key", "safety_identifier", "verbosity"}
+OPENAI_COMPLETIONS = OPENAI_COMMON | {"prompt", "suffix", "echo", "best_of"}
+#: Fireworks request fields a catalog entry is about: known only while the server acts as Fireworks.
+EXTENSIONS = {
+    "context_length_exceeded_behavior": "context-length-exceeded-behavior-param",
+    "perf_metrics_in_response": "perf-metrics-in-response",
+    "raw_output": "raw-output",
+}
+#: OpenAI fields the older Fireworks page lists as "not supported".
+OLD_UNSUPPORTED = {
+    "presence_penalty": "penalty-parameters",
+    "frequency_penalty": "penalty-parameters",
+    "best_of": "best-of",
+    "logit_bias": "logit-bias",
+    "functions": "legacy-functions",
+}
+SAMPLING_DEFAULTS = {"max_tokens": 2048, "temperature": 1.0, "top_p": 1.0, "top_k": 0, "min_p": 0.0,
+                     "typical_p": 1.0, "frequency_penalty": 0.0, "presence_penalty": 0.0,
+                     "repetition_penalty": 1.0}
+
+
+class ApiError(Exception):
+    """An OpenAI error envelope to answer with."""
+
+    def __init__(self, status: int, message: str, type_: str = "invalid_request_error",
+                 param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
+
+    def response(self) -> JSONResponse:
+        return JSONResponse({"error": {"message": self.message, "type": self.type, "param": self.param,
+                                       "code": self.code}}, status_code=self.status)
+
+
+def bad_param(param: str, message: str) -> ApiError:
+    return ApiError(400, message, param=param)
+
+
+@dataclass
+class ServerState:
+    ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+    wedged: bool = False
+
+    def next_id(self, prefix: str) -> str:
+        return f"{prefix}-{next(self.ids):06d}"
+
+
+@dataclass
+class Generation:
+    """One choice's output after stop sequences and the token limit were applied."""
+
+    text: str
+    tokens: list[str]
+    finish_reason: str
+
+
+class Endpoint:
+    """Handles /v1 requests for one ServerConfig."""
+
+    def __init__(self, config: ServerConfig):
+        self.config = config
+        self.state = ServerState()
+
+    # ---- plumbing -------------------------------------------------------------------------
+    async def guard(self, request: Request) -> None:
+        if self.config.latency_ms:
+            await asyncio.sleep(self.config.latency_ms / 1000)
+        if self.state.wedged:
+            self.state.wedged = False
+            raise ApiError(503, "the server is recovering from an aborted stream", "server_error")
+        if self.config.api_key:
+            header = request.headers.get("authorization", "")
+            if header != f"Bearer {self.config.api_key}":
+                raise ApiError(401, "Incorrect API key provided. You can find your API key in your account settings.",
+                               code="invalid_api_key")
+
+    async def read_body(self, request: Request) -> dict[str, Any]:
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            raise ApiError(400, "We could not parse the JSON body of your request.") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "The request body must be a JSON object.")
+        if body.get("model") != self.config.model_id:
+            raise ApiError(404, f"The model `{body.get('model')}` does not exist or you do not have access to it.",
+                           param="model", code="model_not_found")
+        return body
+
+    def headers(self, prompt_tokens: int, streaming: bool) -> dict[str, str]:
+        headers = {"x-request-id": self.state.next_id("req")}
+        if self.config.is_("perf-metrics-headers", "fireworks") and not streaming:
+            headers.update({"fireworks-prompt-tokens": str(prompt_tokens), "fireworks-cached-prompt-tokens": "0",
+                            "fireworks-server-time-to-first-token": "0.001",
+                            "fireworks-server-processing-time": "0.002"})
+        else:
+            headers["openai-processing-ms"] = "2"
+        if self.config.is_("sampling-options-header", "fireworks"):
+            headers["fireworks-sampling-options"] = json.dumps(SAMPLING_DEFAULTS)
+        return headers
+
+    # ---- routes ---------------------------------------------------------------------------
+    async def models(self, request: Request) -> Response:
+        await self.guard(request)
+        return JSONResponse({"object": "list", "data": [
+            {"id": self.config.model_id, "object": "model", "created": CREATED, "owned_by": "conformance"}]})
+
+    async def chat(self, request: Request) -> Response:
+        await self.guard(request)
+        body = await self.read_body(request)
+        self.check_params(body, OPENAI_CHAT, chat=True)
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+            raise bad_param("messages", "'messages' must be a non-empty array of message objects.")
+        prompt = lm.render_chat(messages)
+        return self.complete(body, prompt, lm.chat_reply(messages), chat=True)
+
+    async def completions(self, request: Request) -> Response:
+        await self.guard(request)
+        body = await self.read_body(request)
+        self.check_params(body, OPENAI_COMPLETIONS, chat=False)
+        prompt = body.get("prompt")
+        if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
+            prompt = prompt[0]
+        if not isinstance(prompt, str):
+            raise bad_param("prompt", "'prompt' must be a string.")
+        return self.complete(body, prompt, lm.completion_continuation(prompt), chat=False)
+
+    async def responses(self, request: Request) -> Response:
+        await self.guard(request)
+        if self.config.is_("responses-api", "unsupported"):
+            raise ApiError(404, "Not found", code="not_found")
+        body = await self.read_body(request)
+        return create_response(body, self.state.next_id("resp"), self.config.model_id)
+
+    # ---- request validation -----------------------------------------------------------------
+    def check_params(self, body: dict[str, Any], known: set[str], chat: bool) -> None:
+        allowed = set(known)
+        allowed |= {p for p, entry in EXTENSIONS.items() if self.config.is_(entry, "fireworks")}
+        if chat and self.config.is_("echo-on-chat", "fireworks"):
+            allowed.add("echo")
+        for param in body:
+            if param not in allowed:
+                raise ApiError(400, f"Unrecognized request argument supplied: {param}", param=param)
+            entry = OLD_UNSUPPORTED.get(param)
+            if entry and self.config.is_(entry, "fireworks"):
+                raise bad_param(param, f"`{param}` is not supported")
+        if "stream_options" in body and self.config.is_("stream-options-include-usage", "unsupported"):
+            raise ApiError(400, "Unrecognized request argument supplied: stream_options", param="stream_options")
+        n = body.get("n", 1)
+        if type(n) is not int or not 1 <= n <= 128:
+            raise bad_param("n", "'n' must be an integer between 1 and 128.")
+        max_tokens = body.get("max_tokens", body.get("max_completion_tokens"))
+        if max_tokens is not None and (type(max_tokens) is not int or max_tokens < 0):
+            raise bad_param("max_tokens", "'max_tokens' must be a non-negative integer.")
+        temperature = body.get("temperature", 1)
+        if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not 0 <= temperature <= 2:
+            raise bad_param("temperature", "'temperature' must be a number between 0 and 2.")
+        self.check_logprobs(body, chat)
+        behaviour = body.get("context_length_exceeded_behavior", "truncate")
+        if behaviour not in ("truncate", "error"):
+            raise bad_param("context_length_exceeded_behavior", "must be 'truncate' or 'error'")
+        if body.get("best_of") is not None and (type(body["best_of"]) is not int or body["best_of"] < n):
+            raise bad_param("best_of", "'best_of' must be an integer at least as large as 'n'.")
+
+    def check_logprobs(self, body: dict[str, Any], chat: bool) -> None:
+        logprobs = body.get("logprobs")
+        top = body.get("top_logprobs")
+        if chat:
+            integer_form = type(logprobs) is int
+            if integer_form and not self.config.is_("chat-logprobs-integer", "fireworks"):
+                raise bad_param("logprobs", "Invalid type for 'logprobs': expected a boolean, but got an integer instead.")
+            if integer_form and not 0 <= logprobs <= 5:
+                raise bad_param("logprobs", "'logprobs' must be between 0 and 5.")
+            if top is not None:
+                limit = 5 if self.config.is_("top-logprobs-range", "fireworks") else 20
+                if type(top) is not int or not 0 <= top <= limit:
+                    raise bad_param("top_logprobs", f"'top_logprobs' must be an integer between 0 and {limit}.")
+                if logprobs is not True:
+                    raise bad_param("top_logprobs", "'top_logprobs' requires 'logprobs' to be true.")
+        elif logprobs is not None and (type(logprobs) is not int or not 0 <= logprobs <= 5):
+            raise bad_param("logprobs", "'logprobs' must be an integer between 0 and 5.")
+
+    # ---- generation -------------------------------------------------------------------------
+    def token_limit(self, body: dict[str, Any], prompt_tokens: int, chat: bool) -> int:
+        """max_tokens after the context window is applied: the Fireworks/OpenAI difference."""
+        window = self.config.context_window
+        room = window - prompt_tokens
+        if room <= 0:
+            raise ApiError(400, f"This model's maximum context length is {window} tokens, however your prompt "
+                           f"has {prompt_tokens} tokens.", param="messages" if chat else "prompt",
+                           code="context_length_exceeded")
+        requested = body.get("max_tokens", body.get("max_completion_tokens"))
+        if requested is None:
+            default = 2048 if self.config.is_("context-overflow-default", "fireworks") else room
+            requested = default if chat else 16
+        if prompt_tokens + requested <= window:
+            return requested
+        truncate = (body.get("context_length_exceeded_behavior", "truncate") == "truncate"
+                    and self.config.is_("context-overflow-default", "fireworks"))
+        if self.config.is_("context-length-exceeded-behavior-param", "fireworks") and \
+                "context_length_exceeded_behavior" in body:
+            truncate = body["context_length_exceeded_behavior"] == "truncate"
+        if truncate:
+            return room
+        raise ApiError(400, f"This model's maximum context length is {window} tokens. However, you requested "
+                       f"{prompt_tokens + requested} tokens ({prompt_tokens} in the messages, {requested} in the "
+                       "completion). Please reduce the length of the messages or completion.",
+                       param="messages" if chat else "prompt", code="context_length_exceeded")
+
+    def generate(self, body: dict[str, Any], continuation, limit: int) -> Generation:
+        tokens, natural_end = lm.take(lm.forced(continuation, body.get("logit_bias")), limit)
+        text = "".join(tokens)
+        stops = body.get("stop") or []
+        stops = [stops] if isinstance(stops, str) else stops
+        hits = [(text.find(s), s) for s in stops if s and s in text]
+        if hits:
+            position, stop = min(hits)
+            keep = position + len(stop) if self.config.is_("stop-sequence-in-output", "fireworks") else position
+            text = text[:keep]
+            return Generation(text, lm.tokenize(text), "stop")
+        return Generation(text, tokens, "stop" if natural_end else "length")
+
+    def complete(self, body: dict[str, Any], prompt: str, continuation, chat: bool) -> Response:
+        prompt_tokens = lm.count_tokens(prompt)
+        limit = self.token_limit(body, prompt_tokens, chat)
+        continuations = list(itertools.tee(continuation, self.choice_count(body)))
+        generations = [self.generate(body, c, limit) for c in continuations]
+        completion_tokens = sum(len(g.tokens) for g in generations) * max(1, body.get("best_of") or 1)
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                 "total_tokens": prompt_tokens + completion_tokens}
+        response_id = self.state.next_id("chatcmpl" if chat else "cmpl")
+        if body.get("stream"):
+            return StreamingResponse(self.stream(body, prompt, generations, usage, response_id, chat),
+                                     media_type="text/event-stream",
+                                     headers=self.headers(prompt_tokens, streaming=True))
+        choices = [self.choice(body, prompt, g, i, chat) for i, g in enumerate(generations)]
+        result: dict[str, Any] = {"id": response_id, "object": "chat.completion" if chat else "text_completion",
+                                  "created": CREATED, "model": self.config.model_id, "choices": choices}
+        if not self.config.is_("usage-in-response", "other"):
+            result["usage"] = usage
+        if chat and not self.config.is_("chat-completion-schema", "fireworks"):
+            result.update(system_fingerprint="fp_reference", service_tier="default")
+        if body.get("perf_metrics_in_response"):
+            result["perf_metrics"] = self.perf_metrics(prompt_tokens)
+        return JSONResponse(result, headers=self.headers(prompt_tokens, streaming=False))
+
+    def choice_count(self, body: dict[str, Any]) -> int:
+        return 1 if self.config.is_("n-choices", "other") else body.get("n", 1)
+
+    def perf_metrics(self, prompt_tokens: int) -> dict[str, Any]:
+        return {"prompt-tokens": prompt_tokens, "cached-prompt-tokens": 0,
+                "server-time-to-first-token": 0.001, "server-processing-time": 0.002}
+
+    def choice(self, body: dict[str, Any], prompt: str, generation: Generation, index: int, chat: bool) -> dict:
+        text = generation.text
+        finish = generation.finish_reason
+        if chat:
+            message: dict[str, Any] = {"role": "assistant", "content": text}
+            functions = self.function_call(body)
+            if functions:
+                message, finish = functions
+            elif body.get("echo"):
+                message["content"] = prompt + text
+            if not self.config.is_("chat-completion-schema", "fireworks"):
+                message.setdefault("refusal", None)
+                message.setdefault("annotations", [])
+            result: dict[str, Any] = {"index": index, "message": message, "finish_reason": finish}
+        else:
+            shown = text
+            if body.get("echo"):
+                echoed = prompt if not self.config.is_("completion-echo", "other") else lm.render_chat(
+                    [{"role": "user", "content": prompt}])
+                shown = echoed + text
+            result = {"index": index, "text": shown, "finish_reason": finish}
+        logprobs = self.logprobs(body, generation.tokens, chat)
+        if logprobs is not None or not (chat and self.config.is_("chat-completion-schema", "fireworks")):
+            result["logprobs"] = logprobs
+        if body.get("raw_output"):
+            result["raw_output"] = {"prompt_fragments": [prompt],
+                                    "prompt_token_ids": [lm.token_id(t) for t in lm.tokenize(prompt)],
+                                    "completion": generation.text,
+                                    "completion_token_ids": [lm.token_id(t) for t in generation.tokens]}
+        return result
+
+    def function_call(self, body: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
+        """The legacy `functions` API: OpenAI answers with function_call; current Fireworks with tool_calls."""
+        functions = body.get("functions")
+        forced_call = body.get("function_call")
+        if not functions or not isinstance(forced_call, dict):
+            return None
+        call = {"name": forced_call.get("name"), "arguments": "{}"}
+        if self.config.is_("legacy-functions", "tool-calls"):
+            return ({"role": "assistant", "content": None,
+                     "tool_calls": [{"id": self.state.next_id("call"), "type": "function", "function": call}]},
+                    "tool_calls")
+        return {"role": "assistant", "content": None, "function_call": call}, "function_call"
+
+    def logprobs(self, body: dict[str, Any], tokens: list[str], chat: bool) -> dict[str, Any] | None:
+        requested = body.get("logprobs")
+        if requested is None or requested is False:
+            return None
+        if chat and requested is True:
+            extras = self.config.is_("chat-logprobs-boolean", "fireworks")
+            top = body.get("top_logprobs") or 0
+            content = []
+            offset = 0
+            for token in tokens:
+                item: dict[str, Any] = {"token": token, "logprob": lm.logprob(token),
+                                        "bytes": list(token.encode()),
+                                        "top_logprobs": [{"token": alt, "logprob": lm.logprob(alt) - rank,
+                                                          "bytes": list(alt.encode())}
+                                                         for rank, alt in enumerate(_alternatives(token, top))]}
+                if extras:
+                    item.update(token_id=lm.token_id(token), text_offset=offset, sampling_logprob=item["logprob"])
+                offset += len(token)
+                content.append(item)
+            return {"content": content} if extras else {"content": content, "refusal": None}
+        top = int(requested)
+        offsets = list(itertools.accumulate((len(t) for t in tokens), initial=0))[:-1]
+        legacy: dict[str, Any] = {
+            "tokens": tokens,
+            "token_logprobs": [lm.logprob(t) for t in tokens],
+            "top_logprobs": [{alt: lm.logprob(alt) for alt in _alternatives(t, top)} for t in tokens],
+            "text_offset": offsets,
+        }
+        if chat:
+            legacy["token_ids"] = [lm.token_id(t) for t in tokens]
+        return legacy
+
+    # ---- streaming --------------------------------------------------------------------------
+    async def stream(self, body, prompt, generations, usage, response_id, chat) -> AsyncIterator[bytes]:
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        finish_usage = self.config.is_("stream-usage-default", "fireworks") or (
+            include_usage and self.config.is_("stream-options-include-usage", "fireworks"))
+        separate_usage = include_usage and self.config.is_("stream-options-include-usage", "openai")
+        usage_key = finish_usage or separate_usage
+        completed = False
+        try:
+            for index, generation in enumerate(generations):
+                pieces = self.stream_pieces(body, prompt, generation, chat)
+                for position, piece in enumerate(pieces):
+                    last = position == len(pieces) - 1
+                    choice = self.stream_choice(piece, index, generation.finish_reason if last else None, chat,
+                                                first=position == 0)
+                    chunk = self.chunk(response_id, [choice], chat)
+                    if usage_key:
+                        chunk["usage"] = usage if (finish_usage and last and index == len(generations) - 1) else None
+                    if last and body.get("perf_metrics_in_response"):
+                        chunk["perf_metrics"] = self.perf_metrics(usage["prompt_tokens"])
+                    yield sse(chunk)
+                    await asyncio.sleep(0)
+            if separate_usage:
+                yield sse({**self.chunk(response_id, [], chat), "usage": usage})
+            yield b"data: [DONE]\n\n"
+            completed = True
+        finally:
+            if not completed and self.config.is_("stream-abort", "other"):
+                self.state.wedged = True
+
+    def stream_pieces(self, body, prompt, generation: Generation, chat: bool) -> list[str | None]:
+        """Text per chunk: the role chunk (chat), one per token, then the finish chunk."""
+        tokens = list(generation.tokens)
+        if body.get("echo"):
+            tokens = [prompt, *tokens]
+        head: list[str | None] = [""] if chat else []
+        return [*head, *tokens, None]
+
+    def stream_choice(self, piece: str | None, index: int, finish: str | None, chat: bool, first: bool) -> dict:
+        if chat:
+            delta: dict[str, Any] = {}
+            if first:
+                delta["role"] = "assistant"
+            if piece is not None:
+                delta["content"] = piece
+            choice = {"index": index, "delta": delta, "finish_reason": finish}
+        else:
+            choice = {"index": index, "text": piece or "", "finish_reason": finish}
+        if not (chat and self.config.is_("chat-completion-schema", "fireworks")):
+            choice["logprobs"] = None
+        return choice
+
+    def chunk(self, response_id: str, choices: list[dict], chat: bool) -> dict[str, Any]:
+        chunk = {"id": response_id, "object": "chat.completion.chunk" if chat else "text_completion",
+                 "created": CREATED, "model": self.config.model_id, "choices": choices}
+        if chat and not self.config.is_("chat-completion-schema", "fireworks"):
+            chunk["system_fingerprint"] = "fp_reference"
+        return chunk
+
+
+def _alternatives(token: str, count: int) -> list[str]:
+    return [token] + [f"{token}{suffix}" for suffix in "abcdefghijklmnopqrstuvwxyz"][: max(0, count - 1)] if count else []
+
+
+def sse(payload: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
+
+
+def create_app(config: ServerConfig) -> Starlette:
+    endpoint = Endpoint(config)
+
+    def guarded(handler):
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except ApiError as error:
+                return error.response()
+
+        return route
+
+    routes = [
+        Route("/v1/models", guarded(endpoint.models), methods=["GET"]),
+        Route("/v1/chat/completions", guarded(endpoint.chat), methods=["POST"]),
+        Route("/v1/completions", guarded(endpoint.completions), methods=["POST"]),
+        Route("/v1/responses", guarded(endpoint.responses), methods=["POST"]),
+    ]
+    app = Starlette(routes=routes)
+    app.state.config = config
+    app.state.started = time.time()
+    return app

@@ -1,0 +1,62 @@
+"""JSON Schema validation of what an endpoint returns, against the schemas in `schemas/`.
+
+Two sets exist: `strict` (OpenAI's spec as written) and `core` (what clients rely on, which
+Fireworks-shaped objects also satisfy). A violation names the JSON path and the rule it broke, so
+a failure reads like "$.choices[0].message: 'refusal' is a required property (required)".
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from jsonschema import Draft202012Validator
+
+SchemaSet = Literal["strict", "core"]
+
+
+def schema_root() -> Path:
+    """Where the schemas are: inside an installed wheel, or the source tree's `schemas/`."""
+    packaged = Path(str(resources.files("conformance"))) / "schemas"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "schemas"
+
+
+@dataclass(frozen=True)
+class Violation:
+    path: str
+    rule: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message} ({self.rule})"
+
+
+@lru_cache(maxsize=None)
+def validator(name: str, schema_set: SchemaSet = "core") -> Draft202012Validator:
+    path = schema_root() / schema_set / f"{name}.schema.json"
+    return Draft202012Validator(json.loads(path.read_text(encoding="utf-8")))
+
+
+def validate(name: str, instance: Any, schema_set: SchemaSet = "core", limit: int = 5) -> list[Violation]:
+    """Every way `instance` breaks schema `name` (the most specific first, at most `limit`)."""
+    found = []
+    for error in sorted(validator(name, schema_set).iter_errors(instance), key=_specificity):
+        leaf = min(error.context, key=_specificity) if error.context else error
+        found.append(Violation(leaf.json_path, str(leaf.validator), _short(leaf.message)))
+        if len(found) >= limit:
+            break
+    return found
+
+
+def _specificity(error) -> tuple[int, str]:
+    return (-len(error.absolute_path), error.json_path)
+
+
+def _short(message: str, limit: int = 240) -> str:
+    return message if len(message) <= limit else message[: limit - 3] + "..."

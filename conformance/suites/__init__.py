@@ -1,0 +1,1 @@
+"""The conformance checks as pytest tests: `pytest --pyargs conformance.suites --base-url URL`."""

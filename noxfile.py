@@ -1,0 +1,20 @@
+"""Developer sessions: `nox -s tests` is what CI runs; the others are run on demand."""
+
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The project's own test suite (the README's second Quickstart command)."""
+    session.install(".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def schemas(session: nox.Session) -> None:
+    """Regenerate schemas/ from the vendored OpenAI OpenAPI spec plus the Fireworks overlays."""
+    session.install("jsonschema")
+    session.run("python", "tools/generate_schemas.py", *session.posargs)
