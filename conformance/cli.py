@@ -27,9 +27,8 @@ class UsageProblem(Exception):
 
 
 class Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # argparse's default is fine, but keep the exit code ours
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+    def error(self, message: str):  # one line (argparse's default adds a usage block), and our exit code
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def positive_float(text: str) -> float:
@@ -49,6 +48,16 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be greater than 0: {text!r}")
+    return value
+
+
+def port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port (0-65535): {text!r}")
     return value
 
 
@@ -84,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the reference server in the foreground")
     serve.add_argument("--behavior", choices=("openai", "fireworks"), default="openai")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
+    serve.add_argument("--port", type=port, default=0, help="0 picks a free port (default)")
     serve.add_argument("--api-key", help="require this key (401 otherwise)")
     serve.add_argument("--context-window", type=positive_int, default=4096)
     serve.add_argument("--latency-ms", type=int, default=0, help="delay every response by this many ms")
@@ -120,6 +129,13 @@ def command_run(args: argparse.Namespace) -> int:
         load_profile(args.profile, load_catalog())
     except ProfileError as problem:
         raise UsageProblem(str(problem)) from None
+    report_dir = Path(args.report_dir)
+    try:
+        report_dir.mkdir(parents=True, exist_ok=True)
+        if not os.access(report_dir, os.W_OK):
+            raise PermissionError(13, "not writable")
+    except OSError as problem:
+        raise UsageProblem(f"cannot write reports to {str(report_dir)!r}: {problem.strerror or problem}") from None
     code = pytest.main(pytest_arguments(args))
     if code == pytest.ExitCode.OK:
         return EXIT_OK
@@ -175,7 +191,10 @@ COMMANDS = {"run": command_run, "serve": command_serve, "catalog": command_catal
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # --help, --version, or a flag's one-line error: return the code, as for the rest
+        return stop.code if isinstance(stop.code, int) else (EXIT_OK if stop.code is None else EXIT_USAGE)
     try:
         return COMMANDS[args.command](args)
     except UsageProblem as problem:
@@ -184,6 +203,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("conformance: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # e.g. `conformance catalog | head`: the reader left, which is no error
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the final flush cannot fail again
+        except (OSError, ValueError):
+            pass
+        return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -85,6 +85,8 @@ class Exchange:
     elapsed: float = 0.0
     first_byte: float | None = None
     failure: str | None = None
+    #: The client closed the connection on purpose after this many events (stream-abort probes).
+    aborted_after: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -236,10 +238,12 @@ class EndpointClient:
         return f"{self.base_url}/{path.lstrip('/')}"
 
     def request(self, method: str, path: str, body: Any = None, *, headers: dict[str, str] | None = None,
-                content: bytes | None = None) -> Exchange:
+                content: bytes | None = None, abort_after_events: int | None = None) -> Exchange:
         """Send one request and read the whole response within `timeout` seconds overall.
 
-        Raises EndpointError when no HTTP response could be had; any HTTP status is returned.
+        With `abort_after_events`, close the connection once that many SSE events have arrived,
+        as a client abandoning a stream does. Raises EndpointError when no HTTP response could be
+        had; any HTTP status is returned.
         """
         url = self.url(path)
         request = self._http.build_request(method, url, json=body if content is None else None,
@@ -256,7 +260,7 @@ class EndpointClient:
             try:
                 exchange.status = response.status_code
                 exchange.response_headers = self.redactor.headers(response.headers)
-                exchange.body = self._read_body(response, started, exchange)
+                exchange.body = self._read_body(response, started, exchange, abort_after_events)
             finally:
                 response.close()
         except httpx.TimeoutException:
@@ -269,7 +273,8 @@ class EndpointClient:
             raise EndpointError(f"{method} {exchange.url}: {exchange.failure}", exchange)
         return exchange
 
-    def _read_body(self, response: httpx.Response, started: float, exchange: Exchange) -> bytes:
+    def _read_body(self, response: httpx.Response, started: float, exchange: Exchange,
+                   abort_after_events: int | None = None) -> bytes:
         """Read the body chunk by chunk, enforcing an overall deadline and a size cap."""
         deadline = started + self.timeout
         parts: list[bytes] = []
@@ -284,6 +289,9 @@ class EndpointClient:
                 break
             if time.monotonic() > deadline:
                 exchange.failure = f"response still streaming after the {self.timeout:g}s timeout"
+                break
+            if abort_after_events and b"".join(parts).count(b"\n\n") >= abort_after_events:
+                exchange.aborted_after = abort_after_events
                 break
         return self.redactor.bytes(b"".join(parts))
 

@@ -4,7 +4,7 @@ reference server on a free loopback port; and which model, when none was named."
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from conformance.client import EndpointClient, EndpointError, normalize_base_url
 from conformance.reference_server import RunningServer, ServerConfig, start_in_thread
@@ -22,6 +22,7 @@ class Endpoint:
     api_key: str | None
     model: str
     embedded: RunningServer | None = None
+    _closed: bool = field(default=False, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -32,9 +33,10 @@ class Endpoint:
         return self.base_url.split("://", 1)[1].split("/", 1)[0].replace(":", "_")
 
     def close(self) -> None:
-        if self.embedded:
+        # Keep `embedded` set: the report is written after the run is closed and says which it was.
+        if self.embedded and not self._closed:
             self.embedded.stop()
-            self.embedded = None
+        self._closed = True
 
 
 def base_url_from_environment() -> str | None:
@@ -55,8 +57,8 @@ def resolve(base_url: str | None, api_key: str | None, model: str | None, timeou
     try:
         base_url = normalize_base_url(base_url)
         endpoint = Endpoint(base_url, api_key, model or "", embedded)
-        if not model:
-            endpoint.model = first_model(base_url, api_key, timeout)
+        listed = first_model(base_url, api_key, timeout, required=not model)
+        endpoint.model = model or listed
         return endpoint
     except (ValueError, EndpointUnusable) as problem:
         if embedded:
@@ -64,8 +66,11 @@ def resolve(base_url: str | None, api_key: str | None, model: str | None, timeou
         raise EndpointUnusable(str(problem)) from None
 
 
-def first_model(base_url: str, api_key: str | None, timeout: float) -> str:
-    """The first id `GET /models` lists; the run's model when `--model` is not given."""
+def first_model(base_url: str, api_key: str | None, timeout: float, required: bool = True) -> str:
+    """The first id `GET /models` lists; the run's model when `--model` is not given.
+
+    Sent even when the model is known: it is how an unreachable endpoint or a refused key is told
+    apart from a check's failure. With `required=False` a missing listing is no problem ("")."""
     client = EndpointClient(base_url, api_key, timeout)
     try:
         listing = client.get("models")
@@ -77,6 +82,8 @@ def first_model(base_url: str, api_key: str | None, timeout: float) -> str:
         raise EndpointUnusable(f"{base_url} refused the API key (HTTP {listing.status}); set OPENAI_API_KEY or --api-key")
     data = listing.json.get("data") if isinstance(listing.json, dict) else None
     ids = [m.get("id") for m in data or [] if isinstance(m, dict) and isinstance(m.get("id"), str)]
+    if not required:
+        return ids[0] if ids else ""
     if not listing.ok or not ids:
         raise EndpointUnusable(f"{base_url}/models did not list a model ({listing.describe_status()}); pass --model")
     return ids[0]

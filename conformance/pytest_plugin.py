@@ -8,13 +8,14 @@ no conformance items, so installing the package changes nothing for other test s
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 from conformance.catalog import load_catalog
 from conformance.checks import REGISTRY
-from conformance.endpoint import EndpointUnusable, resolve
+from conformance.endpoint import EndpointUnusable, base_url_from_environment, resolve
 from conformance.profiles import ProfileError, load_profile
 from conformance.report import write_reports
 from conformance.runner import ConformanceRun
@@ -75,8 +76,11 @@ def pytest_runtestloop(session: pytest.Session) -> None:
                            option(OPT_MODEL), option(OPT_TIMEOUT), option(OPT_EMBEDDED))
     except (ProfileError, EndpointUnusable) as problem:
         config.stash[SETUP_FAILURE] = str(problem)
-        write_reports(None, Path(option(OPT_REPORT_DIR)), setup_failure=str(problem),
-                      base_url=option(OPT_BASE_URL))
+        try:
+            write_reports(None, Path(option(OPT_REPORT_DIR)), setup_failure=str(problem),
+                          base_url=option(OPT_BASE_URL) or base_url_from_environment())
+        except OSError as unwritable:
+            problem = f"{problem} (and no report: {report_dir_problem(option(OPT_REPORT_DIR), unwritable)})"
         raise pytest.UsageError(str(problem)) from None
     run = ConformanceRun(endpoint, load_catalog(), profile, option(OPT_TIMEOUT),
                          context_window=option(OPT_CONTEXT_WINDOW), concurrency=option(OPT_CONCURRENCY))
@@ -108,7 +112,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     interrupted = exitstatus == pytest.ExitCode.INTERRUPTED or session.shouldstop
     run.finish("interrupted" if interrupted else "completed",
                "the run was interrupted; the report holds the checks finished by then" if interrupted else None)
-    run.written = write_reports(run, Path(session.config.getoption(OPT_REPORT_DIR)))
+    directory = session.config.getoption(OPT_REPORT_DIR)
+    try:
+        run.written = write_reports(run, Path(directory))
+    except OSError as problem:
+        # One line, not an internal-error traceback; a run without its reports is not a success.
+        sys.stderr.write(f"conformance: error: {report_dir_problem(directory, problem)}\n")
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
+
+
+def report_dir_problem(directory: str, problem: OSError) -> str:
+    return f"cannot write reports to {directory!r}: {problem.strerror or problem}"
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:

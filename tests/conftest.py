@@ -26,5 +26,13 @@ def reference_server() -> Iterator[ServerFactory]:
         return running[key]
 
     yield serve
-    for server in running.values():
+    stop_all(running.values())
+
+
+def stop_all(servers) -> None:
+    """Ask every server to exit first, then wait: shutdowns overlap instead of queueing."""
+    servers = list(servers)
+    for server in servers:
+        server.request_stop()
+    for server in servers:
         server.stop()

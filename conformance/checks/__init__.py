@@ -1,6 +1,11 @@
-"""The checks, one module per area; importing this package registers them all in REGISTRY."""
+"""The checks, one module per area; importing this package registers them all in REGISTRY.
 
-from conformance.checks import core, streaming  # noqa: F401  (registration by import)
+The import order is the report's order.
+"""
+
+from conformance.checks import (  # noqa: F401  (registration by import)
+    core, streaming, generation, parameters, extensions, logprobs, prompt_inspection, responses,
+)
 from conformance.checks.base import REGISTRY, Check
 
 __all__ = ["REGISTRY", "Check"]

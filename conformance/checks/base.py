@@ -168,3 +168,33 @@ def check_per_api(entry: str, title: str, requests: int = 1, apis: tuple[Api, ..
         return probe
 
     return register
+
+
+def is_rejection(exchange: Exchange) -> bool:
+    """A 4xx answer: the endpoint refused the request (a 5xx is a fault, not a refusal)."""
+    if exchange.status is not None and exchange.status >= 500:
+        raise ProbeFailed(f"server error instead of an answer: {exchange.describe_status()}")
+    return exchange.status is not None and 400 <= exchange.status < 500
+
+
+def first_choice(body: dict[str, Any]) -> dict[str, Any]:
+    choices = body.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise ProbeFailed(f"the response has no choices: {str(body)[:200]}")
+    return choices[0]
+
+
+def streamed_text(api: Api, chunks: list[dict[str, Any]], index: int = 0) -> str:
+    """The text of choice `index`, concatenated from its deltas."""
+    return "".join(api.delta_text(choice) for chunk in chunks for choice in chunk.get("choices") or []
+                   if isinstance(choice, dict) and choice.get("index", 0) == index)
+
+
+def streamed_finish_reason(chunks: list[dict[str, Any]], index: int = 0) -> str | None:
+    reasons = [choice.get("finish_reason") for chunk in chunks for choice in chunk.get("choices") or []
+               if isinstance(choice, dict) and choice.get("index", 0) == index and choice.get("finish_reason")]
+    return reasons[-1] if reasons else None
+
+
+def rejection_reason(exchange: Exchange) -> str:
+    return f"rejected: {exchange.describe_status()}"

@@ -1,9 +1,13 @@
-"""Core surface checks: the shape of a plain chat completion and completion."""
+"""Core surface checks: shapes, usage, n, history and the model listing, which both documents promise alike."""
 
 from __future__ import annotations
 
-from conformance.checks.base import CHAT, COMPLETIONS, Api, ProbeContext, check
-from conformance.results import Observation, observe
+import re
+
+from conformance.checks.base import (
+    CHAT, COMPLETIONS, Api, ProbeContext, check, check_per_api, first_choice, is_rejection, rejection_reason,
+)
+from conformance.results import Observation, inconclusive, observe
 
 SAY_OK = "Reply with only the word OK."
 
@@ -34,3 +38,69 @@ def completion_schema(ctx: ProbeContext) -> Observation:
     if observation.behaviour == "fireworks":
         return observe("other", observation.reason)
     return observation
+
+
+@check_per_api("usage-in-response", "Token usage on a non-streaming response")
+def usage_in_response(ctx: ProbeContext, api: Api) -> Observation:
+    prompt = SAY_OK if api is CHAT else "The quick brown fox"
+    usage = ctx.require_success(ctx.generate(api, prompt, max_tokens=4), api.name).get("usage")
+    if not isinstance(usage, dict):
+        return observe("other", "the response has no usage object")
+    counts = [usage.get(k) for k in ("prompt_tokens", "completion_tokens", "total_tokens")]
+    if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+        return observe("other", f"usage counts are not non-negative integers: {usage}")
+    if counts[0] + counts[1] != counts[2]:
+        return observe("other", f"usage does not add up: {counts[0]} + {counts[1]} != {counts[2]}")
+    if counts[0] == 0:
+        return observe("other", "usage reports 0 prompt tokens for a non-empty prompt")
+    return observe("openai", f"usage {counts[0]} + {counts[1]} = {counts[2]}", usage=usage)
+
+
+@check_per_api("n-choices", "n generations")
+def n_choices(ctx: ProbeContext, api: Api) -> Observation:
+    prompt = SAY_OK if api is CHAT else "The quick brown fox"
+    exchange = ctx.generate(api, prompt, max_tokens=4, n=2)
+    if is_rejection(exchange):
+        return observe("unsupported", f"n=2 {rejection_reason(exchange)}")
+    choices = ctx.require_success(exchange, f"{api.name} with n=2").get("choices") or []
+    indexes = sorted(c.get("index") for c in choices if isinstance(c, dict))
+    if indexes == [0, 1]:
+        return observe("openai", "two choices, indexes 0 and 1")
+    return observe("other", f"asked for 2 choices, got indexes {indexes}")
+
+
+SECRET = "marmalade"
+
+
+@check("multi-turn-history/chat", "multi-turn-history", "Earlier turns are part of the prompt", requests=2)
+def multi_turn_history(ctx: ProbeContext) -> Observation:
+    history = [{"role": "user", "content": f"The secret word is {SECRET}."},
+               {"role": "assistant", "content": "Noted."},
+               {"role": "user", "content": "Repeat my first message exactly."}]
+    reply = CHAT.text(first_choice(ctx.require_success(ctx.generate(CHAT, history, max_tokens=16), "multi-turn")))
+    if isinstance(reply, str) and SECRET in reply.lower():
+        return observe("openai", f"the reply recalls the first turn: {reply[:80]!r}")
+    control = [{"role": "user", "content": f"Repeat exactly: The secret word is {SECRET}."}]
+    echoed = CHAT.text(first_choice(ctx.require_success(ctx.generate(CHAT, control, max_tokens=16), "control")))
+    if not (isinstance(echoed, str) and SECRET in echoed.lower()):
+        return inconclusive(f"the model does not repeat {SECRET!r} even when it is in the last message "
+                            f"({str(echoed)[:80]!r}), so a missing recall proves nothing")
+    return observe("other", f"the model repeats {SECRET!r} from the last message but not from an earlier turn: "
+                   f"{str(reply)[:80]!r}")
+
+
+FIREWORKS_MODEL_ID = re.compile(r"^accounts/[^/]+/models/[^/]+$")
+
+
+@check("model-identifiers/models", "model-identifiers", "Model ids and the /v1/models listing")
+def model_identifiers(ctx: ProbeContext) -> Observation:
+    listing = ctx.require_success(ctx.send("models", method="GET"), "GET /models")
+    problems = ctx.schema_violations("model_list", listing, "core")
+    if problems:
+        return observe("other", "the listing is malformed: " + "; ".join(map(str, problems)))
+    ids = [m["id"] for m in listing["data"]]
+    if ctx.model not in ids:
+        return observe("other", f"the model in use, {ctx.model!r}, is not listed (listed: {ids[:5]})")
+    if FIREWORKS_MODEL_ID.match(ctx.model):
+        return observe("fireworks", f"{ctx.model!r} has the accounts/<account>/models/<name> form")
+    return observe("openai", f"{ctx.model!r} is a plain model id")

@@ -46,6 +46,8 @@ OLD_UNSUPPORTED = {
     "logit_bias": "logit-bias",
     "functions": "legacy-functions",
 }
+#: A pause between chunks, so a client that aborts a stream really interrupts it.
+STREAM_PACING_S = 0.001
 SAMPLING_DEFAULTS = {"max_tokens": 2048, "temperature": 1.0, "top_p": 1.0, "top_k": 0, "min_p": 0.0,
                      "typical_p": 1.0, "frequency_penalty": 0.0, "presence_penalty": 0.0,
                      "repetition_penalty": 1.0}
@@ -71,6 +73,8 @@ def bad_param(param: str, message: str) -> ApiError:
 @dataclass
 class ServerState:
     ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+    #: Deviation `stream-abort=other`: after a client abandons a stream, the next request fails,
+    #: as on a server that keeps generating for a client that has gone.
     wedged: bool = False
 
     def next_id(self, prefix: str) -> str:
@@ -98,8 +102,8 @@ class Endpoint:
         if self.config.latency_ms:
             await asyncio.sleep(self.config.latency_ms / 1000)
         if self.state.wedged:
-            self.state.wedged = False
-            raise ApiError(503, "the server is recovering from an aborted stream", "server_error")
+            self.state.wedged = False  # the stale generation ends now; the next request is served
+            raise ApiError(503, "the server is busy generating for a client that has gone", "server_error")
         if self.config.api_key:
             header = request.headers.get("authorization", "")
             if header != f"Bearer {self.config.api_key}":
@@ -143,6 +147,8 @@ class Endpoint:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
             raise bad_param("messages", "'messages' must be a non-empty array of message objects.")
+        if self.config.is_("multi-turn-history", "other"):
+            messages = messages[-1:]  # deviation: the history is dropped
         prompt = lm.render_chat(messages)
         return self.complete(body, prompt, lm.chat_reply(messages), chat=True)
 
@@ -274,6 +280,8 @@ class Endpoint:
             result.update(system_fingerprint="fp_reference", service_tier="default")
         if body.get("perf_metrics_in_response"):
             result["perf_metrics"] = self.perf_metrics(prompt_tokens)
+        if self.config.is_("chat-completion-schema" if chat else "completion-schema", "other"):
+            del result["created"]  # deviation: a required field is missing
         return JSONResponse(result, headers=self.headers(prompt_tokens, streaming=False))
 
     def choice_count(self, body: dict[str, Any]) -> int:
@@ -366,7 +374,7 @@ class Endpoint:
             include_usage and self.config.is_("stream-options-include-usage", "fireworks"))
         separate_usage = include_usage and self.config.is_("stream-options-include-usage", "openai")
         usage_key = finish_usage or separate_usage
-        completed = False
+        finished = False
         try:
             for index, generation in enumerate(generations):
                 pieces = self.stream_pieces(body, prompt, generation, chat)
@@ -380,13 +388,14 @@ class Endpoint:
                     if last and body.get("perf_metrics_in_response"):
                         chunk["perf_metrics"] = self.perf_metrics(usage["prompt_tokens"])
                     yield sse(chunk)
-                    await asyncio.sleep(0)
+                    await asyncio.sleep(STREAM_PACING_S)
             if separate_usage:
                 yield sse({**self.chunk(response_id, [], chat), "usage": usage})
             yield b"data: [DONE]\n\n"
-            completed = True
+            finished = True
         finally:
-            if not completed and self.config.is_("stream-abort", "other"):
+            # Starlette cancels this generator when the client disconnects mid-stream.
+            if not finished and self.config.is_("stream-abort", "other"):
                 self.state.wedged = True
 
     def stream_pieces(self, body, prompt, generation: Generation, chat: bool) -> list[str | None]:

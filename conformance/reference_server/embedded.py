@@ -22,8 +22,11 @@ class RunningServer:
     _server: uvicorn.Server
     _thread: threading.Thread
 
-    def stop(self) -> None:
+    def request_stop(self) -> None:
         self._server.should_exit = True
+
+    def stop(self) -> None:
+        self.request_stop()
         self._thread.join(timeout=10)
 
     def __enter__(self) -> "RunningServer":

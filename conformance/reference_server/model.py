@@ -15,6 +15,7 @@ from typing import Any
 
 TOKEN_PATTERN = re.compile(r" ?\w+| ?[^\w\s]|\s+")
 RECALL_PREFIX = "repeat my first message"
+COUNT_REQUEST = re.compile(r"count from (-?\d+) to (-?\d+)", re.IGNORECASE)
 _vocabulary: dict[int, str] = {}
 
 
@@ -52,11 +53,16 @@ def render_chat(messages: list[dict[str, Any]]) -> str:
 
 
 def chat_reply(messages: list[dict[str, Any]]) -> Iterator[str]:
-    """Tokens of the reply: the first user message when asked to recall it, else the last one."""
+    """Tokens of the reply: a count when asked to count, the first user message when asked to
+    recall it, else the last user message repeated."""
     users = [message_text(m) for m in messages if m.get("role") == "user"]
     if not users:
         return iter(tokenize("OK"))
     last = users[-1]
+    counting = COUNT_REQUEST.search(last)
+    if counting:
+        start, end = (int(g) for g in counting.groups())
+        return iter(tokenize(", ".join(str(i) for i in range(start, end + 1))))
     if last.strip().lower().startswith(RECALL_PREFIX):
         return iter(tokenize(users[0]))
     return iter(tokenize(last))

@@ -29,7 +29,7 @@ def _response_object(body: dict[str, Any], response_id: str, model_id: str, text
         "type": "message", "id": f"msg_{response_id}", "status": "completed", "role": "assistant",
         "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
     }]
-    return {
+    response = {
         "id": response_id, "object": "response", "created_at": CREATED,
         "status": "completed" if done else "in_progress", "model": model_id, "output": output,
         "error": None, "incomplete_details": None, "instructions": body.get("instructions"),
@@ -37,8 +37,11 @@ def _response_object(body: dict[str, Any], response_id: str, model_id: str, text
         "previous_response_id": None, "temperature": body.get("temperature", 1.0),
         "top_p": body.get("top_p", 1.0), "tool_choice": "auto", "tools": [], "truncation": "disabled",
         "text": {"format": {"type": "text"}}, "reasoning": {"effort": None, "summary": None},
-        "usage": usage, "user": None, "store": False, "background": False, "service_tier": "default",
+        "store": False, "background": False, "service_tier": "default",
     }
+    if usage is not None:
+        response["usage"] = usage
+    return response
 
 
 def create_response(body: dict[str, Any], response_id: str, model_id: str) -> Response:
@@ -50,7 +53,7 @@ def create_response(body: dict[str, Any], response_id: str, model_id: str) -> Re
     limit = body.get("max_output_tokens") or 64
     tokens, _ = lm.take(lm.chat_reply(messages), limit)
     text = "".join(tokens)
-    usage = {"input_tokens": lm.count_tokens(prompt), "input_tokens_details": {"cached_tokens": 0},
+    usage = {"input_tokens": lm.count_tokens(prompt), "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
              "output_tokens": len(tokens), "output_tokens_details": {"reasoning_tokens": 0},
              "total_tokens": lm.count_tokens(prompt) + len(tokens)}
     if not body.get("stream"):

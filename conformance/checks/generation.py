@@ -1,0 +1,126 @@
+"""Stop sequences and the context window: what the generated text contains, and when a request
+that cannot fit is refused or shortened."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conformance.checks.base import (
+    CHAT, COMPLETIONS, Api, ProbeContext, ProbeFailed, check, check_per_api, first_choice, is_rejection,
+    rejection_reason, streamed_finish_reason, streamed_text,
+)
+from conformance.results import Observation, inconclusive, observe
+
+
+def stop_probe(api: Api) -> tuple[Any, list[str], str, str]:
+    """(prompt, stop, the text expected before the stop string, the stop string itself)."""
+    if api is CHAT:
+        messages = [{"role": "system", "content": "Repeat the user's text exactly."},
+                    {"role": "user", "content": "alpha beta gamma delta epsilon"}]
+        return messages, ["gamma"], "alpha beta", "gamma"
+    return "1, 2, 3, 4, 5, 6,", [" 9"], " 7, 8,", " 9"
+
+
+def classify_stop(text: str | None, finish_reason: str | None, before: str, stop: str) -> Observation:
+    """Verdict from the tail of the text; only when the model clearly got as far as the stop string."""
+    if not isinstance(text, str):
+        return inconclusive("the response carried no text")
+    squeezed = " ".join(text.split())
+    if not squeezed.startswith(" ".join(before.split())):
+        return inconclusive(f"the model did not produce the expected lead-in {before!r} (got {text[:60]!r}), "
+                            "so the stop string's fate says nothing")
+    if finish_reason != "stop":
+        return inconclusive(f"finish_reason is {finish_reason!r}, not 'stop': the stop string was never reached")
+    if text.rstrip().endswith(stop.strip()):
+        return observe("fireworks", f"the text ends with the stop string: {text!r}", text=text)
+    if stop.strip() not in text and text.rstrip().endswith(before.strip()):
+        return observe("openai", f"the text ends right before the stop string: {text!r}", text=text)
+    return observe("other", f"the text neither ends before nor with the stop string: {text!r}", text=text)
+
+
+def _stop(ctx: ProbeContext, api: Api, stream: bool) -> Observation:
+    prompt, stop, before, stop_text = stop_probe(api)
+    exchange = ctx.generate(api, prompt, stop=stop, max_tokens=16, stream=stream)
+    if stream:
+        chunks = ctx.require_stream(exchange, "stream with stop")
+        return classify_stop(streamed_text(api, chunks), streamed_finish_reason(chunks), before, stop_text)
+    choice = first_choice(ctx.require_success(exchange, "request with stop"))
+    return classify_stop(api.text(choice), choice.get("finish_reason"), before, stop_text)
+
+
+for _api in (CHAT, COMPLETIONS):
+    for _stream in (False, True):
+        check(f"stop-sequence-in-output/{_api.name}{'-stream' if _stream else ''}", "stop-sequence-in-output",
+              f"Is the matched stop string returned? ({_api.name}{', streaming' if _stream else ''})")(
+            lambda ctx, api=_api, stream=_stream: _stop(ctx, api, stream))
+
+OVERFLOW_PROMPT = "Reply with only the word OK."
+#: max_tokens beyond any context window in use today, when the window is not known.
+UNKNOWN_WINDOW_MAX_TOKENS = 1_048_576
+
+
+def context_window(ctx: ProbeContext) -> int | None:
+    """The window the user gave, else what `/models` says (Fireworks' `context_length`, vLLM's
+    `max_model_len`), else None."""
+    if ctx.context_window:
+        return ctx.context_window
+    listing = ctx.send("models", method="GET")
+    for model in (listing.json or {}).get("data", []) if isinstance(listing.json, dict) else []:
+        if isinstance(model, dict) and model.get("id") == ctx.model:
+            for key in ("context_length", "max_model_len", "context_window"):
+                if isinstance(model.get(key), int):
+                    return model[key]
+    return None
+
+
+def overflow_request(ctx: ProbeContext, api: Api, window: int | None, **params: Any):
+    """A request whose prompt fits but whose prompt + max_tokens does not."""
+    max_tokens = window + 16 if window else UNKNOWN_WINDOW_MAX_TOKENS
+    return ctx.generate(api, OVERFLOW_PROMPT, max_tokens=max_tokens, **params)
+
+
+def require_prompt_fits(ctx: ProbeContext, api: Api) -> None:
+    """Guard: the same prompt with a small max_tokens must succeed, or nothing can be concluded."""
+    ctx.require_success(ctx.generate(api, OVERFLOW_PROMPT, max_tokens=4), "the same prompt with max_tokens 4")
+
+
+@check_per_api("context-overflow-default", "Prompt plus max_tokens beyond the context window", requests=3)
+def context_overflow_default(ctx: ProbeContext, api: Api) -> Observation:
+    window = context_window(ctx)
+    require_prompt_fits(ctx, api)
+    exchange = overflow_request(ctx, api, window)
+    if is_rejection(exchange):
+        envelope = exchange.error_envelope or {}
+        return observe("openai", rejection_reason(exchange), status=exchange.status, code=envelope.get("code"))
+    body = ctx.require_success(exchange, "overflowing request")
+    usage = body.get("usage") or {}
+    used = (usage.get("prompt_tokens") or 0) + (usage.get("completion_tokens") or 0)
+    if window and used > window:
+        return observe("other", f"succeeded but used {used} tokens, more than the {window}-token window")
+    return observe("fireworks", f"succeeded (HTTP {exchange.status}) with max_tokens lowered to fit"
+                   + (f" the {window}-token window" if window else ""), usage=usage, window=window)
+
+
+@check("context-length-exceeded-behavior-param/chat", "context-length-exceeded-behavior-param",
+       "context_length_exceeded_behavior is honoured (chat)", requests=4)
+def context_length_exceeded_behavior(ctx: ProbeContext) -> Observation:
+    probe = ctx.generate(CHAT, OVERFLOW_PROMPT, max_tokens=4, context_length_exceeded_behavior="error")
+    if is_rejection(probe):
+        return observe("openai", f"the field is not accepted: {rejection_reason(probe)}")
+    ctx.require_success(probe, "a small request with context_length_exceeded_behavior=error")
+    window = context_window(ctx)
+    erring = overflow_request(ctx, CHAT, window, context_length_exceeded_behavior="error")
+    truncating = overflow_request(ctx, CHAT, window, context_length_exceeded_behavior="truncate")
+    if not is_rejection(erring):
+        return observe("other", f"accepted, but `error` did not refuse an overflowing request "
+                       f"(HTTP {erring.status})")
+    if is_rejection(truncating):
+        return observe("other", f"`error` refused the overflow, but `truncate` was refused too: "
+                       f"{rejection_reason(truncating)}")
+    ctx.require_success(truncating, "overflowing request with truncate")
+    envelope = erring.error_envelope or {}
+    return observe("fireworks", f"`error` refused the overflow with HTTP {erring.status}; `truncate` succeeded",
+                   error_status=erring.status, error_code=envelope.get("code"), error_type=envelope.get("type"))
+
+
+__all__ = ["context_window", "classify_stop", "ProbeFailed"]

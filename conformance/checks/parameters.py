@@ -1,0 +1,61 @@
+"""Parameters the older Fireworks page lists as "not supported": presence_penalty,
+frequency_penalty, best_of, logit_bias and the legacy functions API.
+
+Acceptance is deterministic (2xx versus 4xx), so it is what these checks judge; where an effect
+can be seen without knowing the model's tokenizer (functions), they look at the effect too.
+"""
+
+from __future__ import annotations
+
+from conformance.checks.base import (
+    CHAT, COMPLETIONS, Api, ProbeContext, check, first_choice, is_rejection, rejection_reason,
+)
+from conformance.results import Observation, observe
+
+SAY_OK = "Reply with only the word OK."
+
+
+def acceptance(ctx: ProbeContext, api: Api, prompt: str, name: str, **params) -> Observation:
+    """openai when the parameter is accepted; fireworks ("not supported") when refused with a 4xx."""
+    exchange = ctx.generate(api, prompt, max_tokens=4, **params)
+    if is_rejection(exchange):
+        return observe("fireworks", f"{name} {rejection_reason(exchange)}")
+    ctx.require_success(exchange, f"request with {name}")
+    return observe("openai", f"{name} accepted (HTTP {exchange.status}); its effect is not measured")
+
+
+for _penalty in ("presence_penalty", "frequency_penalty"):
+    check(f"penalty-parameters/{_penalty}", "penalty-parameters", f"{_penalty} is accepted (chat)")(
+        lambda ctx, name=_penalty: acceptance(ctx, CHAT, SAY_OK, name, **{name: 0.5}))
+
+
+@check("best-of/completions", "best-of", "best_of is accepted (completions)")
+def best_of(ctx: ProbeContext) -> Observation:
+    return acceptance(ctx, COMPLETIONS, "The quick brown fox", "best_of", best_of=2, n=1)
+
+
+@check("logit-bias/chat", "logit-bias", "logit_bias is accepted (chat)")
+def logit_bias(ctx: ProbeContext) -> Observation:
+    # A small bias on a low token id exists in every vocabulary and barely changes the output.
+    return acceptance(ctx, CHAT, SAY_OK, "logit_bias", logit_bias={"1000": 1})
+
+
+GET_TIME = {"name": "get_time", "description": "Returns the current time.",
+            "parameters": {"type": "object", "properties": {}}}
+
+
+@check("legacy-functions/chat", "legacy-functions", "functions/function_call answer with function_call (chat)")
+def legacy_functions(ctx: ProbeContext) -> Observation:
+    exchange = ctx.generate(CHAT, "What time is it?", max_tokens=32, functions=[GET_TIME],
+                            function_call={"name": "get_time"})
+    if is_rejection(exchange):
+        return observe("fireworks", f"functions {rejection_reason(exchange)}")
+    message = first_choice(ctx.require_success(exchange, "request with functions")).get("message") or {}
+    call = message.get("function_call")
+    if isinstance(call, dict) and call.get("name") == "get_time":
+        return observe("openai", "the forced function is returned as message.function_call")
+    calls = message.get("tool_calls")
+    if isinstance(calls, list) and any((c.get("function") or {}).get("name") == "get_time" for c in calls
+                                       if isinstance(c, dict)):
+        return observe("tool-calls", "the forced function is returned as message.tool_calls")
+    return observe("other", f"accepted, but neither function_call nor tool_calls names get_time: {str(message)[:200]}")

@@ -1,0 +1,56 @@
+"""The Responses API (`POST /v1/responses`): create, non-streaming and streaming."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conformance.checks.base import ProbeContext, check
+from conformance.results import Observation, observe
+
+PATH = "responses"
+NOT_SERVED = (404, 405, 501)
+
+
+def _request(ctx: ProbeContext, stream: bool) -> dict[str, Any]:
+    return {"model": ctx.model, "input": "Reply with only the word OK.", "max_output_tokens": 16,
+            "temperature": 0, "stream": stream}
+
+
+def output_text(response: dict[str, Any]) -> str:
+    return "".join(part.get("text", "") for item in response.get("output") or [] if isinstance(item, dict)
+                   for part in item.get("content") or [] if isinstance(part, dict) and part.get("type") == "output_text")
+
+
+@check("responses-api/create", "responses-api", "Responses API: create a response")
+def responses_create(ctx: ProbeContext) -> Observation:
+    exchange = ctx.send(PATH, _request(ctx, stream=False))
+    if exchange.status in NOT_SERVED:
+        return observe("unsupported", f"/responses is not served: {exchange.describe_status()}")
+    body = ctx.require_success(exchange, "POST /responses")
+    problems = ctx.schema_violations("response", body, "core")
+    if problems:
+        return observe("other", "not a valid response object: " + "; ".join(map(str, problems)))
+    if body.get("status") != "completed" or not output_text(body):
+        return observe("other", f"status {body.get('status')!r}, output text {output_text(body)!r}")
+    return observe("openai", f"a completed response with output text {output_text(body)[:60]!r}")
+
+
+@check("responses-api/stream", "responses-api", "Responses API: stream a response")
+def responses_stream(ctx: ProbeContext) -> Observation:
+    exchange = ctx.send(PATH, _request(ctx, stream=True))
+    if exchange.status in NOT_SERVED:
+        return observe("unsupported", f"/responses is not served: {exchange.describe_status()}")
+    events = ctx.require_stream(exchange, "POST /responses (stream)")
+    types = [event.get("type") for event in events]
+    problems = [f"event #{i} ({types[i]}): {v}" for i, event in enumerate(events)
+                for v in ctx.schema_violations("response_stream_event", event, "core")]
+    if problems:
+        return observe("other", "events break the schema: " + "; ".join(problems[:3]))
+    if not types or types[0] != "response.created" or types[-1] != "response.completed":
+        return observe("other", f"the events run {types[:1]} ... {types[-1:]}, not response.created ... "
+                       "response.completed")
+    deltas = "".join(e.get("delta", "") for e in events if e.get("type") == "response.output_text.delta")
+    final = output_text(events[-1].get("response") or {})
+    if deltas != final:
+        return observe("other", f"the text deltas {deltas!r} do not add up to the final text {final!r}")
+    return observe("openai", f"{len(events)} typed events from response.created to response.completed")

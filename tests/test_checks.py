@@ -1,0 +1,86 @@
+"""Every check, against the reference server showing each behaviour it can show for the check's
+entry: the check must observe exactly that behaviour, and fail (with evidence and a curl line)
+under a profile that expects anything else. This is the proof that no check is vacuous."""
+
+from __future__ import annotations
+
+import pytest
+
+from conformance.catalog import load_catalog
+from conformance.checks import REGISTRY
+from conformance.client import EndpointClient
+from conformance.profiles import Profile, load_profile
+from conformance.reference_server.config import CAPABILITIES
+from conformance.runner import execute
+
+CATALOG = load_catalog()
+
+
+_clients: dict[str, EndpointClient] = {}
+
+
+def run_check(server, check, profile: Profile):
+    """Execute one check; one client per server, as in a real run (building one costs ~15 ms)."""
+    if server.base_url not in _clients:
+        _clients[server.base_url] = EndpointClient(server.base_url, server.config.api_key, timeout=10)
+    return execute(check, CATALOG[check.entry], profile, _clients[server.base_url], server.config.model_id, None)
+
+
+def test_every_entry_has_a_check_and_every_check_an_entry():
+    checked = {check.entry for check in REGISTRY}
+    assert set(CATALOG.entries) - checked == set(), "catalog entries without a check"
+    assert checked - set(CATALOG.entries) == set(), "checks naming no catalog entry"
+
+
+def test_the_server_can_deviate_on_every_entry():
+    assert set(CAPABILITIES) == set(CATALOG.entries)
+    for entry_id, behaviours in CAPABILITIES.items():
+        assert len(behaviours) >= 2, f"{entry_id}: no way to make the reference server deviate"
+        assert set(behaviours) <= set(CATALOG[entry_id].vocabulary)
+
+
+CASES = [(check, behaviour) for check in REGISTRY for behaviour in CAPABILITIES[check.entry]]
+
+
+@pytest.mark.parametrize(("check", "behaviour"), CASES, ids=[f"{c.id}={b}" for c, b in CASES])
+def test_check_observes_what_the_server_does(reference_server, check, behaviour):
+    server = reference_server("openai", {check.entry: behaviour})
+    others = [b for b in CAPABILITIES[check.entry] if b != behaviour]
+
+    observed = run_check(server, check, Profile("none", ""))
+    assert (observed.outcome, observed.observed) == ("pass", behaviour), observed.explain()
+    assert observed.evidence and observed.curl[0].startswith("curl ")
+
+    judged = run_check(server, check, Profile("expects-otherwise", "", {check.entry: others}))
+    assert judged.outcome == "fail"
+    message = judged.explain()
+    assert f"observed {behaviour}" in message and "reproduce: curl" in message
+
+
+@pytest.mark.parametrize("vendor", ["openai", "fireworks"])
+def test_profile_none_classifies_every_entry_as_the_server_behaves(reference_server, vendor):
+    server = reference_server(vendor)
+    for check in REGISTRY:
+        result = run_check(server, check, Profile("none", ""))
+        assert result.observed == server.config.acts(check.entry), result.explain()
+
+
+@pytest.mark.parametrize("vendor", ["openai", "fireworks"])
+def test_shipped_profiles_cover_what_their_vendor_documents(vendor):
+    profile = load_profile(vendor, CATALOG)
+    for entry in CATALOG:
+        assert set(entry.vendor_behaviours(vendor)) <= set(profile.expected(entry.id) or []), entry.id
+
+
+@pytest.mark.parametrize(("server_vendor", "profile_name"),
+                         [("openai", "openai"), ("fireworks", "fireworks"), ("openai", "fireworks"),
+                          ("fireworks", "openai")])
+def test_profiles_fail_exactly_where_the_documents_differ(reference_server, server_vendor, profile_name):
+    server = reference_server(server_vendor)
+    profile = load_profile(profile_name, CATALOG)
+    results = [run_check(server, check, profile) for check in REGISTRY]
+    failing = {result.entry_id for result in results if result.outcome != "pass"}
+    differ = {entry.id for entry in CATALOG
+              if server.config.acts(entry.id) not in profile.expected(entry.id)}
+    assert failing == differ
+    assert bool(failing) == (server_vendor != profile_name)

@@ -1,0 +1,303 @@
+"""The `conformance` command: exit codes 0/1/2, one-line messages, never a traceback.
+
+Most runs are in-process (`conformance.cli.main`); a few subprocesses prove the entry points: the
+console script, `python -m conformance`, pytest's `pytest11` plugin, and `conformance serve`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import httpx
+import jsonschema
+import pytest
+
+from conformance.catalog import load_catalog
+from conformance.checks import REGISTRY
+from conformance.cli import main
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "report.schema.json"
+UNREACHABLE = "http://127.0.0.1:9/v1"  # the discard port on loopback: nothing listens there
+REPORT_FILES = {"report.json", "report.md", "report.html", "junit.xml"}
+
+
+@pytest.fixture(autouse=True)
+def no_endpoint_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for variable in ("OPENAI_BASE_URL", "OPENAI_API_BASE", "OPENAI_API_KEY"):
+        monkeypatch.delenv(variable, raising=False)
+
+
+def subprocess_env() -> dict[str, str]:
+    """The environment for child processes: no endpoint from ours, plugins autoloaded as usual."""
+    drop = {"OPENAI_BASE_URL", "OPENAI_API_BASE", "OPENAI_API_KEY", "PYTEST_ADDOPTS",
+            "PYTEST_DISABLE_PLUGIN_AUTOLOAD", "PYTEST_PLUGINS"}
+    return {name: value for name, value in os.environ.items() if name not in drop}
+
+
+def console_script() -> str:
+    found = Path(sysconfig.get_path("scripts")) / "conformance"
+    if found.is_file():
+        return str(found)
+    which = shutil.which("conformance")
+    assert which, "the `conformance` console script is not installed (pip install -e .)"
+    return which
+
+
+class Outcome:
+    def __init__(self, code: int, out: str, err: str):
+        self.code, self.out, self.err = code, out, err
+
+    def assert_one_line_error(self, *mentions: str) -> None:
+        """Exit 2, exactly one line on stderr naming what is wrong, and no traceback anywhere."""
+        assert self.code == 2, (self.code, self.out, self.err)
+        assert "Traceback" not in self.out + self.err
+        lines = [line for line in self.err.splitlines() if line.strip()]
+        assert len(lines) == 1, f"expected one line on stderr, got:\n{self.err}"
+        for mention in mentions:
+            assert mention in lines[0], (mention, lines[0])
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]):
+    def invoke(*argv: str | Path) -> Outcome:
+        code = main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        assert isinstance(code, int)
+        return Outcome(code, out, err)
+    return invoke
+
+
+@pytest.fixture(scope="module")
+def validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
+
+
+def report_of(directory: Path) -> dict:
+    return json.loads((directory / "report.json").read_text(encoding="utf-8"))
+
+
+def check_ids_matching(text: str) -> set[str]:
+    """The checks `-k TEXT` selects (a plain word matches a substring of the test id)."""
+    return {check.id for check in REGISTRY if text.lower() in check.id.lower()}
+
+
+# --- exit codes: 0 when the endpoint meets the profile, 1 when it does not ------------------------
+
+
+@pytest.mark.parametrize(("vendor", "profile", "expected_code"), [
+    ("fireworks", "fireworks", 0),
+    ("fireworks", "openai", 1),
+    ("fireworks", "none", 0),
+    ("openai", "openai", 0),
+    ("openai", "fireworks", 1),
+    ("openai", "none", 0),
+])
+def test_exit_code_follows_the_profile(reference_server, cli, tmp_path: Path, validator,
+                                       vendor: str, profile: str, expected_code: int) -> None:
+    result = cli("run", "--base-url", reference_server(vendor).base_url, "--profile", profile,
+                 "--report-dir", tmp_path)
+    assert result.code == expected_code, result.out + result.err
+    assert "Traceback" not in result.out + result.err
+    report = report_of(tmp_path)
+    assert validator.is_valid(report)
+    assert report["profile"]["name"] == profile
+    failing = report["summary"]["fail"] + report["summary"]["error"]
+    assert (failing > 0) == (expected_code == 1)
+    if profile == "none":
+        assert all(result["expected"] is None for result in report["results"])
+
+
+# --- an endpoint that cannot be used: exit 2, one line, a report that says why --------------------
+
+
+@pytest.mark.parametrize("flags", [[], ["--model", "some-model"]], ids=["model-from-listing", "model-given"])
+def test_unreachable_endpoint(cli, tmp_path: Path, validator, flags: list[str]) -> None:
+    result = cli("run", "--base-url", UNREACHABLE, "--report-dir", tmp_path, *flags)
+    result.assert_one_line_error(UNREACHABLE)
+    report = report_of(tmp_path)
+    assert validator.is_valid(report), list(validator.iter_errors(report))
+    assert report["status"] == "not-started" and UNREACHABLE in report["message"]
+    assert set(os.listdir(tmp_path)) == REPORT_FILES
+
+
+@pytest.mark.parametrize("flags", [[], ["--model", "reference-model"]], ids=["model-from-listing", "model-given"])
+def test_wrong_api_key(reference_server, cli, tmp_path: Path, flags: list[str]) -> None:
+    server = reference_server("openai", api_key="sk-the-right-key-0000")
+    result = cli("run", "--base-url", server.base_url, "--api-key", "sk-a-wrong-key-1111",
+                 "--report-dir", tmp_path, *flags)
+    result.assert_one_line_error("refused the API key")
+    assert "sk-a-wrong-key-1111" not in result.out + result.err
+    assert report_of(tmp_path)["status"] == "not-started"
+
+
+def test_right_api_key_is_accepted(reference_server, cli, tmp_path: Path) -> None:
+    server = reference_server("openai", api_key="sk-the-right-key-0000")
+    result = cli("run", "--base-url", server.base_url, "--api-key", "sk-the-right-key-0000",
+                 "--profile", "none", "-k", "stream-usage", "--report-dir", tmp_path)
+    assert result.code == 0, result.err
+
+
+# --- usage errors: exit 2, one line, no traceback -------------------------------------------------
+
+
+@pytest.mark.parametrize(("flags", "mention"), [
+    (["--timeout", "0"], "--timeout"),
+    (["--timeout", "abc"], "--timeout"),
+    (["--concurrency", "-1"], "--concurrency"),
+    (["--profile", "nosuch"], "nosuch"),
+    (["--no-such-flag"], "--no-such-flag"),
+    (["--base-url", "ftp://x"], "ftp://x"),
+    (["--embedded-behavior", "azure"], "azure"),
+], ids=["timeout-zero", "timeout-text", "concurrency-negative", "unknown-profile", "unknown-flag", "ftp-url",
+        "unknown-behaviour"])
+def test_bad_flags(cli, tmp_path: Path, flags: list[str], mention: str) -> None:
+    cli("run", "--report-dir", tmp_path, *flags).assert_one_line_error(mention)
+
+
+def test_other_bad_invocations(cli) -> None:
+    cli().assert_one_line_error()  # no command
+    cli("nosuchcommand").assert_one_line_error("nosuchcommand")
+    cli("serve", "--port", "99999").assert_one_line_error("--port")
+    cli("serve", "--set", "no-such-entry=openai").assert_one_line_error("no-such-entry")
+    cli("catalog", "--format", "yaml").assert_one_line_error("yaml")
+
+
+def test_unwritable_report_dir(cli, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    cli("run", "--base-url", UNREACHABLE, "--report-dir", blocker / "reports").assert_one_line_error("reports")
+
+
+def test_version_and_help_return_zero(cli) -> None:
+    result = cli("--version")
+    assert result.code == 0 and result.out.startswith("conformance ")
+    result = cli("run", "--help")
+    assert result.code == 0 and "--base-url" in result.out and "--profile" in result.out
+
+
+# --- selecting checks and profiles ---------------------------------------------------------------
+
+
+def test_keyword_matching_nothing(reference_server, cli, tmp_path: Path) -> None:
+    result = cli("run", "--base-url", reference_server("openai").base_url, "-k", "no-check-is-called-this",
+                 "--report-dir", tmp_path)
+    result.assert_one_line_error("no-check-is-called-this")
+
+
+def test_keyword_selects_checks(reference_server, cli, tmp_path: Path, validator) -> None:
+    selected = check_ids_matching("stream-usage")
+    assert selected, "no registered check has stream-usage in its id"
+    result = cli("run", "--base-url", reference_server("fireworks").base_url, "--profile", "fireworks",
+                 "-k", "stream-usage", "--report-dir", tmp_path)
+    assert result.code == 0, result.out + result.err
+    report = report_of(tmp_path)
+    assert validator.is_valid(report)
+    assert {row["check_id"] for row in report["results"]} == selected
+    assert {row["entry_id"] for row in report["results"]} == {REGISTRY[c].entry for c in selected}
+
+
+def test_user_profile_file(reference_server, cli, tmp_path: Path) -> None:
+    profile = tmp_path / "mine.toml"
+    profile.write_text('name = "mine"\ndescription = "only stream usage"\n\n'
+                       '[expect]\nstream-usage-default = ["fireworks"]\n', encoding="utf-8")
+    fireworks_dir, openai_dir = tmp_path / "fireworks", tmp_path / "openai"
+    result = cli("run", "--base-url", reference_server("fireworks").base_url, "--profile", profile,
+                 "--report-dir", fireworks_dir)
+    assert result.code == 0, result.out + result.err
+    report = report_of(fireworks_dir)
+    assert report["profile"]["name"] == "mine" and report["profile"]["origin"] == str(profile)
+    for row in report["results"]:
+        assert row["expected"] == (["fireworks"] if row["entry_id"] == "stream-usage-default" else None)
+    # The same profile against an OpenAI-behaving server fails exactly that entry.
+    result = cli("run", "--base-url", reference_server("openai").base_url, "--profile", profile,
+                 "--report-dir", openai_dir)
+    assert result.code == 1
+    failed = {row["entry_id"] for row in report_of(openai_dir)["results"] if row["outcome"] == "fail"}
+    assert failed == {"stream-usage-default"}
+
+
+@pytest.mark.parametrize(("text", "mention"), [
+    ('name = "mine"\n[expect]\nno-such-entry = ["openai"]\n', "no-such-entry"),
+    ('name = "mine"\n[expect]\nstream-usage-default = ["sometimes"]\n', "sometimes"),
+    ('name = "mine"\n[expect\n', "TOML"),
+    ('[expect]\nstream-usage-default = ["openai"]\n', "name"),
+], ids=["unknown-entry", "unknown-behaviour", "bad-toml", "no-name"])
+def test_bad_profile_file(cli, tmp_path: Path, text: str, mention: str) -> None:
+    profile = tmp_path / "bad.toml"
+    profile.write_text(text, encoding="utf-8")
+    cli("run", "--base-url", UNREACHABLE, "--profile", profile, "--report-dir", tmp_path / "r") \
+        .assert_one_line_error(mention)
+
+
+# --- catalog -------------------------------------------------------------------------------------
+
+
+def test_catalog_lists_every_entry(cli) -> None:
+    ids = [entry.id for entry in load_catalog()]
+    result = cli("catalog")
+    assert result.code == 0
+    listed = [line.split()[0] for line in result.out.splitlines() if line and not line.startswith(" ")]
+    assert listed == ids
+    result = cli("catalog", "--format", "json")
+    assert result.code == 0
+    entries = json.loads(result.out)
+    assert [entry["id"] for entry in entries] == ids
+    assert all(entry["documents"] and entry["behaviours"] for entry in entries)
+
+
+# --- the entry points, as real processes ---------------------------------------------------------
+
+
+def test_console_script_unreachable(tmp_path: Path) -> None:
+    """The installed `conformance` script: one line on the real stderr, no traceback, exit 2, a report."""
+    completed = subprocess.run(
+        [console_script(), "run", "--base-url", UNREACHABLE, "--report-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=120, env=subprocess_env(), cwd=tmp_path)
+    Outcome(completed.returncode, completed.stdout, completed.stderr).assert_one_line_error(UNREACHABLE)
+    assert report_of(tmp_path)["status"] == "not-started"
+
+
+def test_pytest_plugin_entry_point(reference_server, tmp_path: Path, validator) -> None:
+    """`pytest --pyargs conformance.suites`: the plugin comes from the pytest11 entry point alone."""
+    reports = tmp_path / "reports"
+    completed = subprocess.run(
+        [sys.executable, "-m", "pytest", "--pyargs", "conformance.suites", "--base-url",
+         reference_server("fireworks").base_url, "--report-dir", str(reports), "-p", "no:cacheprovider",
+         "--profile", "fireworks", "-q"],
+        capture_output=True, text=True, timeout=120, env=subprocess_env(), cwd=tmp_path)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert set(os.listdir(reports)) == REPORT_FILES
+    report = report_of(reports)
+    assert validator.is_valid(report)
+    assert report["profile"]["name"] == "fireworks"
+    assert {row["check_id"] for row in report["results"]} == {check.id for check in REGISTRY}
+    assert "conformance" in completed.stdout  # the plugin's terminal summary
+
+
+def test_serve_prints_its_url_and_serves(tmp_path: Path) -> None:
+    """`python -m conformance serve --port 0`: the base URL first on stdout, then it serves."""
+    process = subprocess.Popen([sys.executable, "-m", "conformance", "serve", "--port", "0", "--behavior", "fireworks"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=subprocess_env(),
+                               cwd=tmp_path)
+    try:
+        base_url = process.stdout.readline().strip()
+        assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/v1"), base_url
+        assert not base_url.endswith(":0/v1")
+        response = httpx.get(f"{base_url}/models", timeout=10)
+        assert response.status_code == 200
+        assert response.json()["object"] == "list" and response.json()["data"]
+    finally:
+        process.terminate()  # only the process this test started, by its pid
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        process.stdout.close()
+        process.stderr.close()
