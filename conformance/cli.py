@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 def pytest_arguments(args: argparse.Namespace) -> list[str]:
     suites = Path(str(resources.files("conformance.suites")))
     arguments = [str(suites), "-c", str(suites / "pytest.ini"), "--rootdir", str(suites),
-                 "-p", "no:cacheprovider", "--no-header", "-rfE", "--tb=no" if not args.verbose else "--tb=short",
+                 "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "--no-header", "-rN", "--tb=no" if not args.verbose else "--tb=short",
                  "-v" if args.verbose else "-q",
                  plugin.OPT_PROFILE, args.profile, plugin.OPT_REPORT_DIR, str(Path(args.report_dir).resolve()),
                  plugin.OPT_TIMEOUT, str(args.timeout), plugin.OPT_CONCURRENCY, str(args.concurrency),

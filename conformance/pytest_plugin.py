@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from conformance.catalog import load_catalog
-from conformance.checks import REGISTRY
 from conformance.endpoint import EndpointUnusable, base_url_from_environment, resolve
 from conformance.profiles import ProfileError, load_profile
 from conformance.report import write_reports
@@ -58,8 +57,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def conformance_items(session: pytest.Session) -> list[pytest.Item]:
+    """The collected items that are conformance checks (marked, and parametrized by check id)."""
     return [item for item in session.items
-            if CHECK_PARAM in getattr(getattr(item, "callspec", None), "params", {})]
+            if item.get_closest_marker("conformance") is not None
+            and CHECK_PARAM in getattr(getattr(item, "callspec", None), "params", {})]
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -137,8 +138,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     terminalreporter.write_line(f"endpoint {run.endpoint.base_url}  model {run.endpoint.model}  profile {run.profile.name}")
     terminalreporter.write_line(f"{summary}; {run.stats.requests} requests, {run.stats.prompt_tokens} prompt + "
                                 f"{run.stats.completion_tokens} completion tokens, {run.duration_s:.1f}s")
+    for result in run.ordered_results():
+        if result.outcome != "pass":
+            markup = {"fail": {"red": True}, "error": {"red": True, "bold": True}}.get(result.outcome, {"yellow": True})
+            terminalreporter.write_line(result.headline(), **markup)
     for path in getattr(run, "written", []):
         terminalreporter.write_line(f"report: {path}")
 
 
-__all__ = ["REGISTRY", "enforce", "conformance_run"]

@@ -61,8 +61,17 @@ def load_profile(spec: str, catalog: Catalog) -> Profile:
 
 
 def parse_profile(data: dict, catalog: Catalog, origin: str) -> Profile:
+    if not isinstance(data.get("name"), str) or not data["name"]:
+        raise ProfileError(f"profile {origin}: `name` must be a non-empty string")
+    if not isinstance(data.get("description", ""), str):
+        raise ProfileError(f"profile {origin}: `description` must be a string")
+    if not isinstance(data.get("expect", {}), dict):
+        raise ProfileError(f"profile {origin}: `[expect]` must be a table of entry = [behaviours]")
     expect: dict[str, list[str]] = {}
     for entry_id, accepted in data.get("expect", {}).items():
+        if not isinstance(accepted, (str, list)) or not all(isinstance(word, str) for word in (
+                [accepted] if isinstance(accepted, str) else accepted)):
+            raise ProfileError(f"profile {origin}: {entry_id} must be a behaviour or a list of behaviours")
         if entry_id not in catalog.entries:
             raise ProfileError(f"profile {origin}: unknown catalog entry {entry_id!r}")
         accepted = [accepted] if isinstance(accepted, str) else list(accepted)
@@ -73,6 +82,4 @@ def parse_profile(data: dict, catalog: Catalog, origin: str) -> Profile:
                 f"choose from {', '.join(catalog[entry_id].vocabulary)}"
             )
         expect[entry_id] = accepted
-    if "name" not in data:
-        raise ProfileError(f"profile {origin}: missing `name`")
     return Profile(data["name"], data.get("description", ""), expect, origin)
