@@ -18,3 +18,12 @@ def schemas(session: nox.Session) -> None:
     """Regenerate schemas/ from the vendored OpenAI OpenAPI spec plus the Fireworks overlays."""
     session.install("jsonschema")
     session.run("python", "tools/generate_schemas.py", *session.posargs)
+
+
+@nox.session
+def record_reference(session: nox.Session) -> None:
+    """Re-record cassettes/reference-{openai,fireworks} from the embedded reference server."""
+    session.install(".")
+    for vendor in ("openai", "fireworks"):
+        session.run("conformance", "run", "--embedded-behavior", vendor, "--profile", "none",
+                    "--record", f"cassettes/reference-{vendor}", "--report-dir", f"reports/reference-{vendor}")

@@ -87,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"requests in flight at once (default: {plugin.DEFAULT_CONCURRENCY})")
     run.add_argument("--embedded-behavior", choices=("openai", "fireworks"), default="openai",
                      help="how the embedded server behaves when no base URL is given (default: openai)")
+    cassettes = run.add_mutually_exclusive_group()
+    cassettes.add_argument("--record", nargs="?", const="", metavar="DIR",
+                           help="record every interaction into cassettes (default DIR: cassettes/<endpoint>/)")
+    cassettes.add_argument("--replay", metavar="DIR",
+                           help="re-run offline from recorded cassettes; --profile may differ from the recording's")
     run.add_argument("-k", dest="keyword", help="only checks whose id matches this pytest -k expression")
     run.add_argument("-v", "--verbose", action="store_true", help="one line per check")
 
@@ -114,7 +119,8 @@ def pytest_arguments(args: argparse.Namespace) -> list[str]:
                  plugin.OPT_TIMEOUT, str(args.timeout), plugin.OPT_CONCURRENCY, str(args.concurrency),
                  plugin.OPT_EMBEDDED, args.embedded_behavior]
     for option, value in ((plugin.OPT_BASE_URL, args.base_url), (plugin.OPT_API_KEY, args.api_key),
-                          (plugin.OPT_MODEL, args.model), (plugin.OPT_CONTEXT_WINDOW, args.context_window)):
+                          (plugin.OPT_MODEL, args.model), (plugin.OPT_CONTEXT_WINDOW, args.context_window),
+                          (plugin.OPT_RECORD, args.record), (plugin.OPT_REPLAY, args.replay)):
         if value is not None:
             arguments += [option, str(value)]
     if args.keyword:
@@ -129,6 +135,8 @@ def command_run(args: argparse.Namespace) -> int:
         load_profile(args.profile, load_catalog())
     except ProfileError as problem:
         raise UsageProblem(str(problem)) from None
+    if args.replay is not None and (args.base_url or args.model):
+        raise UsageProblem("--replay runs against the recorded endpoint and model; drop --base-url/--model")
     report_dir = Path(args.report_dir)
     try:
         report_dir.mkdir(parents=True, exist_ok=True)

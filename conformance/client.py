@@ -23,6 +23,8 @@ from conformance import __version__
 from conformance.sse import ParsedStream, parse_stream
 
 REDACTED = "<redacted>"
+#: The request extension naming the check a request belongs to (read by the cassette transports).
+CHECK_EXTENSION = "conformance.check"
 #: Headers whose values are credentials, whatever the key is.
 SECRET_HEADERS = frozenset({"authorization", "api-key", "x-api-key", "cookie", "set-cookie", "proxy-authorization"})
 #: Bodies larger than this are cut in evidence (the check still judged the whole body).
@@ -216,12 +218,14 @@ class RunStats:
 class EndpointClient:
     """Sends requests to one base URL; never follows redirects elsewhere."""
 
-    def __init__(self, base_url: str, api_key: str | None, timeout: float, stats: RunStats | None = None):
+    def __init__(self, base_url: str, api_key: str | None, timeout: float, stats: RunStats | None = None,
+                 transport: httpx.BaseTransport | None = None):
         self.base_url = normalize_base_url(base_url)
         self.timeout = timeout
         self.stats = stats if stats is not None else RunStats()
         self.redactor = Redactor(api_key)
-        headers = {"user-agent": f"conformance/{__version__}"}
+        # identity: bodies arrive as sent, so evidence and cassettes keep (and can scrub) the real bytes
+        headers = {"user-agent": f"conformance/{__version__}", "accept-encoding": "identity"}
         if api_key:
             headers["authorization"] = f"Bearer {api_key}"
         self._http = httpx.Client(
@@ -229,6 +233,7 @@ class EndpointClient:
             timeout=httpx.Timeout(timeout),
             follow_redirects=False,
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+            transport=transport,
         )
 
     def close(self) -> None:
@@ -238,16 +243,19 @@ class EndpointClient:
         return f"{self.base_url}/{path.lstrip('/')}"
 
     def request(self, method: str, path: str, body: Any = None, *, headers: dict[str, str] | None = None,
-                content: bytes | None = None, abort_after_events: int | None = None) -> Exchange:
+                content: bytes | None = None, abort_after_events: int | None = None,
+                check: str | None = None) -> Exchange:
         """Send one request and read the whole response within `timeout` seconds overall.
 
         With `abort_after_events`, close the connection once that many SSE events have arrived,
-        as a client abandoning a stream does. Raises EndpointError when no HTTP response could be
+        as a client abandoning a stream does. `check` names the check the request belongs to (for
+        cassettes). Raises EndpointError when no HTTP response could be
         had; any HTTP status is returned.
         """
         url = self.url(path)
         request = self._http.build_request(method, url, json=body if content is None else None,
-                                           content=content, headers=headers)
+                                           content=content, headers=headers,
+                                           extensions={CHECK_EXTENSION: check} if check else None)
         exchange = Exchange(
             method=method,
             url=self.redactor.text(url),

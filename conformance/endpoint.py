@@ -22,14 +22,18 @@ class Endpoint:
     api_key: str | None
     model: str
     embedded: RunningServer | None = None
+    #: The name a replayed run was recorded under.
+    label: str | None = None
+    context_window: int | None = None
     _closed: bool = field(default=False, repr=False, compare=False)
 
     @property
     def name(self) -> str:
         """A short label for reports and cassette folders."""
+        if self.label:
+            return self.label
         if self.embedded:
-            vendor = self.embedded.config.behaviours.get("stream-usage-default", "openai")
-            return f"reference-{vendor}"
+            return f"reference-{self.embedded.config.vendor}"
         return self.base_url.split("://", 1)[1].split("/", 1)[0].replace(":", "_")
 
     def close(self) -> None:

@@ -11,10 +11,14 @@ import os
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
+from conformance import __version__
+from conformance.cassettes import CassetteStore, RecordingTransport, ReplayTransport
+
 from conformance.catalog import load_catalog
-from conformance.endpoint import EndpointUnusable, base_url_from_environment, resolve
+from conformance.endpoint import Endpoint, EndpointUnusable, base_url_from_environment, resolve
 from conformance.profiles import ProfileError, load_profile
 from conformance.report import write_reports
 from conformance.runner import ConformanceRun
@@ -32,6 +36,8 @@ OPT_TIMEOUT = "--request-timeout"
 OPT_CONTEXT_WINDOW = "--context-window"
 OPT_CONCURRENCY = "--concurrency"
 OPT_EMBEDDED = "--embedded-behavior"
+OPT_RECORD = "--record-dir"
+OPT_REPLAY = "--replay-dir"
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_CONCURRENCY = 8
@@ -50,6 +56,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(OPT_CONCURRENCY, type=int, default=DEFAULT_CONCURRENCY, help="requests in flight at once")
     group.addoption(OPT_EMBEDDED, default="openai", choices=("openai", "fireworks"),
                     help="how the embedded reference server behaves when no base URL is given")
+    group.addoption(OPT_RECORD, default=None,
+                    help="record every interaction into cassettes in this directory ('' = cassettes/<endpoint>)")
+    group.addoption(OPT_REPLAY, default=None, help="replay a recorded run from this directory; no network")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -73,8 +82,7 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     option = config.getoption
     try:
         profile = load_profile(option(OPT_PROFILE), load_catalog())
-        endpoint = resolve(option(OPT_BASE_URL), option(OPT_API_KEY) or os.environ.get("OPENAI_API_KEY"),
-                           option(OPT_MODEL), option(OPT_TIMEOUT), option(OPT_EMBEDDED))
+        endpoint, transport, recording = open_endpoint(config)
     except (ProfileError, EndpointUnusable) as problem:
         config.stash[SETUP_FAILURE] = str(problem)
         try:
@@ -84,9 +92,30 @@ def pytest_runtestloop(session: pytest.Session) -> None:
             problem = f"{problem} (and no report: {report_dir_problem(option(OPT_REPORT_DIR), unwritable)})"
         raise pytest.UsageError(str(problem)) from None
     run = ConformanceRun(endpoint, load_catalog(), profile, option(OPT_TIMEOUT),
-                         context_window=option(OPT_CONTEXT_WINDOW), concurrency=option(OPT_CONCURRENCY))
+                         context_window=option(OPT_CONTEXT_WINDOW) or endpoint.context_window,
+                         concurrency=option(OPT_CONCURRENCY), transport=transport, recording=recording)
     config.stash[RUN] = run
     run.start([item.callspec.params[CHECK_PARAM] for item in items])
+
+
+def open_endpoint(config: pytest.Config) -> tuple[Endpoint, httpx.BaseTransport | None, CassetteStore | None]:
+    """The endpoint to judge, and how requests reach it: live, live and recorded, or replayed."""
+    option = config.getoption
+    api_key = option(OPT_API_KEY) or os.environ.get("OPENAI_API_KEY")
+    if option(OPT_REPLAY):
+        store = CassetteStore(Path(option(OPT_REPLAY)))
+        try:
+            recorded = CassetteStore.metadata(store.directory)
+        except (OSError, ValueError) as problem:
+            raise EndpointUnusable(f"cannot replay: {problem}") from None
+        endpoint = Endpoint(recorded["base_url"], None, recorded["model"], label=recorded["endpoint"],
+                            context_window=recorded.get("context_window"))
+        return endpoint, ReplayTransport(store, api_key), None
+    endpoint = resolve(option(OPT_BASE_URL), api_key, option(OPT_MODEL), option(OPT_TIMEOUT), option(OPT_EMBEDDED))
+    if option(OPT_RECORD) is None:
+        return endpoint, None, None
+    store = CassetteStore(Path(option(OPT_RECORD) or Path("cassettes") / endpoint.name))
+    return endpoint, RecordingTransport(store, api_key), store
 
 
 @pytest.fixture
@@ -116,10 +145,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     directory = session.config.getoption(OPT_REPORT_DIR)
     try:
         run.written = write_reports(run, Path(directory))
+        if run.recording is not None:
+            run.recording.save(recording_metadata(run))
     except OSError as problem:
         # One line, not an internal-error traceback; a run without its reports is not a success.
         sys.stderr.write(f"conformance: error: {report_dir_problem(directory, problem)}\n")
         session.exitstatus = pytest.ExitCode.USAGE_ERROR
+
+
+def recording_metadata(run: ConformanceRun) -> dict:
+    """What a replay needs besides the cassettes: where they came from, and which model."""
+    return {"endpoint": run.endpoint.name, "base_url": run.endpoint.base_url, "model": run.endpoint.model,
+            "context_window": run.context_window, "recorded_at": run.started_at, "conformance": __version__}
 
 
 def report_dir_problem(directory: str, problem: OSError) -> str:
@@ -144,5 +181,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             terminalreporter.write_line(result.headline(), **markup)
     for path in getattr(run, "written", []):
         terminalreporter.write_line(f"report: {path}")
+    if run.recording is not None:
+        terminalreporter.write_line(f"cassettes: {run.recording.directory}")
 
 

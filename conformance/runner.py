@@ -12,6 +12,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+import httpx
+
+from conformance.cassettes import CassetteStore
 from conformance.catalog import Catalog, Entry
 from conformance.checks import REGISTRY, Check
 from conformance.checks.base import ProbeContext, ProbeFailed
@@ -33,7 +36,7 @@ def judge(check: Check, entry: Entry, observation: Observation, expected: list[s
 def execute(check: Check, entry: Entry, profile: Profile, client: EndpointClient, model: str,
             context_window: int | None) -> CheckResult:
     """Probe, classify, judge; every exception becomes an `error` row, never a crash."""
-    context = ProbeContext(client, model, context_window)
+    context = ProbeContext(client, model, context_window, check_id=check.id)
     started = time.monotonic()
     observation: Observation | None = None
     failure = None
@@ -87,10 +90,15 @@ class ConformanceRun:
     results: dict[str, CheckResult] = field(default_factory=dict)
     status: str = "running"
     message: str | None = None
+    #: How requests travel (None: straight to the network); a replay or recording transport.
+    transport: httpx.BaseTransport | None = None
+    #: Where the interactions go when recording.
+    recording: CassetteStore | None = None
 
     def __post_init__(self) -> None:
         self._clock = time.monotonic()
-        self.client = EndpointClient(self.endpoint.base_url, self.endpoint.api_key, self.timeout, self.stats)
+        self.client = EndpointClient(self.endpoint.base_url, self.endpoint.api_key, self.timeout, self.stats,
+                                     transport=self.transport)
         self._pool = ThreadPoolExecutor(max_workers=max(1, self.concurrency), thread_name_prefix="check")
         self._futures: dict[str, Future[CheckResult]] = {}
         self.selected: list[str] = []

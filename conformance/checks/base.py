@@ -68,11 +68,13 @@ class ProbeContext:
     client: EndpointClient
     model: str
     context_window: int | None = None
+    check_id: str | None = None
     exchanges: list[Exchange] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
 
-    def send(self, path: str, body: Any = None, method: str = "POST") -> Exchange:
-        exchange = self.client.request(method, path, body)
+    def send(self, path: str, body: Any = None, method: str = "POST", **options: Any) -> Exchange:
+        """Send one request as part of this check; it becomes evidence whatever happens."""
+        exchange = self.client.request(method, path, body, check=self.check_id, **options)
         self.exchanges.append(exchange)
         return exchange
 

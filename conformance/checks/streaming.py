@@ -90,8 +90,7 @@ ABORT_SETTLE_S = 0.2
 @check("stream-abort/chat", "stream-abort", "Closing a stream early leaves the server serving", requests=2)
 def stream_abort(ctx: ProbeContext) -> Observation:
     body = CHAT.body(ctx.model, "Count from 1 to 40, separated by commas.", {"stream": True, "max_tokens": 64})
-    aborted = ctx.client.request("POST", CHAT.path, body, abort_after_events=2)
-    ctx.exchanges.append(aborted)
+    aborted = ctx.send(CHAT.path, body, abort_after_events=2)
     if not aborted.ok:
         raise ProbeFailed(f"the stream to abort did not start: {aborted.describe_status()}")
     if aborted.aborted_after is None:

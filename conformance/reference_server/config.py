@@ -57,6 +57,8 @@ class ServerConfig:
     context_window: int = 4096
     latency_ms: int = 0
     model_name: str = "reference-model"
+    #: The vendor whose documents the server follows, before any per-entry override.
+    vendor: str = "openai"
 
     def acts(self, entry_id: str) -> str:
         """The behaviour this server shows for a catalog entry (`openai` when unset)."""
@@ -88,4 +90,4 @@ class ServerConfig:
                 raise ConfigError(f"the reference server cannot show {behaviour!r} for {entry_id}: choose from "
                                   f"{', '.join(CAPABILITIES.get(entry_id, ()))}")
             behaviours[entry_id] = behaviour
-        return cls(behaviours=behaviours, **knobs)
+        return cls(behaviours=behaviours, vendor=vendor, **knobs)
