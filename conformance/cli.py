@@ -7,6 +7,8 @@ or an endpoint that cannot be used (always with a one-line message, never a trac
 from __future__ import annotations
 
 import argparse
+import signal
+from contextlib import contextmanager
 import json
 import os
 import sys
@@ -17,6 +19,7 @@ from conformance import __version__
 from conformance import pytest_plugin as plugin
 from conformance.catalog import load_catalog
 from conformance.profiles import ProfileError, load_profile
+from conformance.reference_server.faults import FAULTS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130
@@ -87,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"requests in flight at once (default: {plugin.DEFAULT_CONCURRENCY})")
     run.add_argument("--embedded-behavior", choices=("openai", "fireworks"), default="openai",
                      help="how the embedded server behaves when no base URL is given (default: openai)")
+    run.add_argument("--max-tokens-budget", type=positive_int, metavar="N",
+                     help="stop sending requests once N tokens are spent; the remaining checks are skipped")
     cassettes = run.add_mutually_exclusive_group()
     cassettes.add_argument("--record", nargs="?", const="", metavar="DIR",
                            help="record every interaction into cassettes (default DIR: cassettes/<endpoint>/)")
@@ -102,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--api-key", help="require this key (401 otherwise)")
     serve.add_argument("--context-window", type=positive_int, default=4096)
     serve.add_argument("--latency-ms", type=int, default=0, help="delay every response by this many ms")
+    serve.add_argument("--fault", dest="faults", action="append", default=[], metavar="NAME",
+                       help="commit a transport fault on generation requests (repeatable): "
+                            + ", ".join(FAULTS))
     serve.add_argument("--set", dest="overrides", type=override, action="append", default=[],
                        metavar="ENTRY=BEHAVIOUR", help="deviate on one catalog entry (repeatable)")
 
@@ -120,12 +128,29 @@ def pytest_arguments(args: argparse.Namespace) -> list[str]:
                  plugin.OPT_EMBEDDED, args.embedded_behavior]
     for option, value in ((plugin.OPT_BASE_URL, args.base_url), (plugin.OPT_API_KEY, args.api_key),
                           (plugin.OPT_MODEL, args.model), (plugin.OPT_CONTEXT_WINDOW, args.context_window),
-                          (plugin.OPT_RECORD, args.record), (plugin.OPT_REPLAY, args.replay)):
+                          (plugin.OPT_RECORD, args.record), (plugin.OPT_REPLAY, args.replay),
+                          (plugin.OPT_BUDGET, args.max_tokens_budget)):
         if value is not None:
             arguments += [option, str(value)]
     if args.keyword:
         arguments += ["-k", args.keyword]
     return arguments
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """Treat SIGTERM like Ctrl-C, so a stopped run still writes its partial report."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (an in-process caller): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def command_run(args: argparse.Namespace) -> int:
@@ -144,7 +169,8 @@ def command_run(args: argparse.Namespace) -> int:
             raise PermissionError(13, "not writable")
     except OSError as problem:
         raise UsageProblem(f"cannot write reports to {str(report_dir)!r}: {problem.strerror or problem}") from None
-    code = pytest.main(pytest_arguments(args))
+    with sigterm_as_interrupt():
+        code = pytest.main(pytest_arguments(args))
     if code == pytest.ExitCode.OK:
         return EXIT_OK
     if code == pytest.ExitCode.TESTS_FAILED:
@@ -164,7 +190,8 @@ def command_serve(args: argparse.Namespace) -> int:
 
     try:
         config = ServerConfig.for_vendor(args.behavior, dict(args.overrides), api_key=args.api_key,
-                                         context_window=args.context_window, latency_ms=max(0, args.latency_ms))
+                                         context_window=args.context_window, latency_ms=max(0, args.latency_ms),
+                                         faults=frozenset(args.faults))
         sock = bind(args.host, args.port)
     except ConfigError as problem:
         raise UsageProblem(str(problem)) from None

@@ -33,6 +33,16 @@ EVIDENCE_BODY_LIMIT = 8_000
 BODY_SIZE_CAP = 16 * 1024 * 1024
 
 
+#: 429/503 answers carrying Retry-After are retried at most this often per request...
+MAX_RETRIES = 2
+#: ...and only when the server asks to wait no longer than this.
+MAX_RETRY_AFTER_S = 10.0
+
+
+class BudgetExhausted(Exception):
+    """The run's token budget is spent; no further requests are sent."""
+
+
 class EndpointError(Exception):
     """The endpoint could not be talked to (refused, timed out, broke the connection)."""
 
@@ -89,6 +99,8 @@ class Exchange:
     failure: str | None = None
     #: The client closed the connection on purpose after this many events (stream-abort probes).
     aborted_after: int | None = None
+    #: Earlier attempts answered 429/503 with Retry-After: [{"status": ..., "retry_after_s": ...}].
+    retries: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -163,6 +175,7 @@ class Exchange:
             "truncated": len(self.body) > EVIDENCE_BODY_LIMIT,
             "elapsed_ms": round(self.elapsed * 1000, 1),
             "first_byte_ms": None if self.first_byte is None else round(self.first_byte * 1000, 1),
+            "retries": self.retries,
         }
 
 
@@ -201,14 +214,23 @@ class RunStats:
     requests: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    retries: int = 0
+    #: Stop sending once this many tokens (prompt + completion) are spent; None: no limit.
+    token_budget: int | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def record(self, exchange: Exchange) -> None:
         prompt, completion = token_counts(usage_of(exchange))
         with self._lock:
-            self.requests += 1
+            self.requests += 1 + len(exchange.retries)
+            self.retries += len(exchange.retries)
             self.prompt_tokens += prompt
             self.completion_tokens += completion
+
+    def check_budget(self) -> None:
+        if self.token_budget is not None and self.total_tokens >= self.token_budget:
+            raise BudgetExhausted(f"the token budget of {self.token_budget} is spent "
+                                  f"({self.total_tokens} tokens used); request not sent")
 
     @property
     def total_tokens(self) -> int:
@@ -252,6 +274,7 @@ class EndpointClient:
         cassettes). Raises EndpointError when no HTTP response could be
         had; any HTTP status is returned.
         """
+        self.stats.check_budget()
         url = self.url(path)
         request = self._http.build_request(method, url, json=body if content is None else None,
                                            content=content, headers=headers,
@@ -264,13 +287,21 @@ class EndpointClient:
         )
         started = time.monotonic()
         try:
-            response = self._http.send(request, stream=True)
-            try:
-                exchange.status = response.status_code
-                exchange.response_headers = self.redactor.headers(response.headers)
-                exchange.body = self._read_body(response, started, exchange, abort_after_events)
-            finally:
-                response.close()
+            while True:
+                response = self._http.send(request, stream=True)
+                try:
+                    exchange.status = response.status_code
+                    exchange.response_headers = self.redactor.headers(response.headers)
+                    exchange.body = self._read_body(response, started, exchange, abort_after_events)
+                finally:
+                    response.close()
+                wait = retry_after(exchange)
+                if wait is None or len(exchange.retries) >= MAX_RETRIES:
+                    break
+                exchange.retries.append({"status": exchange.status, "retry_after_s": wait})
+                time.sleep(wait)
+                started = time.monotonic()
+                exchange.first_byte = None
         except httpx.TimeoutException:
             exchange.failure = f"no complete response within the {self.timeout:g}s timeout"
         except httpx.HTTPError as exc:
@@ -308,6 +339,18 @@ class EndpointClient:
 
     def post(self, path: str, body: Any) -> Exchange:
         return self.request("POST", path, body)
+
+
+def retry_after(exchange: Exchange) -> float | None:
+    """Seconds to wait before retrying a 429/503 that asked for it (within bounds), else None."""
+    if exchange.status not in (429, 503):
+        return None
+    value = exchange.response_headers.get("retry-after", "")
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None  # an HTTP date, or nothing: not worth guessing
+    return seconds if 0 <= seconds <= MAX_RETRY_AFTER_S else None
 
 
 def _redact_body(body: Any, redactor: Redactor) -> Any:

@@ -18,6 +18,7 @@ from conformance import __version__
 from conformance.cassettes import CassetteStore, RecordingTransport, ReplayTransport
 
 from conformance.catalog import load_catalog
+from conformance.client import RunStats
 from conformance.endpoint import Endpoint, EndpointUnusable, base_url_from_environment, resolve
 from conformance.profiles import ProfileError, load_profile
 from conformance.report import write_reports
@@ -36,6 +37,7 @@ OPT_TIMEOUT = "--request-timeout"
 OPT_CONTEXT_WINDOW = "--context-window"
 OPT_CONCURRENCY = "--concurrency"
 OPT_EMBEDDED = "--embedded-behavior"
+OPT_BUDGET = "--max-tokens-budget"
 OPT_RECORD = "--record-dir"
 OPT_REPLAY = "--replay-dir"
 
@@ -56,6 +58,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(OPT_CONCURRENCY, type=int, default=DEFAULT_CONCURRENCY, help="requests in flight at once")
     group.addoption(OPT_EMBEDDED, default="openai", choices=("openai", "fireworks"),
                     help="how the embedded reference server behaves when no base URL is given")
+    group.addoption(OPT_BUDGET, type=int, default=None,
+                    help="stop sending once this many tokens are spent; remaining checks are skipped")
     group.addoption(OPT_RECORD, default=None,
                     help="record every interaction into cassettes in this directory ('' = cassettes/<endpoint>)")
     group.addoption(OPT_REPLAY, default=None, help="replay a recorded run from this directory; no network")
@@ -93,7 +97,8 @@ def pytest_runtestloop(session: pytest.Session) -> None:
         raise pytest.UsageError(str(problem)) from None
     run = ConformanceRun(endpoint, load_catalog(), profile, option(OPT_TIMEOUT),
                          context_window=option(OPT_CONTEXT_WINDOW) or endpoint.context_window,
-                         concurrency=option(OPT_CONCURRENCY), transport=transport, recording=recording)
+                         concurrency=option(OPT_CONCURRENCY), transport=transport, recording=recording,
+                         stats=RunStats(token_budget=option(OPT_BUDGET)))
     config.stash[RUN] = run
     run.start([item.callspec.params[CHECK_PARAM] for item in items])
 
@@ -173,8 +178,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     summary = ", ".join(f"{n} {outcome}" for outcome, n in counts.items()) or "no checks finished"
     terminalreporter.write_sep("=", "conformance")
     terminalreporter.write_line(f"endpoint {run.endpoint.base_url}  model {run.endpoint.model}  profile {run.profile.name}")
-    terminalreporter.write_line(f"{summary}; {run.stats.requests} requests, {run.stats.prompt_tokens} prompt + "
-                                f"{run.stats.completion_tokens} completion tokens, {run.duration_s:.1f}s")
+    retried = f" ({run.stats.retries} retried after Retry-After)" if run.stats.retries else ""
+    terminalreporter.write_line(f"{summary}; {run.stats.requests} requests{retried}, {run.stats.prompt_tokens} "
+                                f"prompt + {run.stats.completion_tokens} completion tokens, {run.duration_s:.1f}s")
     for result in run.ordered_results():
         if result.outcome != "pass":
             markup = {"fail": {"red": True}, "error": {"red": True, "bold": True}}.get(result.outcome, {"yellow": True})

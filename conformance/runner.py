@@ -18,7 +18,7 @@ from conformance.cassettes import CassetteStore
 from conformance.catalog import Catalog, Entry
 from conformance.checks import REGISTRY, Check
 from conformance.checks.base import ProbeContext, ProbeFailed
-from conformance.client import EndpointClient, EndpointError, Exchange, RunStats
+from conformance.client import BudgetExhausted, EndpointClient, EndpointError, Exchange, RunStats
 from conformance.endpoint import Endpoint
 from conformance.profiles import Profile
 from conformance.results import CheckResult, Observation
@@ -39,11 +39,13 @@ def execute(check: Check, entry: Entry, profile: Profile, client: EndpointClient
     context = ProbeContext(client, model, context_window, check_id=check.id)
     started = time.monotonic()
     observation: Observation | None = None
-    failure = None
+    failure = skipped = None
     try:
         observation = check.probe(context)
         if observation.behaviour not in entry.vocabulary:
             failure = f"internal: check returned {observation.behaviour!r}, not one of {entry.vocabulary}"
+    except BudgetExhausted as exhausted:
+        skipped = str(exhausted)
     except EndpointError as error:
         failure = str(error)
         if error.exchange is not None and error.exchange not in context.exchanges:
@@ -58,7 +60,9 @@ def execute(check: Check, entry: Entry, profile: Profile, client: EndpointClient
         outcome="error", observed=None, reason=failure or "",
         duration_s=round(time.monotonic() - started, 3),
     )
-    if failure is None and observation is not None:
+    if skipped is not None:
+        result.outcome, result.reason = "skip", skipped
+    elif failure is None and observation is not None:
         result.outcome = judge(check, entry, observation, expected)  # type: ignore[assignment]
         result.observed = observation.behaviour
         result.reason = observation.reason
@@ -125,7 +129,11 @@ class ConformanceRun:
         return [self.results[c] for c in self.selected if c in self.results]
 
     def finish(self, status: str, message: str | None = None) -> None:
+        """Close the run; verdicts already reached are kept even if no pytest item asked for them."""
         self.status, self.message = status, message
+        for check_id, future in self._futures.items():
+            if check_id not in self.results and future.done() and not future.cancelled():
+                self.results[check_id] = future.result()
         self._pool.shutdown(wait=status == "completed", cancel_futures=True)
         self.client.close()
         self.endpoint.close()

@@ -98,14 +98,21 @@ class ProbeContext:
         return body
 
     def require_stream(self, exchange: Exchange, what: str) -> list[dict[str, Any]]:
-        """The JSON chunks of a 2xx event stream, or ProbeFailed when it is not one."""
+        """The JSON chunks of a complete 2xx event stream, or ProbeFailed saying what is broken
+        (not a stream, truncated before `[DONE]`, undecodable events, events after `[DONE]`)."""
         if not exchange.ok:
             raise ProbeFailed(f"{what}: {exchange.describe_status()}")
         stream = exchange.stream
-        if not stream.chunks and not stream.done:
+        if not stream.events:
             raise ProbeFailed(f"{what}: not an event stream: {exchange.text[:200]!r}")
-        chunks = [chunk for chunk in stream.chunks if isinstance(chunk, dict)]
-        return chunks
+        if stream.problems and not self._is_responses_stream(exchange):
+            raise ProbeFailed(f"{what}: broken stream: {'; '.join(stream.problems)}")
+        return [chunk for chunk in stream.chunks if isinstance(chunk, dict)]
+
+    @staticmethod
+    def _is_responses_stream(exchange: Exchange) -> bool:
+        """Responses API streams end with `response.completed`, not `[DONE]`."""
+        return exchange.url.rstrip("/").endswith("/responses") and not exchange.stream.undecodable
 
 
 Probe = Callable[[ProbeContext], Observation]
@@ -179,6 +186,20 @@ def is_rejection(exchange: Exchange) -> bool:
     return exchange.status is not None and 400 <= exchange.status < 500
 
 
+def as_dict(value: Any) -> dict[str, Any]:
+    """`value` if it is a JSON object, else {}: endpoints send anything, classifiers must not crash."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def choices_of(chunk: dict[str, Any]) -> list[dict[str, Any]]:
+    """The choice objects of a response or chunk (whatever else `choices` holds is ignored)."""
+    return [choice for choice in as_list(chunk.get("choices")) if isinstance(choice, dict)]
+
+
 def first_choice(body: dict[str, Any]) -> dict[str, Any]:
     choices = body.get("choices")
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
@@ -188,13 +209,13 @@ def first_choice(body: dict[str, Any]) -> dict[str, Any]:
 
 def streamed_text(api: Api, chunks: list[dict[str, Any]], index: int = 0) -> str:
     """The text of choice `index`, concatenated from its deltas."""
-    return "".join(api.delta_text(choice) for chunk in chunks for choice in chunk.get("choices") or []
-                   if isinstance(choice, dict) and choice.get("index", 0) == index)
+    return "".join(api.delta_text(choice) for chunk in chunks for choice in choices_of(chunk)
+                   if choice.get("index", 0) == index)
 
 
 def streamed_finish_reason(chunks: list[dict[str, Any]], index: int = 0) -> str | None:
-    reasons = [choice.get("finish_reason") for chunk in chunks for choice in chunk.get("choices") or []
-               if isinstance(choice, dict) and choice.get("index", 0) == index and choice.get("finish_reason")]
+    reasons = [choice.get("finish_reason") for chunk in chunks for choice in choices_of(chunk)
+               if choice.get("index", 0) == index and choice.get("finish_reason")]
     return reasons[-1] if reasons else None
 
 

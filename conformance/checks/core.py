@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 
 from conformance.checks.base import (
-    CHAT, COMPLETIONS, Api, ProbeContext, check, check_per_api, first_choice, is_rejection, rejection_reason,
+    CHAT, COMPLETIONS, Api, ProbeContext, check, check_per_api, choices_of, first_choice, is_rejection,
+    rejection_reason,
 )
 from conformance.results import Observation, inconclusive, observe
 
@@ -62,9 +63,8 @@ def n_choices(ctx: ProbeContext, api: Api) -> Observation:
     exchange = ctx.generate(api, prompt, max_tokens=4, n=2)
     if is_rejection(exchange):
         return observe("unsupported", f"n=2 {rejection_reason(exchange)}")
-    choices = ctx.require_success(exchange, f"{api.name} with n=2").get("choices") or []
-    indexes = sorted(c.get("index") for c in choices if isinstance(c, dict))
-    if indexes == [0, 1]:
+    indexes = [choice.get("index") for choice in choices_of(ctx.require_success(exchange, f"{api.name} with n=2"))]
+    if sorted(indexes, key=repr) == [0, 1]:
         return observe("openai", "two choices, indexes 0 and 1")
     return observe("other", f"asked for 2 choices, got indexes {indexes}")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from conformance.checks.base import (
-    CHAT, ProbeContext, check, is_rejection, rejection_reason, streamed_finish_reason,
+    CHAT, ProbeContext, as_dict, check, is_rejection, rejection_reason, streamed_finish_reason,
 )
 from conformance.checks.streaming import finish_chunk_index
 from conformance.results import Observation, observe
@@ -21,7 +21,7 @@ def perf_metrics_headers(ctx: ProbeContext) -> Observation:
     present = {name: exchange.response_headers[name] for name in METRIC_HEADERS if name in exchange.response_headers}
     if not present:
         return observe("openai", "no fireworks-* metrics headers")
-    prompt_tokens = (body.get("usage") or {}).get("prompt_tokens")
+    prompt_tokens = as_dict(body.get("usage")).get("prompt_tokens")
     stated = present.get("fireworks-prompt-tokens")
     if stated is not None and prompt_tokens is not None and stated != str(prompt_tokens):
         return observe("other", f"fireworks-prompt-tokens is {stated} but usage.prompt_tokens is {prompt_tokens}",

@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from conformance.checks.base import (
-    CHAT, COMPLETIONS, Api, ProbeContext, ProbeFailed, check, check_per_api, first_choice, is_rejection,
+    CHAT, COMPLETIONS, Api, ProbeContext, as_dict, as_list, check, check_per_api, first_choice, is_rejection,
     rejection_reason, streamed_finish_reason, streamed_text,
 )
+from conformance.client import token_counts
 from conformance.results import Observation, inconclusive, observe
 
 
@@ -65,7 +66,7 @@ def context_window(ctx: ProbeContext) -> int | None:
     if ctx.context_window:
         return ctx.context_window
     listing = ctx.send("models", method="GET")
-    for model in (listing.json or {}).get("data", []) if isinstance(listing.json, dict) else []:
+    for model in as_list(as_dict(listing.json).get("data")):
         if isinstance(model, dict) and model.get("id") == ctx.model:
             for key in ("context_length", "max_model_len", "context_window"):
                 if isinstance(model.get(key), int):
@@ -93,8 +94,8 @@ def context_overflow_default(ctx: ProbeContext, api: Api) -> Observation:
         envelope = exchange.error_envelope or {}
         return observe("openai", rejection_reason(exchange), status=exchange.status, code=envelope.get("code"))
     body = ctx.require_success(exchange, "overflowing request")
-    usage = body.get("usage") or {}
-    used = (usage.get("prompt_tokens") or 0) + (usage.get("completion_tokens") or 0)
+    usage = as_dict(body.get("usage"))
+    used = sum(token_counts(usage))
     if window and used > window:
         return observe("other", f"succeeded but used {used} tokens, more than the {window}-token window")
     return observe("fireworks", f"succeeded (HTTP {exchange.status}) with max_tokens lowered to fit"
@@ -122,5 +123,3 @@ def context_length_exceeded_behavior(ctx: ProbeContext) -> Observation:
     return observe("fireworks", f"`error` refused the overflow with HTTP {erring.status}; `truncate` succeeded",
                    error_status=erring.status, error_code=envelope.get("code"), error_type=envelope.get("type"))
 
-
-__all__ = ["context_window", "classify_stop", "ProbeFailed"]

@@ -8,7 +8,7 @@ can be seen without knowing the model's tokenizer (functions), they look at the 
 from __future__ import annotations
 
 from conformance.checks.base import (
-    CHAT, COMPLETIONS, Api, ProbeContext, check, first_choice, is_rejection, rejection_reason,
+    CHAT, COMPLETIONS, Api, ProbeContext, as_dict, as_list, check, first_choice, is_rejection, rejection_reason,
 )
 from conformance.results import Observation, observe
 
@@ -50,12 +50,11 @@ def legacy_functions(ctx: ProbeContext) -> Observation:
                             function_call={"name": "get_time"})
     if is_rejection(exchange):
         return observe("fireworks", f"functions {rejection_reason(exchange)}")
-    message = first_choice(ctx.require_success(exchange, "request with functions")).get("message") or {}
+    message = as_dict(first_choice(ctx.require_success(exchange, "request with functions")).get("message"))
     call = message.get("function_call")
     if isinstance(call, dict) and call.get("name") == "get_time":
         return observe("openai", "the forced function is returned as message.function_call")
-    calls = message.get("tool_calls")
-    if isinstance(calls, list) and any((c.get("function") or {}).get("name") == "get_time" for c in calls
-                                       if isinstance(c, dict)):
+    if any(as_dict(as_dict(call).get("function")).get("name") == "get_time"
+           for call in as_list(message.get("tool_calls"))):
         return observe("tool-calls", "the forced function is returned as message.tool_calls")
     return observe("other", f"accepted, but neither function_call nor tool_calls names get_time: {str(message)[:200]}")

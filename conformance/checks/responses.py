@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conformance.checks.base import ProbeContext, check
+from conformance.checks.base import ProbeContext, as_dict, as_list, check
 from conformance.results import Observation, observe
 
 PATH = "responses"
@@ -16,9 +16,11 @@ def _request(ctx: ProbeContext, stream: bool) -> dict[str, Any]:
             "temperature": 0, "stream": stream}
 
 
-def output_text(response: dict[str, Any]) -> str:
-    return "".join(part.get("text", "") for item in response.get("output") or [] if isinstance(item, dict)
-                   for part in item.get("content") or [] if isinstance(part, dict) and part.get("type") == "output_text")
+def output_text(response: Any) -> str:
+    """The concatenated `output_text` parts of a response object."""
+    return "".join(part["text"] for item in as_list(as_dict(response).get("output"))
+                   for part in as_list(as_dict(item).get("content"))
+                   if isinstance(part, dict) and part.get("type") == "output_text" and isinstance(part.get("text"), str))
 
 
 @check("responses-api/create", "responses-api", "Responses API: create a response")
@@ -49,8 +51,9 @@ def responses_stream(ctx: ProbeContext) -> Observation:
     if not types or types[0] != "response.created" or types[-1] != "response.completed":
         return observe("other", f"the events run {types[:1]} ... {types[-1:]}, not response.created ... "
                        "response.completed")
-    deltas = "".join(e.get("delta", "") for e in events if e.get("type") == "response.output_text.delta")
-    final = output_text(events[-1].get("response") or {})
+    deltas = "".join(e["delta"] for e in events
+                     if e.get("type") == "response.output_text.delta" and isinstance(e.get("delta"), str))
+    final = output_text(events[-1].get("response"))
     if deltas != final:
         return observe("other", f"the text deltas {deltas!r} do not add up to the final text {final!r}")
     return observe("openai", f"{len(events)} typed events from response.created to response.completed")

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from conformance.reference_server import faults
 from conformance.reference_server import model as lm
 from conformance.reference_server.config import ServerConfig
 from conformance.reference_server.responses_api import create_response
@@ -73,6 +74,8 @@ def bad_param(param: str, message: str) -> ApiError:
 @dataclass
 class ServerState:
     ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+    #: Request fingerprints already answered with a rate-limit fault.
+    throttled: set[str] = field(default_factory=set)
     #: Deviation `stream-abort=other`: after a client abandons a stream, the next request fails,
     #: as on a server that keeps generating for a client that has gone.
     wedged: bool = False
@@ -110,6 +113,12 @@ class Endpoint:
                 raise ApiError(401, "Incorrect API key provided. You can find your API key in your account settings.",
                                code="invalid_api_key")
 
+    async def faulty(self, request: Request) -> Response | None:
+        """The configured transport fault for a generation request, if any."""
+        if not self.config.faults:
+            return None
+        return await faults.intercept(self.config.faults, self.state.throttled, request)
+
     async def read_body(self, request: Request) -> dict[str, Any]:
         try:
             body = json.loads(await request.body())
@@ -142,6 +151,8 @@ class Endpoint:
 
     async def chat(self, request: Request) -> Response:
         await self.guard(request)
+        if (fault := await self.faulty(request)) is not None:
+            return fault
         body = await self.read_body(request)
         self.check_params(body, OPENAI_CHAT, chat=True)
         messages = body.get("messages")
@@ -154,6 +165,8 @@ class Endpoint:
 
     async def completions(self, request: Request) -> Response:
         await self.guard(request)
+        if (fault := await self.faulty(request)) is not None:
+            return fault
         body = await self.read_body(request)
         self.check_params(body, OPENAI_COMPLETIONS, chat=False)
         prompt = body.get("prompt")
@@ -165,6 +178,8 @@ class Endpoint:
 
     async def responses(self, request: Request) -> Response:
         await self.guard(request)
+        if (fault := await self.faulty(request)) is not None:
+            return fault
         if self.config.is_("responses-api", "unsupported"):
             raise ApiError(404, "Not found", code="not_found")
         body = await self.read_body(request)
@@ -268,7 +283,10 @@ class Endpoint:
                  "total_tokens": prompt_tokens + completion_tokens}
         response_id = self.state.next_id("chatcmpl" if chat else "cmpl")
         if body.get("stream"):
-            return StreamingResponse(self.stream(body, prompt, generations, usage, response_id, chat),
+            events = self.stream(body, prompt, generations, usage, response_id, chat)
+            if self.config.faults:
+                events = faults.corrupt_stream(self.config.faults, events)
+            return StreamingResponse(events,
                                      media_type="text/event-stream",
                                      headers=self.headers(prompt_tokens, streaming=True))
         choices = [self.choice(body, prompt, g, i, chat) for i, g in enumerate(generations)]

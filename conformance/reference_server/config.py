@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from conformance.catalog import load_catalog
+from conformance.reference_server import faults
 
 VENDORS = ("openai", "fireworks")
 _BOTH = ("openai", "fireworks")
@@ -59,6 +60,14 @@ class ServerConfig:
     model_name: str = "reference-model"
     #: The vendor whose documents the server follows, before any per-entry override.
     vendor: str = "openai"
+    #: Transport faults to commit on every generation request (see faults.py).
+    faults: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        try:
+            faults.validate(self.faults)
+        except faults.FaultError as problem:
+            raise ConfigError(str(problem)) from None
 
     def acts(self, entry_id: str) -> str:
         """The behaviour this server shows for a catalog entry (`openai` when unset)."""

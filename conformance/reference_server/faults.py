@@ -1,0 +1,83 @@
+"""Transport-level faults the reference server can be told to commit (`serve --fault NAME`), so the
+project's tests can see that every kind of broken endpoint ends in a verdict, never a crash or a hang.
+
+Faults apply to the generation routes (chat, completions, responses); `/v1/models` stays healthy so
+a run can start and meet them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+FAULTS = {
+    "hang": "never answer",
+    "stall-stream": "send the first event of a stream, then nothing more",
+    "endless-stream": "stream events forever",
+    "http-500": "answer 500 with an OpenAI error envelope",
+    "html-error": "answer 502 with an HTML error page",
+    "invalid-json": "answer 200 with a body that is not JSON",
+    "truncated-sse": "cut every stream in the middle of an event, without [DONE]",
+    "malformed-sse": "send stream events whose data is not JSON",
+    "huge-body": "answer with a body larger than the client's cap",
+    "rate-limited": "answer 429 with Retry-After: 1 the first time a request is seen",
+    "overloaded": "answer 503 with Retry-After: 1 the first time a request is seen",
+}
+FOREVER_S = 3600
+HUGE_BODY_BYTES = 17 * 1024 * 1024
+
+
+class FaultError(ValueError):
+    pass
+
+
+def validate(faults: frozenset[str]) -> None:
+    unknown = sorted(set(faults) - set(FAULTS))
+    if unknown:
+        raise FaultError(f"unknown fault(s) {', '.join(unknown)}: choose from {', '.join(FAULTS)}")
+
+
+async def intercept(faults: frozenset[str], seen: set[str], request: Request) -> Response | None:
+    """A faulty answer to send instead of the real one, or None to answer normally."""
+    if "hang" in faults:
+        await asyncio.sleep(FOREVER_S)
+    if "http-500" in faults:
+        return JSONResponse({"error": {"message": "internal failure", "type": "server_error", "param": None,
+                                       "code": None}}, status_code=500)
+    if "html-error" in faults:
+        return Response("<html><body><h1>502 Bad Gateway</h1></body></html>", status_code=502,
+                        media_type="text/html")
+    if "invalid-json" in faults:
+        return Response('{"id": "cmpl-1", "choices": [', media_type="application/json")
+    if "huge-body" in faults:
+        return Response(b'{"padding": "' + b"x" * HUGE_BODY_BYTES + b'"}', media_type="application/json")
+    for fault, status in (("rate-limited", 429), ("overloaded", 503)):
+        if fault in faults:
+            fingerprint = hashlib.sha256(await request.body()).hexdigest()
+            if fingerprint not in seen:
+                seen.add(fingerprint)
+                return JSONResponse({"error": {"message": "slow down", "type": "rate_limit_error", "param": None,
+                                               "code": None}}, status_code=status, headers={"retry-after": "1"})
+    return None
+
+
+async def corrupt_stream(faults: frozenset[str], events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The stream as the faults make it."""
+    position = 0
+    async for event in events:
+        if "malformed-sse" in faults:
+            event = b"data: {this is not json\n\n"
+        if "truncated-sse" in faults and position == 2:
+            yield event[: len(event) // 2]
+            return
+        yield event
+        if "stall-stream" in faults:
+            await asyncio.sleep(FOREVER_S)
+        position += 1
+    while "endless-stream" in faults:
+        yield b'data: {"choices": []}\n\n'
+        await asyncio.sleep(0.01)
