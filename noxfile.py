@@ -27,3 +27,44 @@ def record_reference(session: nox.Session) -> None:
     for vendor in ("openai", "fireworks"):
         session.run("conformance", "run", "--embedded-behavior", vendor, "--profile", "none",
                     "--record", f"cassettes/reference-{vendor}", "--report-dir", f"reports/reference-{vendor}")
+
+
+@nox.session
+def report_screenshot(session: nox.Session) -> None:
+    """Run the suite against the embedded server and screenshot report.html in headless Chromium.
+
+    Writes reports/screenshot/report.{json,md,html} and report.png, so the page is seen as a person
+    sees it. Needs Debian's `chromium`: when it is not on PATH, this session installs it with
+    `apt-get update && apt-get install -y chromium` (the project's machines run as root), so it works
+    on a fresh machine. Arguments go to `conformance run`, e.g.
+    `nox -s report_screenshot -- --embedded-behavior fireworks` for a page with failures.
+    """
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        session.run("apt-get", "update", external=True)
+        session.run("apt-get", "install", "-y", "chromium", external=True, env={"DEBIAN_FRONTEND": "noninteractive"})
+        chromium = shutil.which("chromium") or session.error("apt-get installed no `chromium` on PATH")
+    session.install(".")
+    directory = Path("reports/screenshot").resolve()
+    session.run("conformance", "run", "--report-dir", str(directory), *session.posargs, success_codes=[0, 1])
+    picture = directory / "report.png"
+    picture.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory() as profile:  # a fresh browser profile: nothing from earlier runs
+        session.run(chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={profile}", f"--screenshot={picture}", "--window-size=1400,2400",
+                    (directory / "report.html").as_uri(), external=True, silent=True)
+    if not picture.is_file():
+        session.error(f"chromium wrote no screenshot to {picture}")
+    session.log(f"screenshot: {picture}")
+
+
+@nox.session
+def benchmark(session: nox.Session) -> None:
+    """Whole-suite wall time, requests and tokens: embedded, and against a 500 ms-latency server."""
+    session.install(".")
+    session.run("python", "benchmarks/run_benchmark.py")
