@@ -17,7 +17,6 @@ import json
 import re
 import threading
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -27,7 +26,7 @@ from vcr.request import Request as VcrRequest
 from vcr.serialize import deserialize, serialize
 from vcr.serializers import yamlserializer
 
-from conformance.client import CHECK_EXTENSION, REDACTED, SECRET_HEADERS
+from conformance.client import CHECK_EXTENSION, REDACTED, SECRET_HEADERS, TeeStream
 
 SETUP = "_setup"
 METADATA_FILE = "run.json"
@@ -108,24 +107,6 @@ class CassetteStore:
         return list(zip(requests, responses))
 
 
-class _TeeStream(httpx.SyncByteStream):
-    """Passes the body through and, when the client closes it, files what was actually read."""
-
-    def __init__(self, inner: httpx.SyncByteStream, on_close):
-        self._inner, self._on_close, self._parts = inner, on_close, []
-
-    def __iter__(self) -> Iterator[bytes]:
-        for part in self._inner:
-            self._parts.append(part)
-            yield part
-
-    def close(self) -> None:
-        try:
-            self._inner.close()
-        finally:
-            self._on_close(b"".join(self._parts))
-
-
 def _check_of(request: httpx.Request) -> str:
     return request.extensions.get(CHECK_EXTENSION, SETUP)
 
@@ -150,7 +131,7 @@ class RecordingTransport(httpx.BaseTransport):
             })
 
         return httpx.Response(response.status_code, headers=response.headers,
-                              stream=_TeeStream(response.stream, file), extensions=response.extensions)
+                              stream=TeeStream(response.stream, file), extensions=response.extensions)
 
     def close(self) -> None:
         self.inner.close()

@@ -1,4 +1,4 @@
-"""The `conformance` command: `run` (drives pytest with the plugin), `serve`, `catalog`.
+"""The `conformance` command: `run` (drives pytest with the plugin), `serve`, `catalog`, `compare`, `diff`.
 
 Exit codes of `run`: 0 every check met the profile; 1 a check failed or errored; 2 a usage error
 or an endpoint that cannot be used (always with a one-line message, never a traceback).
@@ -15,7 +15,7 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from conformance import __version__
+from conformance import __version__, compare
 from conformance import pytest_plugin as plugin
 from conformance.catalog import load_catalog
 from conformance.profiles import ProfileError, load_profile
@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="re-run offline from recorded cassettes; --profile may differ from the recording's")
     run.add_argument("-k", dest="keyword", help="only checks whose id matches this pytest -k expression")
     run.add_argument("-v", "--verbose", action="store_true", help="one line per check")
+    run.add_argument("--baseline", metavar="REPORT.json",
+                     help="compare with an earlier report.json (or its directory); exit 1 on a regression")
 
     serve = commands.add_parser("serve", help="run the reference server in the foreground")
     serve.add_argument("--behavior", choices=("openai", "fireworks"), default="openai")
@@ -115,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     catalog = commands.add_parser("catalog", help="list the documented differences with their sources")
     catalog.add_argument("--format", choices=("text", "json"), default="text")
+    compare.add_commands(commands)
     return parser
 
 
@@ -160,6 +163,11 @@ def command_run(args: argparse.Namespace) -> int:
         load_profile(args.profile, load_catalog())
     except ProfileError as problem:
         raise UsageProblem(str(problem)) from None
+    if args.baseline is not None:
+        try:
+            compare.load_report(args.baseline)
+        except compare.ReportError as problem:
+            raise UsageProblem(f"--baseline: {problem}") from None
     if args.replay is not None and (args.base_url or args.model):
         raise UsageProblem("--replay runs against the recorded endpoint and model; drop --base-url/--model")
     report_dir = Path(args.report_dir)
@@ -171,6 +179,13 @@ def command_run(args: argparse.Namespace) -> int:
         raise UsageProblem(f"cannot write reports to {str(report_dir)!r}: {problem.strerror or problem}") from None
     with sigterm_as_interrupt():
         code = pytest.main(pytest_arguments(args))
+    if args.baseline is not None and code in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        current = json.loads((report_dir / "report.json").read_text(encoding="utf-8"))
+        changes, regressed = compare.baseline_verdict(args.baseline, current)
+        (report_dir / "changes.md").write_text(changes, encoding="utf-8")
+        print(changes, end="")
+        if regressed:
+            code = pytest.ExitCode.TESTS_FAILED
     if code == pytest.ExitCode.OK:
         return EXIT_OK
     if code == pytest.ExitCode.TESTS_FAILED:
@@ -222,7 +237,8 @@ def command_catalog(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"run": command_run, "serve": command_serve, "catalog": command_catalog}
+COMMANDS = {"run": command_run, "serve": command_serve, "catalog": command_catalog,
+            "compare": compare.command_compare, "diff": compare.command_diff}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -77,9 +77,15 @@ class Redactor:
         return value
 
     def headers(self, headers: httpx.Headers | dict[str, str]) -> dict[str, str]:
+        """Credential headers are dropped to a marker; an Authorization that does not carry the
+        run's key (a probe's deliberately wrong one) is kept, so its curl line reproduces it."""
         kept = {}
         for name, value in headers.items():
-            kept[name.lower()] = REDACTED if name.lower() in SECRET_HEADERS else self.text(value)
+            name = name.lower()
+            if name == "authorization" and not (self.secret and self.secret in value):
+                kept[name] = value
+            else:
+                kept[name] = REDACTED if name in SECRET_HEADERS else self.text(value)
         return kept
 
 
@@ -149,9 +155,9 @@ class Exchange:
             parts.append("-N")
         parts += ["-X", self.method, shlex.quote(self.url)]
         for name, value in self.request_headers.items():
-            if name == "authorization":
+            if name == "authorization" and value == REDACTED:
                 parts += ["-H", '"Authorization: Bearer $OPENAI_API_KEY"']
-            elif name == "content-type":
+            elif name in ("authorization", "content-type"):
                 parts += ["-H", shlex.quote(f"{name}: {value}")]
         if self.request_body is not None:
             parts += ["-d", shlex.quote(json.dumps(self.request_body, separators=(",", ":")))]
@@ -177,6 +183,24 @@ class Exchange:
             "first_byte_ms": None if self.first_byte is None else round(self.first_byte * 1000, 1),
             "retries": self.retries,
         }
+
+
+class TeeStream(httpx.SyncByteStream):
+    """Passes a response body through and, when the reader closes it, hands over what was read."""
+
+    def __init__(self, inner: httpx.SyncByteStream, on_close):
+        self._inner, self._on_close, self._parts = inner, on_close, []
+
+    def __iter__(self):
+        for part in self._inner:
+            self._parts.append(part)
+            yield part
+
+    def close(self) -> None:
+        try:
+            self._inner.close()
+        finally:
+            self._on_close(b"".join(self._parts))
 
 
 def usage_of(exchange: Exchange) -> dict | None:
@@ -246,6 +270,9 @@ class EndpointClient:
         self.timeout = timeout
         self.stats = stats if stats is not None else RunStats()
         self.redactor = Redactor(api_key)
+        self.api_key = api_key
+        self._transport = transport or httpx.HTTPTransport(
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=16))
         # identity: bodies arrive as sent, so evidence and cassettes keep (and can scrub) the real bytes
         headers = {"user-agent": f"conformance/{__version__}", "accept-encoding": "identity"}
         if api_key:
@@ -254,8 +281,7 @@ class EndpointClient:
             headers=headers,
             timeout=httpx.Timeout(timeout),
             follow_redirects=False,
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
-            transport=transport,
+            transport=self._transport,
         )
 
     def close(self) -> None:
@@ -266,12 +292,12 @@ class EndpointClient:
 
     def request(self, method: str, path: str, body: Any = None, *, headers: dict[str, str] | None = None,
                 content: bytes | None = None, abort_after_events: int | None = None,
-                check: str | None = None) -> Exchange:
+                check: str | None = None, authorization: str | None = "") -> Exchange:
         """Send one request and read the whole response within `timeout` seconds overall.
 
         With `abort_after_events`, close the connection once that many SSE events have arrived,
         as a client abandoning a stream does. `check` names the check the request belongs to (for
-        cassettes). Raises EndpointError when no HTTP response could be
+        cassettes). `authorization` replaces the Authorization header (None: send none at all). Raises EndpointError when no HTTP response could be
         had; any HTTP status is returned.
         """
         self.stats.check_budget()
@@ -279,6 +305,10 @@ class EndpointClient:
         request = self._http.build_request(method, url, json=body if content is None else None,
                                            content=content, headers=headers,
                                            extensions={CHECK_EXTENSION: check} if check else None)
+        if authorization is None:
+            request.headers.pop("authorization", None)
+        elif authorization:
+            request.headers["authorization"] = authorization
         exchange = Exchange(
             method=method,
             url=self.redactor.text(url),
@@ -334,11 +364,50 @@ class EndpointClient:
                 break
         return self.redactor.bytes(b"".join(parts))
 
+    def logging_http_client(self, check: str | None, log: list[Exchange]) -> httpx.Client:
+        """An httpx client for third-party code (the openai SDK) whose traffic goes the same way as
+        ours (live, recorded or replayed) and lands in `log` as evidence. Do not close it: it
+        shares this client's transport."""
+        return httpx.Client(transport=_LoggingTransport(self, check, log), timeout=httpx.Timeout(self.timeout),
+                            follow_redirects=False)
+
     def get(self, path: str) -> Exchange:
         return self.request("GET", path)
 
     def post(self, path: str, body: Any) -> Exchange:
         return self.request("POST", path, body)
+
+
+class _LoggingTransport(httpx.BaseTransport):
+    """Turns every request a foreign client sends into a redacted Exchange, counted in the stats."""
+
+    def __init__(self, owner: EndpointClient, check: str | None, log: list[Exchange]):
+        self.owner, self.check, self.log = owner, check, log
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if self.check:
+            request.extensions = {**request.extensions, CHECK_EXTENSION: self.check}
+        redactor = self.owner.redactor
+        body = request.read()
+        text = redactor.text(body.decode("utf-8", "replace"))
+        try:
+            sent = json.loads(text) if body else None
+        except ValueError:
+            sent = text
+        exchange = Exchange(method=request.method, url=redactor.text(str(request.url)),
+                            request_headers=redactor.headers(request.headers), request_body=sent)
+        started = time.monotonic()
+        response = self.owner._transport.handle_request(request)
+        exchange.status = response.status_code
+        exchange.response_headers = redactor.headers(response.headers)
+
+        def file(read: bytes) -> None:
+            exchange.body, exchange.elapsed = redactor.bytes(read), time.monotonic() - started
+            self.owner.stats.record(exchange)
+            self.log.append(exchange)
+
+        return httpx.Response(response.status_code, headers=response.headers, stream=TeeStream(response.stream, file),
+                              extensions=response.extensions)
 
 
 def retry_after(exchange: Exchange) -> float | None:

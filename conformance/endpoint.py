@@ -4,6 +4,7 @@ reference server on a free loopback port; and which model, when none was named."
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass, field
 
 from conformance.client import EndpointClient, EndpointError, normalize_base_url
@@ -56,6 +57,8 @@ def resolve(base_url: str | None, api_key: str | None, model: str | None, timeou
     base_url = base_url or base_url_from_environment()
     embedded = None
     if base_url is None:
+        # A key is always required, so the run can check that a missing or wrong one is refused.
+        api_key = api_key or f"sk-embedded-{secrets.token_urlsafe(12)}"
         embedded = start_in_thread(ServerConfig.for_vendor(embedded_behaviour, api_key=api_key))
         base_url = embedded.base_url
     try:

@@ -17,7 +17,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from conformance.reference_server import faults
@@ -33,6 +33,7 @@ OPENAI_CHAT = OPENAI_COMMON | {"messages", "max_completion_tokens", "top_logprob
                                "service_tier", "store", "metadata", "modalities", "prediction",
                                "reasoning_effort", "prompt_cache_key", "safety_identifier", "verbosity"}
 OPENAI_COMPLETIONS = OPENAI_COMMON | {"prompt", "suffix", "echo", "best_of"}
+CHAT_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 #: Fireworks request fields a catalog entry is about: known only while the server acts as Fireworks.
 EXTENSIONS = {
     "context_length_exceeded_behavior": "context-length-exceeded-behavior-param",
@@ -62,9 +63,12 @@ class ApiError(Exception):
         super().__init__(message)
         self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
 
-    def response(self) -> JSONResponse:
+    def response(self, rule_breaks: frozenset[str] = frozenset()) -> Response:
+        status = 500 if "error-500-on-invalid" in rule_breaks and self.status == 400 else self.status
+        if "error-plain-text" in rule_breaks:
+            return PlainTextResponse(self.message, status_code=status)
         return JSONResponse({"error": {"message": self.message, "type": self.type, "param": self.param,
-                                       "code": self.code}}, status_code=self.status)
+                                       "code": self.code}}, status_code=status)
 
 
 def bad_param(param: str, message: str) -> ApiError:
@@ -107,7 +111,7 @@ class Endpoint:
         if self.state.wedged:
             self.state.wedged = False  # the stale generation ends now; the next request is served
             raise ApiError(503, "the server is busy generating for a client that has gone", "server_error")
-        if self.config.api_key:
+        if self.config.api_key and "accept-bad-key" not in self.config.faults:
             header = request.headers.get("authorization", "")
             if header != f"Bearer {self.config.api_key}":
                 raise ApiError(401, "Incorrect API key provided. You can find your API key in your account settings.",
@@ -126,7 +130,7 @@ class Endpoint:
             raise ApiError(400, "We could not parse the JSON body of your request.") from None
         if not isinstance(body, dict):
             raise ApiError(400, "The request body must be a JSON object.")
-        if body.get("model") != self.config.model_id:
+        if body.get("model") != self.config.model_id and "accept-unknown-model" not in self.config.faults:
             raise ApiError(404, f"The model `{body.get('model')}` does not exist or you do not have access to it.",
                            param="model", code="model_not_found")
         return body
@@ -187,6 +191,12 @@ class Endpoint:
 
     # ---- request validation -----------------------------------------------------------------
     def check_params(self, body: dict[str, Any], known: set[str], chat: bool) -> None:
+        if "accept-invalid-params" in self.config.faults:
+            return
+        if "reject-valid-params" in self.config.faults:
+            for param in ("top_p", "n", "stop"):
+                if param in body:
+                    raise bad_param(param, f"'{param}' is not allowed here")
         allowed = set(known)
         allowed |= {p for p, entry in EXTENSIONS.items() if self.config.is_(entry, "fireworks")}
         if chat and self.config.is_("echo-on-chat", "fireworks"):
@@ -205,9 +215,25 @@ class Endpoint:
         max_tokens = body.get("max_tokens", body.get("max_completion_tokens"))
         if max_tokens is not None and (type(max_tokens) is not int or max_tokens < 0):
             raise bad_param("max_tokens", "'max_tokens' must be a non-negative integer.")
-        temperature = body.get("temperature", 1)
-        if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not 0 <= temperature <= 2:
-            raise bad_param("temperature", "'temperature' must be a number between 0 and 2.")
+        for name, low, high in (("temperature", 0, 2), ("top_p", 0, 1), ("presence_penalty", -2, 2),
+                                ("frequency_penalty", -2, 2)):
+            value = body.get(name, low)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high:
+                raise bad_param(name, f"'{name}' must be a number between {low} and {high}.")
+        for name in ("stream", "echo"):
+            if name in body and type(body[name]) is not bool:
+                raise bad_param(name, f"'{name}' must be a boolean.")
+        if "seed" in body and type(body["seed"]) is not int:
+            raise bad_param("seed", "'seed' must be an integer.")
+        stop = body.get("stop")
+        if stop is not None and not (isinstance(stop, str) or (
+                isinstance(stop, list) and len(stop) <= 4 and all(isinstance(s, str) for s in stop))):
+            raise bad_param("stop", "'stop' must be a string or a list of at most 4 strings.")
+        if chat:
+            for message in body.get("messages") or []:
+                if not isinstance(message, dict) or message.get("role") not in CHAT_ROLES:
+                    raise bad_param("messages", f"Invalid message: {str(message)[:80]}; role must be one of "
+                                    f"{', '.join(CHAT_ROLES)}.")
         self.check_logprobs(body, chat)
         behaviour = body.get("context_length_exceeded_behavior", "truncate")
         if behaviour not in ("truncate", "error"):
@@ -219,6 +245,8 @@ class Endpoint:
         logprobs = body.get("logprobs")
         top = body.get("top_logprobs")
         if chat:
+            if logprobs is not None and type(logprobs) not in (bool, int):
+                raise bad_param("logprobs", "Invalid type for 'logprobs': expected a boolean.")
             integer_form = type(logprobs) is int
             if integer_form and not self.config.is_("chat-logprobs-integer", "fireworks"):
                 raise bad_param("logprobs", "Invalid type for 'logprobs': expected a boolean, but got an integer instead.")
@@ -287,7 +315,7 @@ class Endpoint:
             if self.config.faults:
                 events = faults.corrupt_stream(self.config.faults, events)
             return StreamingResponse(events,
-                                     media_type="text/event-stream",
+                                     media_type=faults.stream_media_type(self.config.faults),
                                      headers=self.headers(prompt_tokens, streaming=True))
         choices = [self.choice(body, prompt, g, i, chat) for i, g in enumerate(generations)]
         result: dict[str, Any] = {"id": response_id, "object": "chat.completion" if chat else "text_completion",
@@ -462,7 +490,7 @@ def create_app(config: ServerConfig) -> Starlette:
             try:
                 return await handler(request)
             except ApiError as error:
-                return error.response()
+                return error.response(config.faults)
 
         return route
 

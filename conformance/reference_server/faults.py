@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from collections.abc import AsyncIterator
 
 from starlette.requests import Request
@@ -26,6 +27,23 @@ FAULTS = {
     "huge-body": "answer with a body larger than the client's cap",
     "rate-limited": "answer 429 with Retry-After: 1 the first time a request is seen",
     "overloaded": "answer 503 with Retry-After: 1 the first time a request is seen",
+    # Rule breaks of the core surface (each should make exactly the matching check fail).
+    "sse-content-type": "stream with Content-Type text/plain",
+    "sse-single-newline": "separate stream events by one newline instead of a blank line",
+    "sse-no-done": "end streams without data: [DONE]",
+    "sse-after-done": "send one more event after data: [DONE]",
+    "sse-id-changes": "give every chunk of a stream a different id",
+    "sse-role-repeated": "repeat the role in every delta",
+    "sse-double-finish": "set finish_reason on two chunks of the same choice",
+    "sse-crlf": "end stream lines with CRLF (legal: must be tolerated)",
+    "sse-comments": "interleave SSE comment lines (legal: must be tolerated)",
+    "chunk-schema-break": "leave `created` out of every stream chunk",
+    "error-plain-text": "answer errors as plain text instead of the JSON envelope",
+    "error-500-on-invalid": "answer 500 where a 400 is due",
+    "accept-bad-key": "serve requests whatever their API key",
+    "accept-unknown-model": "serve requests for any model name",
+    "accept-invalid-params": "skip parameter validation",
+    "reject-valid-params": "refuse any request that sets top_p, n or stop (valid parameters)",
 }
 FOREVER_S = 3600
 HUGE_BODY_BYTES = 17 * 1024 * 1024
@@ -65,10 +83,45 @@ async def intercept(faults: frozenset[str], seen: set[str], request: Request) ->
     return None
 
 
+def stream_media_type(faults: frozenset[str]) -> str:
+    return "text/plain" if "sse-content-type" in faults else "text/event-stream"
+
+
+def _rewrite_chunk(faults: frozenset[str], event: bytes, position: int) -> bytes:
+    """Apply the chunk-level rule breaks to one `data: {...}` event."""
+    payload = event[len(b"data: "):].strip()
+    if not event.startswith(b"data: {"):
+        return event
+    chunk = json.loads(payload)
+    if "sse-id-changes" in faults:
+        chunk["id"] = f"{chunk.get('id')}-{position}"
+    if "chunk-schema-break" in faults:
+        chunk.pop("created", None)
+    for choice in chunk.get("choices") or []:
+        if "sse-role-repeated" in faults and "delta" in choice:
+            choice["delta"]["role"] = "assistant"
+        if "sse-double-finish" in faults and position == 1:
+            choice["finish_reason"] = "stop"
+    return f"data: {json.dumps(chunk, separators=(',', ':'))}\n\n".encode()
+
+
 async def corrupt_stream(faults: frozenset[str], events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     """The stream as the faults make it."""
     position = 0
     async for event in events:
+        if event.startswith(b"data: [DONE]"):
+            if "sse-no-done" in faults:
+                continue
+            if "sse-after-done" in faults:
+                event += b'data: {"choices": []}\n\n'
+        else:
+            event = _rewrite_chunk(faults, event, position)
+        if "sse-single-newline" in faults:
+            event = event.replace(b"\n\n", b"\n")
+        if "sse-comments" in faults:
+            event = b": keep-alive\n\n" + event
+        if "sse-crlf" in faults:
+            event = event.replace(b"\n", b"\r\n")
         if "malformed-sse" in faults:
             event = b"data: {this is not json\n\n"
         if "truncated-sse" in faults and position == 2:

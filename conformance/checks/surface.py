@@ -1,0 +1,303 @@
+"""The core OpenAI surface every compatible endpoint must get right whatever its profile: stream
+framing, chunk shapes, error envelopes, parameter validation, and the official SDK end to end.
+
+Each rule has a name; a check that finds rules broken names every one of them, so a failure reads
+"broken: done-last (an event follows data: [DONE])".
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, defaultdict
+from typing import Any
+
+import openai
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from openai.types import Completion
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+from conformance.checks.base import CHAT, Api, ProbeContext, ProbeFailed, check, check_per_api, choices_of
+from conformance.client import Exchange
+from conformance.results import Observation, inconclusive, observe
+
+FRAMING_PROMPT = {"chat": "Count from 1 to 5, separated by commas.", "completions": "1, 2, 3,"}
+FRAMING_RULES = {
+    "content-type": "Content-Type is text/event-stream",
+    "blank-line-separation": "events are separated by a blank line",
+    "json-events": "every event's data is JSON, or [DONE]",
+    "done-last": "data: [DONE] ends the stream and nothing follows it",
+    "one-id": "one id across the stream",
+    "role-first-only": "the role appears only in a choice's first delta",
+    "one-finish-per-choice": "exactly one finish_reason per choice",
+}
+
+
+def framing_violations(exchange: Exchange, api: Api) -> dict[str, str]:
+    """Every framing rule the stream breaks, with what was seen."""
+    broken: dict[str, str] = {}
+    content_type = exchange.response_headers.get("content-type", "")
+    if not content_type.startswith("text/event-stream"):
+        broken["content-type"] = f"Content-Type is {content_type!r}"
+    stream = exchange.stream
+    data_lines = sum(1 for line in exchange.body.splitlines() if line.startswith(b"data:"))
+    data_events = sum(1 for event in stream.events if event.data)
+    if data_lines > data_events:
+        broken["blank-line-separation"] = f"{data_lines} data lines arrived as {data_events} events"
+    if stream.undecodable:
+        broken["json-events"] = f"{len(stream.undecodable)} event(s) are not JSON: {stream.undecodable[0][:60]!r}"
+    if not stream.done:
+        broken["done-last"] = "no data: [DONE]"
+    elif stream.events_after_done:
+        broken["done-last"] = f"{stream.events_after_done} event(s) follow data: [DONE]"
+    chunks = [chunk for chunk in stream.chunks if isinstance(chunk, dict)]
+    ids = {repr(chunk["id"]) for chunk in chunks if chunk.get("id") is not None}
+    if len(ids) > 1:
+        broken["one-id"] = f"{len(ids)} different ids, e.g. {sorted(ids)[:2]}"
+    roles: dict[Any, list[int]] = defaultdict(list)
+    finishes: Counter = Counter()
+    seen: Counter = Counter()
+    for chunk in chunks:
+        for choice in choices_of(chunk):
+            index = repr(choice.get("index", 0))
+            delta = choice.get("delta")
+            if api is CHAT and isinstance(delta, dict) and "role" in delta:
+                roles[index].append(seen[index])
+            seen[index] += 1
+            if choice.get("finish_reason"):
+                finishes[index] += 1
+    repeated = {index: positions for index, positions in roles.items() if positions != [0]}
+    if repeated:
+        broken["role-first-only"] = f"role in deltas {dict(repeated)} (choice: positions)"
+    wrong = {index: finishes[index] for index in seen if finishes[index] != 1}
+    if wrong:
+        broken["one-finish-per-choice"] = f"finish_reason count per choice: {wrong}"
+    return broken
+
+
+@check_per_api("sse-framing", "Stream framing")
+def sse_framing(ctx: ProbeContext, api: Api) -> Observation:
+    exchange = ctx.generate(api, FRAMING_PROMPT[api.name], stream=True, max_tokens=8)
+    if not exchange.ok:
+        raise ProbeFailed(f"stream request: {exchange.describe_status()}")
+    broken = framing_violations(exchange, api)
+    if broken:
+        return observe("other", "broken: " + "; ".join(f"{rule} ({seen})" for rule, seen in broken.items()),
+                       broken_rules=sorted(broken))
+    return observe("openai", f"all {len(FRAMING_RULES)} framing rules hold over {len(exchange.stream.events)} events")
+
+
+@check_per_api("chunk-schema", "Every stream chunk validates against the schema")
+def chunk_schema(ctx: ProbeContext, api: Api) -> Observation:
+    chunks = ctx.require_stream(ctx.generate(api, FRAMING_PROMPT[api.name], stream=True, max_tokens=8), "stream")
+    for position, chunk in enumerate(chunks):
+        violations = ctx.schema_violations(api.chunk_schema, chunk, "core")
+        if violations:
+            return observe("other", f"chunk #{position}: " + "; ".join(map(str, violations)))
+    return observe("openai", f"all {len(chunks)} chunks are valid `{api.chunk_schema}` objects")
+
+
+# ---- errors -------------------------------------------------------------------------------------
+
+def expect_error(ctx: ProbeContext, exchange: Exchange, status: int, situation: str) -> Observation:
+    """openai when the answer is `status` with a valid error envelope; otherwise say what came."""
+    if exchange.ok:
+        return observe("other", f"{situation}: answered HTTP {exchange.status} instead of refusing with {status}")
+    problems = (["the body is not JSON: " + repr(exchange.text[:80])] if exchange.json is None
+                else [str(v) for v in ctx.schema_violations("error", exchange.json, "core")])
+    if exchange.status == status and not problems:
+        return observe("openai", f"{situation}: HTTP {status} with the error envelope "
+                       f"(type {exchange.error_envelope.get('type')!r}, code {exchange.error_envelope.get('code')!r})")
+    wrong = [] if exchange.status == status else [f"HTTP {exchange.status} instead of {status}"]
+    return observe("other", f"{situation}: " + "; ".join(wrong + [f"error envelope: {p}" for p in problems]))
+
+
+def _key_test(ctx: ProbeContext, authorization: str | None, situation: str) -> Observation:
+    exchange = ctx.send(CHAT.path, CHAT.body(ctx.model, "Reply with only the word OK.", {"max_tokens": 1}),
+                        authorization=authorization)
+    if exchange.ok and not ctx.client.api_key:
+        return inconclusive(f"{situation}: served, and this run has no key either: the endpoint does not "
+                            "authenticate, so there is no refusal to check")
+    return expect_error(ctx, exchange, 401, situation)
+
+
+@check("error-envelope/bad-key", "error-envelope", "A wrong API key: 401 with the envelope")
+def error_bad_key(ctx: ProbeContext) -> Observation:
+    return _key_test(ctx, "Bearer sk-conformance-not-a-valid-key", "a wrong API key")
+
+
+@check("error-envelope/missing-key", "error-envelope", "No API key: 401 with the envelope")
+def error_missing_key(ctx: ProbeContext) -> Observation:
+    return _key_test(ctx, None, "no Authorization header")
+
+
+@check("error-envelope/unknown-model", "error-envelope", "An unknown model: 404 with the envelope")
+def error_unknown_model(ctx: ProbeContext) -> Observation:
+    exchange = ctx.send(CHAT.path, {**CHAT.body("conformance-no-such-model", "Hi", {}), "max_tokens": 1})
+    return expect_error(ctx, exchange, 404, "an unknown model")
+
+
+@check("error-envelope/invalid-json", "error-envelope", "A body that is not JSON: 400 with the envelope")
+def error_invalid_json(ctx: ProbeContext) -> Observation:
+    exchange = ctx.send(CHAT.path, content=b'{"model": "' + ctx.model.encode() + b'", "messages": [',
+                        headers={"content-type": "application/json"})
+    return expect_error(ctx, exchange, 400, "a truncated JSON body")
+
+
+@check("error-envelope/missing-messages", "error-envelope", "No messages: 400 with the envelope")
+def error_missing_messages(ctx: ProbeContext) -> Observation:
+    return expect_error(ctx, ctx.send(CHAT.path, {"model": ctx.model, "max_tokens": 1}), 400, "no `messages`")
+
+
+# ---- parameter validation, generated with Hypothesis under a fixed request budget ---------------
+
+INVALID_BUDGET = 8
+VALID_BUDGET = 5
+#: Hypothesis keeps per-thread state that is not meant to be shared; explorations take turns.
+_HYPOTHESIS = threading.Lock()
+
+INVALID_PARAMETERS = st.one_of(
+    st.tuples(st.just("temperature"), st.floats(2.5, 100) | st.floats(-100, -0.5) | st.just("hot")),
+    st.tuples(st.just("top_p"), st.floats(1.5, 10) | st.floats(-10, -0.5)),
+    st.tuples(st.just("n"), st.integers(-5, 0) | st.integers(129, 10_000)),
+    st.tuples(st.just("max_tokens"), st.integers(-1000, -1) | st.just("many")),
+    st.tuples(st.just("messages"), st.just([]) | st.just("hello") | st.just([{"role": "wizard", "content": "hi"}])),
+    st.tuples(st.just("stop"), st.integers() | st.lists(st.sampled_from(["a", "b", "c"]), min_size=5, max_size=6)),
+    st.tuples(st.just("stream"), st.sampled_from(["yes", 1, [True]])),
+    st.tuples(st.just("logprobs"), st.sampled_from(["yes", [1]])),
+)
+VALID_PARAMETERS = st.fixed_dictionaries({"max_tokens": st.integers(1, 4)}, optional={
+    "temperature": st.floats(0, 2),
+    "top_p": st.floats(0.01, 1),
+    "n": st.integers(1, 2),
+    "stop": st.sampled_from(["\n", "END"]) | st.lists(st.sampled_from(["\n", "###", "END"]), max_size=4),
+})
+
+
+def explore(strategy: st.SearchStrategy, budget: int, send) -> None:
+    """Call `send` on `budget` examples drawn deterministically (the same ones every run, so a
+    recording replays), without shrinking: Hypothesis as a generator, never as a judge."""
+
+    raised: list[BaseException] = []
+
+    @settings(max_examples=budget, database=None, derandomize=True, phases=[Phase.generate], deadline=None,
+              suppress_health_check=list(HealthCheck))
+    @given(strategy)
+    def draw(example) -> None:
+        if not raised:  # after a transport failure, stop sending
+            try:
+                send(example)
+            except Exception as error:  # re-raised below: Hypothesis must not judge or retry it
+                raised.append(error)
+
+    with _HYPOTHESIS:
+        draw()
+    if raised:
+        raise raised[0]
+
+
+@check("parameter-validation/invalid", "parameter-validation", "Invalid parameters get a 4xx envelope",
+       requests=INVALID_BUDGET)
+def invalid_parameters(ctx: ProbeContext) -> Observation:
+    accepted: list[str] = []
+
+    def send(case: tuple[str, Any]) -> None:
+        name, value = case
+        body = CHAT.body(ctx.model, "Reply with only the word OK.", {"max_tokens": 1})
+        exchange = ctx.send(CHAT.path, {**body, name: value})
+        if exchange.status is None or not 400 <= exchange.status < 500 or exchange.error_envelope is None:
+            accepted.append(f"{name}={value!r} -> {exchange.describe_status() if not exchange.ok else 'accepted'}"
+                            f"{'' if exchange.error_envelope or exchange.ok else ' (no error envelope)'}")
+
+    explore(INVALID_PARAMETERS, INVALID_BUDGET, send)
+    if accepted:
+        return observe("other", f"{len(accepted)} of {len(ctx.exchanges)} invalid requests not refused with a 4xx "
+                       "envelope: " + "; ".join(accepted[:4]))
+    return observe("openai", f"all {len(ctx.exchanges)} invalid requests refused with a 4xx error envelope")
+
+
+@check("parameter-validation/valid", "parameter-validation", "Valid parameter combinations succeed",
+       requests=VALID_BUDGET)
+def valid_parameters(ctx: ProbeContext) -> Observation:
+    refused: list[str] = []
+
+    def send(params: dict[str, Any]) -> None:
+        exchange = ctx.generate(CHAT, "Reply with only the word OK.", **params)
+        problems = [] if not exchange.ok else ctx.schema_violations("chat_completion", exchange.json, "core")
+        if not exchange.ok or problems:
+            refused.append(f"{params} -> {exchange.describe_status() if not exchange.ok else problems[0]}")
+
+    explore(VALID_PARAMETERS, VALID_BUDGET, send)
+    if refused:
+        return observe("other", f"{len(refused)} of {len(ctx.exchanges)} valid requests failed: " + "; ".join(refused[:3]))
+    return observe("openai", f"all {len(ctx.exchanges)} valid parameter combinations answered with a valid completion")
+
+
+# ---- the official SDK ------------------------------------------------------------------------------
+
+def sdk_client(ctx: ProbeContext) -> openai.OpenAI:
+    log: list[Exchange] = ctx.exchanges
+    return openai.OpenAI(base_url=ctx.client.base_url, api_key=ctx.client.api_key or "no-key", max_retries=0,
+                         timeout=ctx.client.timeout, http_client=ctx.client.logging_http_client(ctx.check_id, log))
+
+
+def sdk_steps(ctx: ProbeContext, steps) -> Observation:
+    """Run SDK calls in order; the first that raises is the verdict, named with the step."""
+    done = []
+    for name, step in steps:
+        try:
+            step()
+        except (openai.APIConnectionError, openai.APITimeoutError) as error:
+            raise ProbeFailed(f"{name}: {type(error).__name__}: {error}") from None
+        except Exception as error:  # whatever the SDK raises is the finding
+            return observe("other", f"{name} failed: {type(error).__name__}: {str(error)[:240]}",
+                           steps_passed=done)
+        done.append(name)
+    return observe("openai", "the SDK " + ", ".join(done) + " all parsed", steps_passed=done)
+
+
+@check("openai-sdk/chat", "openai-sdk", "The openai SDK: chat create, raw response, stream, close", requests=3)
+def sdk_chat(ctx: ProbeContext) -> Observation:
+    client = sdk_client(ctx)
+    request = {"model": ctx.model, "messages": [{"role": "user", "content": "Reply with only the word OK."}],
+               "max_tokens": 4, "temperature": 0}
+
+    def create() -> None:
+        completion = client.chat.completions.create(**request)
+        ChatCompletion.model_validate(completion.model_dump(exclude_unset=True))
+        assert isinstance(completion.choices[0].message.content, str), "message.content is not a string"
+
+    def raw_response() -> None:
+        raw = client.chat.completions.with_raw_response.create(**request)
+        assert raw.headers.get("content-type", "").startswith("application/json"), raw.headers.get("content-type")
+        raw.parse()
+
+    def stream_and_close() -> None:
+        stream = client.chat.completions.create(**request, stream=True)
+        first = next(iter(stream))
+        ChatCompletionChunk.model_validate(first.model_dump(exclude_unset=True))
+        for chunk in stream:
+            ChatCompletionChunk.model_validate(chunk.model_dump(exclude_unset=True))
+        stream.close()
+
+    return sdk_steps(ctx, [("chat.completions.create", create), ("with_raw_response.create", raw_response),
+                           ("create(stream=True) + close()", stream_and_close)])
+
+
+@check("openai-sdk/completions", "openai-sdk", "The openai SDK: completions create and stream", requests=2)
+def sdk_completions(ctx: ProbeContext) -> Observation:
+    client = sdk_client(ctx)
+    request = {"model": ctx.model, "prompt": "The quick brown fox", "max_tokens": 4, "temperature": 0}
+
+    def create() -> None:
+        Completion.model_validate(client.completions.create(**request).model_dump(exclude_unset=True))
+
+    def stream() -> None:
+        # Stream events reuse the Completion type with finish_reason null until the last one, so
+        # they are read, not validated.
+        with client.completions.create(**request, stream=True) as events:
+            text = "".join(event.choices[0].text for event in events if event.choices)
+        assert isinstance(text, str)
+
+    return sdk_steps(ctx, [("completions.create", create), ("completions.create(stream=True)", stream)])
+

@@ -1,0 +1,151 @@
+"""The GitHub Action's entry script: `python -m conformance.github_action` (action.yml runs it).
+
+It runs the suite in-process (`conformance.cli.main`), appends report.md to `$GITHUB_STEP_SUMMARY`
+(cut to stay under GitHub's 1 MiB limit, with a note where it was cut), writes step outputs to
+`$GITHUB_OUTPUT`, and, given a baseline report, lists what changed and fails on a regression.
+Without GitHub (no `$GITHUB_STEP_SUMMARY` / `$GITHUB_OUTPUT`) it only runs and reports.
+
+Inputs are environment variables, named as GitHub names action inputs: `INPUT_` and the input's
+name upper-cased, with `-` or `_` (`INPUT_BASE-URL` or `INPUT_BASE_URL`). action.yml sets them.
+
+| input | default | meaning |
+|---|---|---|
+| base-url | (empty) | the endpoint; empty: `$OPENAI_BASE_URL`, else the embedded reference server |
+| api-key | (empty) | sent to the endpoint only; masked in the log; default `$OPENAI_API_KEY` |
+| model | (empty) | default: the first model `GET /models` lists |
+| profile | openai | `openai`, `fireworks`, `none` or a profile file |
+| baseline | (empty) | a report.json (or its directory) to compare with; a regression fails |
+| report-dir | conformance-reports | where report.json/.md/.html, junit.xml (and changes.md) go |
+| args | (empty) | more `conformance run` flags, split like a shell would (`-k stream --timeout 60`) |
+
+Outputs: `exit-code`, `status`, `pass`, `fail`, `inconclusive`, `skip`, `error`, `requests`,
+`regressed` (true/false), `report-dir` (absolute). Exit code: the run's own (0 every check met the
+profile, 1 a check failed or errored, 2 an unusable endpoint or input), and 1 when a run that
+passed regressed against the baseline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from conformance import cli
+from conformance.compare import ReportError, baseline_verdict, load_report
+
+#: GitHub refuses a step summary larger than this (bytes, per step).
+SUMMARY_LIMIT = 1024 * 1024
+CUT_NOTE = ("\n> **The summary was cut here** to stay under GitHub's 1 MiB step-summary limit; the whole "
+            "report is `report.md` in the uploaded artifact.\n")
+DEFAULTS = {"base-url": "", "api-key": "", "model": "", "profile": "openai", "baseline": "",
+            "report-dir": "conformance-reports", "args": ""}
+
+
+def read_inputs(environ: Mapping[str, str]) -> dict[str, str]:
+    """Every input from `INPUT_<NAME>` (either spelling), stripped, else its default."""
+    inputs = {}
+    for name, default in DEFAULTS.items():
+        key = "INPUT_" + name.upper()
+        value = environ.get(key, environ.get(key.replace("-", "_"), "")).strip()
+        inputs[name] = value or default
+    return inputs
+
+
+def fit(markdown: str, budget: int) -> str:
+    """`markdown` if it fits in `budget` UTF-8 bytes; else its first whole lines and CUT_NOTE.
+
+    A code fence left open by the cut is closed, so the note is not swallowed by it.
+    """
+    if len(markdown.encode("utf-8")) <= budget:
+        return markdown
+    room = budget - len(CUT_NOTE.encode("utf-8")) - len("```\n")
+    if room <= 0:
+        return ""
+    kept = markdown.encode("utf-8")[:room].decode("utf-8", "ignore")
+    kept = kept[: kept.rfind("\n") + 1]
+    if sum(line.startswith("```") for line in kept.splitlines()) % 2:
+        kept += "```\n"
+    return kept + CUT_NOTE
+
+
+def append_summary(path: Path, markdown: str) -> None:
+    """Append to the step summary, keeping the whole file under SUMMARY_LIMIT."""
+    used = path.stat().st_size if path.exists() else 0
+    with path.open("a", encoding="utf-8") as summary:
+        summary.write(fit(markdown, SUMMARY_LIMIT - 1 - used))
+
+
+def write_outputs(path: Path, outputs: dict[str, Any]) -> None:
+    with path.open("a", encoding="utf-8") as out:
+        for name, value in outputs.items():
+            out.write(f"{name}={str(value).lower() if isinstance(value, bool) else value}\n")
+
+
+def run_arguments(inputs: dict[str, str]) -> list[str]:
+    arguments = ["run", "--report-dir", inputs["report-dir"], "--profile", inputs["profile"]]
+    for flag, name in (("--base-url", "base-url"), ("--api-key", "api-key"), ("--model", "model")):
+        if inputs[name]:
+            arguments += [flag, inputs[name]]
+    return arguments + shlex.split(inputs["args"])
+
+
+def read_report(report_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((report_dir / "report.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def main(environ: Mapping[str, str] | None = None) -> int:
+    environ = os.environ if environ is None else environ
+    inputs = read_inputs(environ)
+    report_dir = Path(inputs["report-dir"]).resolve()
+    summary_file, output_file = environ.get("GITHUB_STEP_SUMMARY"), environ.get("GITHUB_OUTPUT")
+    if inputs["api-key"] and environ.get("GITHUB_ACTIONS") == "true":
+        print(f"::add-mask::{inputs['api-key']}", flush=True)
+
+    if inputs["baseline"]:  # a bad baseline is found before the run spends anything
+        try:
+            load_report(inputs["baseline"])
+        except ReportError as problem:
+            print(f"conformance: error: baseline: {problem}", file=sys.stderr)
+            if summary_file:
+                append_summary(Path(summary_file), f"**conformance: the baseline is unusable**: {problem}\n")
+            if output_file:
+                write_outputs(Path(output_file), {"exit-code": cli.EXIT_USAGE, "report-dir": report_dir})
+            return cli.EXIT_USAGE
+
+    try:
+        code = cli.main(run_arguments(inputs))
+    except ValueError as problem:  # shlex: an unbalanced quote in `args`
+        print(f"conformance: error: args: {problem}", file=sys.stderr)
+        code = cli.EXIT_USAGE
+    report = read_report(report_dir)
+    changes, regressed = None, False
+    if inputs["baseline"] and report is not None:
+        changes, regressed = baseline_verdict(inputs["baseline"], report)
+        (report_dir / "changes.md").write_text(changes, encoding="utf-8")
+        print(changes, end="")
+    final = cli.EXIT_FAILED if code == cli.EXIT_OK and regressed else code
+
+    if summary_file:
+        markdown = (report_dir / "report.md").read_text(encoding="utf-8") if report is not None else \
+            f"**conformance wrote no report** (exit {code}); the job log says why.\n"
+        append_summary(Path(summary_file), (changes + "\n" if changes else "") + markdown)
+    if output_file:
+        counts = report["summary"] if report else {}
+        write_outputs(Path(output_file), {
+            "exit-code": final, "status": report["status"] if report else "no-report",
+            **{outcome: counts.get(outcome, 0) for outcome in ("pass", "fail", "inconclusive", "skip", "error")},
+            "requests": report["requests"] if report else 0, "regressed": regressed, "report-dir": report_dir})
+    if regressed:
+        print("conformance: regression against the baseline", file=sys.stderr)
+    return final
+
+
+if __name__ == "__main__":
+    sys.exit(main())
