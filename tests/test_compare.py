@@ -210,3 +210,23 @@ def test_the_cli_runs_both_commands(tmp_path: Path, capsys) -> None:
     assert "Behaviour flips" in capsys.readouterr().out
     assert cli.main(["compare", str(COMMITTED["openai"]), "--out", str(tmp_path)]) == 0
     assert cli.main(["diff", str(COMMITTED["openai"]), str(tmp_path / "missing.json")]) == 2
+
+
+LLAMA = ROOT / "reports" / "llama-cpp" / "report.json"
+
+
+def test_the_three_way_matrix_places_llama_cpp_beside_openai_and_fireworks(openai, fireworks) -> None:
+    llama = load_report(LLAMA)
+    rows = {row.entry_id: row for row in matrix([openai, fireworks, llama])}
+    assert rows["stream-usage-default"].cells[2].observed == ("fireworks", "openai")  # completions vs chat
+    assert rows["stop-sequence-in-output"].cells[2].observed == ("openai",)
+    assert rows["raw-output"].cells[2].observed == ("other",)
+    assert "127.0.0.1" in render_markdown([openai, fireworks, llama])  # a live endpoint, named by its URL
+
+
+def test_diff_from_the_openai_reference_to_llama_cpp(openai, capsys) -> None:
+    changes = diff(openai, load_report(LLAMA))
+    flipped = {change.check_id for change in changes.flips}
+    assert {"echo-on-chat/chat", "completion-echo/completions", "stream-usage-default/completions"} <= flipped
+    assert main(["diff", str(COMMITTED["openai"]), str(LLAMA)]) in (0, 1)
+    assert "completion-echo/completions" in capsys.readouterr().out

@@ -4,7 +4,6 @@ one-line outcome; nothing hangs, nothing prints a traceback."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -130,3 +129,27 @@ def test_an_interrupted_run_leaves_a_readable_partial_report(tmp_path, signum):
     assert report["status"] == "interrupted" and not report["complete"]
     assert 0 < len(report["results"]) < 37
     assert "not judged" in report["message"]
+
+
+def test_a_dropped_keep_alive_connection_is_retried_once_and_reported():
+    import httpx
+
+    from conformance.client import EndpointClient, EndpointError
+
+    attempts = []
+
+    def flaky(request):
+        attempts.append(request)
+        if len(attempts) == 1:
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        return httpx.Response(200, json={"ok": True})
+
+    client = EndpointClient("http://h.invalid/v1", None, 5, transport=httpx.MockTransport(flaky))
+    exchange = client.post("chat/completions", {})
+    assert exchange.ok and len(attempts) == 2
+    assert exchange.retries[0]["status"] is None and client.stats.retries == 1
+
+    always = EndpointClient("http://h.invalid/v1", None, 5, transport=httpx.MockTransport(
+        lambda request: (_ for _ in ()).throw(httpx.RemoteProtocolError("Server disconnected"))))
+    with pytest.raises(EndpointError, match="RemoteProtocolError"):
+        always.post("chat/completions", {})

@@ -8,6 +8,7 @@ never knows which profile is in force or which CLI flag was used; judging is don
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,6 +78,16 @@ class ProbeContext:
         exchange = self.client.request(method, path, body, check=self.check_id, **options)
         self.exchanges.append(exchange)
         return exchange
+
+    def send_all(self, requests: list[tuple[str, Any]]) -> list[Exchange]:
+        """Send independent requests at once; evidence keeps their order. A transport failure of
+        any of them raises, as `send` does."""
+        with ThreadPoolExecutor(max_workers=max(1, len(requests))) as pool:
+            futures = [pool.submit(self.client.request, "POST", path, body, check=self.check_id)
+                       for path, body in requests]
+            exchanges = [future.result() for future in futures]
+        self.exchanges.extend(exchanges)
+        return exchanges
 
     def generate(self, api: Api, prompt: str | list[dict[str, Any]], **params: Any) -> Exchange:
         """One chat or completions request with deterministic sampling and the given params."""

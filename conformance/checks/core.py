@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from conformance.checks.base import (
-    CHAT, COMPLETIONS, Api, ProbeContext, check, check_per_api, choices_of, first_choice, is_rejection,
+    CHAT, COMPLETIONS, Api, ProbeContext, as_dict, check, check_per_api, choices_of, is_rejection,
     rejection_reason,
 )
 from conformance.results import Observation, inconclusive, observe
@@ -70,23 +70,26 @@ def n_choices(ctx: ProbeContext, api: Api) -> Observation:
 
 
 SECRET = "marmalade"
+HISTORY = [{"role": "user", "content": f"The secret word is {SECRET}. Remember it for later in this conversation."},
+           {"role": "assistant", "content": "Noted, I will remember the secret word."},
+           {"role": "user", "content": "Repeat my first message exactly."}]
 
 
 @check("multi-turn-history/chat", "multi-turn-history", "Earlier turns are part of the prompt", requests=2)
 def multi_turn_history(ctx: ProbeContext) -> Observation:
-    history = [{"role": "user", "content": f"The secret word is {SECRET}."},
-               {"role": "assistant", "content": "Noted."},
-               {"role": "user", "content": "Repeat my first message exactly."}]
-    reply = CHAT.text(first_choice(ctx.require_success(ctx.generate(CHAT, history, max_tokens=16), "multi-turn")))
-    if isinstance(reply, str) and SECRET in reply.lower():
-        return observe("openai", f"the reply recalls the first turn: {reply[:80]!r}")
-    control = [{"role": "user", "content": f"Repeat exactly: The secret word is {SECRET}."}]
-    echoed = CHAT.text(first_choice(ctx.require_success(ctx.generate(CHAT, control, max_tokens=16), "control")))
-    if not (isinstance(echoed, str) and SECRET in echoed.lower()):
-        return inconclusive(f"the model does not repeat {SECRET!r} even when it is in the last message "
-                            f"({str(echoed)[:80]!r}), so a missing recall proves nothing")
-    return observe("other", f"the model repeats {SECRET!r} from the last message but not from an earlier turn: "
-                   f"{str(reply)[:80]!r}")
+    """Judged by what the endpoint counts, not by what a model recalls: the same last message with
+    and without the earlier turns must differ in prompt tokens by about the turns' length."""
+    with_history = ctx.require_success(ctx.generate(CHAT, HISTORY, max_tokens=1), "multi-turn request")
+    alone = ctx.require_success(ctx.generate(CHAT, HISTORY[-1:], max_tokens=1), "the last message alone")
+    counted = [as_dict(body.get("usage")).get("prompt_tokens") for body in (with_history, alone)]
+    if not all(isinstance(n, int) and not isinstance(n, bool) for n in counted):
+        return inconclusive(f"no usage.prompt_tokens to compare ({counted}), and a one-token reply cannot show "
+                            "whether the earlier turns were read")
+    added = counted[0] - counted[1]
+    if added >= 10:  # the two earlier turns are ~25 words; any tokenizer counts well over 10 tokens
+        return observe("openai", f"the earlier turns add {added} prompt tokens ({counted[0]} vs {counted[1]})")
+    return observe("other", f"the earlier turns add only {added} prompt tokens ({counted[0]} vs {counted[1]}): "
+                   "the history is not part of the prompt")
 
 
 FIREWORKS_MODEL_ID = re.compile(r"^accounts/[^/]+/models/[^/]+$")

@@ -22,20 +22,25 @@ def stop_probe(api: Api) -> tuple[Any, list[str], str, str]:
     return "1, 2, 3, 4, 5, 6,", [" 9"], " 7, 8,", " 9"
 
 
+def _squeeze(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
 def classify_stop(text: str | None, finish_reason: str | None, before: str, stop: str) -> Observation:
-    """Verdict from the tail of the text; only when the model clearly got as far as the stop string."""
+    """Verdict from the tail of the text; only when the stop string really ended generation right
+    after the expected lead-in (a preamble such as "Sure!" is fine, case and spacing are ignored)."""
     if not isinstance(text, str):
         return inconclusive("the response carried no text")
-    squeezed = " ".join(text.split())
-    if not squeezed.startswith(" ".join(before.split())):
-        return inconclusive(f"the model did not produce the expected lead-in {before!r} (got {text[:60]!r}), "
-                            "so the stop string's fate says nothing")
     if finish_reason != "stop":
         return inconclusive(f"finish_reason is {finish_reason!r}, not 'stop': the stop string was never reached")
-    if text.rstrip().endswith(stop.strip()):
+    tail, lead, word = _squeeze(text), _squeeze(before), _squeeze(stop)
+    if tail.endswith(f"{lead} {word}") or tail.endswith(lead + word):
         return observe("fireworks", f"the text ends with the stop string: {text!r}", text=text)
-    if stop.strip() not in text and text.rstrip().endswith(before.strip()):
+    if tail.endswith(lead):
         return observe("openai", f"the text ends right before the stop string: {text!r}", text=text)
+    if lead not in tail:
+        return inconclusive(f"the model never produced the lead-in {before!r} (got {text[:60]!r}), "
+                            "so the stop string's fate says nothing")
     return observe("other", f"the text neither ends before nor with the stop string: {text!r}", text=text)
 
 
@@ -75,9 +80,10 @@ def context_window(ctx: ProbeContext) -> int | None:
 
 
 def overflow_request(ctx: ProbeContext, api: Api, window: int | None, **params: Any):
-    """A request whose prompt fits but whose prompt + max_tokens does not."""
+    """A request whose prompt fits but whose prompt + max_tokens does not. The newline stop keeps a
+    model that does not stop after "OK" from filling the whole window when max_tokens is lowered."""
     max_tokens = window + 16 if window else UNKNOWN_WINDOW_MAX_TOKENS
-    return ctx.generate(api, OVERFLOW_PROMPT, max_tokens=max_tokens, **params)
+    return ctx.generate(api, OVERFLOW_PROMPT, max_tokens=max_tokens, stop=["\n"], **params)
 
 
 def require_prompt_fits(ctx: ProbeContext, api: Api) -> None:

@@ -174,42 +174,32 @@ VALID_PARAMETERS = st.fixed_dictionaries({"max_tokens": st.integers(1, 4)}, opti
 })
 
 
-def explore(strategy: st.SearchStrategy, budget: int, send) -> None:
-    """Call `send` on `budget` examples drawn deterministically (the same ones every run, so a
-    recording replays), without shrinking: Hypothesis as a generator, never as a judge."""
-
-    raised: list[BaseException] = []
+def draw_cases(strategy: st.SearchStrategy, budget: int) -> list[Any]:
+    """`budget` examples drawn deterministically (the same ones every run, so a recording replays),
+    without shrinking: Hypothesis as a generator of cases, never as a judge."""
+    cases: list[Any] = []
 
     @settings(max_examples=budget, database=None, derandomize=True, phases=[Phase.generate], deadline=None,
               suppress_health_check=list(HealthCheck))
     @given(strategy)
     def draw(example) -> None:
-        if not raised:  # after a transport failure, stop sending
-            try:
-                send(example)
-            except Exception as error:  # re-raised below: Hypothesis must not judge or retry it
-                raised.append(error)
+        cases.append(example)
 
     with _HYPOTHESIS:
         draw()
-    if raised:
-        raise raised[0]
+    return cases[:budget]
 
 
 @check("parameter-validation/invalid", "parameter-validation", "Invalid parameters get a 4xx envelope",
        requests=INVALID_BUDGET)
 def invalid_parameters(ctx: ProbeContext) -> Observation:
-    accepted: list[str] = []
-
-    def send(case: tuple[str, Any]) -> None:
-        name, value = case
-        body = CHAT.body(ctx.model, "Reply with only the word OK.", {"max_tokens": 1})
-        exchange = ctx.send(CHAT.path, {**body, name: value})
-        if exchange.status is None or not 400 <= exchange.status < 500 or exchange.error_envelope is None:
-            accepted.append(f"{name}={value!r} -> {exchange.describe_status() if not exchange.ok else 'accepted'}"
-                            f"{'' if exchange.error_envelope or exchange.ok else ' (no error envelope)'}")
-
-    explore(INVALID_PARAMETERS, INVALID_BUDGET, send)
+    cases = draw_cases(INVALID_PARAMETERS, INVALID_BUDGET)
+    base = CHAT.body(ctx.model, "Reply with only the word OK.", {"max_tokens": 1})
+    exchanges = ctx.send_all([(CHAT.path, {**base, name: value}) for name, value in cases])
+    accepted = [f"{name}={value!r} -> {exchange.describe_status() if not exchange.ok else 'accepted'}"
+                f"{'' if exchange.error_envelope or exchange.ok else ' (no error envelope)'}"
+                for (name, value), exchange in zip(cases, exchanges)
+                if exchange.status is None or not 400 <= exchange.status < 500 or exchange.error_envelope is None]
     if accepted:
         return observe("other", f"{len(accepted)} of {len(ctx.exchanges)} invalid requests not refused with a 4xx "
                        "envelope: " + "; ".join(accepted[:4]))
@@ -219,15 +209,14 @@ def invalid_parameters(ctx: ProbeContext) -> Observation:
 @check("parameter-validation/valid", "parameter-validation", "Valid parameter combinations succeed",
        requests=VALID_BUDGET)
 def valid_parameters(ctx: ProbeContext) -> Observation:
-    refused: list[str] = []
-
-    def send(params: dict[str, Any]) -> None:
-        exchange = ctx.generate(CHAT, "Reply with only the word OK.", **params)
+    cases = draw_cases(VALID_PARAMETERS, VALID_BUDGET)
+    exchanges = ctx.send_all([(CHAT.path, CHAT.body(ctx.model, "Reply with only the word OK.", params))
+                              for params in cases])
+    refused = []
+    for params, exchange in zip(cases, exchanges):
         problems = [] if not exchange.ok else ctx.schema_violations("chat_completion", exchange.json, "core")
         if not exchange.ok or problems:
             refused.append(f"{params} -> {exchange.describe_status() if not exchange.ok else problems[0]}")
-
-    explore(VALID_PARAMETERS, VALID_BUDGET, send)
     if refused:
         return observe("other", f"{len(refused)} of {len(ctx.exchanges)} valid requests failed: " + "; ".join(refused[:3]))
     return observe("openai", f"all {len(ctx.exchanges)} valid parameter combinations answered with a valid completion")

@@ -1,8 +1,8 @@
 """A tiny deterministic "language model": a tokenizer, a chat template and a few rules.
 
 It is not meant to be clever, only predictable, so every probe's precondition can be met on
-purpose: it repeats the user's text, continues integer sequences, recalls the first message
-when asked, and obeys a logit_bias of +100 by emitting that token.
+purpose: it repeats the user's text, counts when asked, continues integer sequences, and obeys a
+logit_bias of +100 by emitting that token.
 """
 
 from __future__ import annotations
@@ -10,11 +10,10 @@ from __future__ import annotations
 import re
 import zlib
 from collections.abc import Iterator
-from itertools import count, islice
+from itertools import count, islice, repeat
 from typing import Any
 
 TOKEN_PATTERN = re.compile(r" ?\w+| ?[^\w\s]|\s+")
-RECALL_PREFIX = "repeat my first message"
 COUNT_REQUEST = re.compile(r"count from (-?\d+) to (-?\d+)", re.IGNORECASE)
 _vocabulary: dict[int, str] = {}
 
@@ -53,8 +52,7 @@ def render_chat(messages: list[dict[str, Any]]) -> str:
 
 
 def chat_reply(messages: list[dict[str, Any]]) -> Iterator[str]:
-    """Tokens of the reply: a count when asked to count, the first user message when asked to
-    recall it, else the last user message repeated."""
+    """Tokens of the reply: a count when asked to count, else the last user message repeated."""
     users = [message_text(m) for m in messages if m.get("role") == "user"]
     if not users:
         return iter(tokenize("OK"))
@@ -63,8 +61,6 @@ def chat_reply(messages: list[dict[str, Any]]) -> Iterator[str]:
     if counting:
         start, end = (int(g) for g in counting.groups())
         return iter(tokenize(", ".join(str(i) for i in range(start, end + 1))))
-    if last.strip().lower().startswith(RECALL_PREFIX):
-        return iter(tokenize(users[0]))
     return iter(tokenize(last))
 
 
@@ -97,7 +93,7 @@ def forced(tokens: Iterator[str], logit_bias: dict[str, float] | None) -> Iterat
     for key, bias in logit_bias.items():
         text = token_text(int(key))
         if bias >= 100 and text is not None:
-            return iter(lambda: text, None)  # the same token forever
+            return repeat(text)  # the same token forever
     banned = {token_text(int(k)) for k, b in logit_bias.items() if b <= -100}
     return (t for t in tokens if t not in banned)
 
