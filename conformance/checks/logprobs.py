@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from conformance.checks.base import CHAT, ProbeContext, check, first_choice, is_rejection, rejection_reason
+from conformance.checks.base import CHAT, ProbeContext, as_dict, check, first_choice, is_rejection, rejection_reason
 from conformance.results import Observation, observe
 
 PROMPT = "Reply with only the word OK."
 FIREWORKS_EXTRAS = ("token_id", "text_offset", "sampling_logprob")
+
+
+def logprobs_content(ctx: ProbeContext, exchange, what: str) -> tuple[object, list[dict] | None]:
+    """The choice's `logprobs`, and its `content` list when that is a non-empty list of objects."""
+    logprobs = first_choice(ctx.require_success(exchange, what)).get("logprobs")
+    content = as_dict(logprobs).get("content")
+    usable = isinstance(content, list) and content and all(isinstance(item, dict) for item in content)
+    return logprobs, content if usable else None
 
 
 @check("chat-logprobs-boolean/chat", "chat-logprobs-boolean", "logprobs: true with top_logprobs (chat)")
@@ -14,9 +22,8 @@ def chat_logprobs_boolean(ctx: ProbeContext) -> Observation:
     exchange = ctx.generate(CHAT, PROMPT, max_tokens=3, logprobs=True, top_logprobs=2)
     if is_rejection(exchange):
         return observe("unsupported", f"logprobs {rejection_reason(exchange)}")
-    logprobs = first_choice(ctx.require_success(exchange, "chat with logprobs")).get("logprobs")
-    content = logprobs.get("content") if isinstance(logprobs, dict) else None
-    if not isinstance(content, list) or not content or not all(isinstance(item, dict) for item in content):
+    logprobs, content = logprobs_content(ctx, exchange, "chat with logprobs")
+    if content is None:
         return observe("other", f"no `logprobs.content` list: {str(logprobs)[:200]}")
     malformed = [item for item in content if not {"token", "logprob", "top_logprobs"} <= set(item)]
     if malformed:
@@ -44,9 +51,8 @@ def top_logprobs_range(ctx: ProbeContext) -> Observation:
     exchange = ctx.generate(CHAT, PROMPT, max_tokens=2, logprobs=True, top_logprobs=10)
     if is_rejection(exchange):
         return observe("fireworks", f"top_logprobs 10 is {rejection_reason(exchange)}")
-    logprobs = first_choice(ctx.require_success(exchange, "chat with top_logprobs 10")).get("logprobs")
-    content = logprobs.get("content") if isinstance(logprobs, dict) else None
-    if not isinstance(content, list) or not content or not isinstance(content[0], dict):
+    logprobs, content = logprobs_content(ctx, exchange, "chat with top_logprobs 10")
+    if content is None:
         return observe("other", f"no `logprobs.content` list: {str(logprobs)[:200]}")
     alternatives = content[0].get("top_logprobs")
     count = len(alternatives) if isinstance(alternatives, list) else 0
