@@ -69,7 +69,7 @@ def execute(check: Check, entry: Entry, profile: Profile, client: EndpointClient
         result.details = dict(observation.details)
         result.matches = [claim.label for claim in entry.documents_saying(observation.behaviour)]
     if context.violations:
-        result.details["schema_violations"] = context.violations
+        result.details["schema_violations"] = list(dict.fromkeys(context.violations))
     attach_evidence(result, context.exchanges)
     return result
 

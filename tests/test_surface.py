@@ -76,3 +76,13 @@ def test_a_broken_rule_fails_the_matching_check_and_names_it(reference_server, f
 
 def test_every_surface_check_is_broken_by_some_rule():
     assert {check.id for check in SURFACE} <= {check_id for checks in BREAKS.values() for check_id in checks}
+
+
+def test_every_body_and_chunk_is_validated_and_the_run_goes_on(reference_server):
+    """A schema break shows up, with its path and rule, on every check that saw it; each still judges."""
+    server = reference_server("fireworks", api_key=KEY, faults=frozenset({"chunk-schema-break"}))
+    result = run_check(server, next(check for check in REGISTRY if check.id == "stream-usage-default/chat"))
+    assert result.observed == "fireworks"  # the behaviour verdict is unaffected
+    violations = result.details["schema_violations"]
+    assert any("chat_completion_chunk (core) chunk #0 $: 'created' is a required property (required)" == v
+               for v in violations), violations

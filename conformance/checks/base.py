@@ -58,6 +58,15 @@ COMPLETIONS = Api("completions", "completions", "completion", "completion_chunk"
 APIS = (CHAT, COMPLETIONS)
 
 
+#: Which schemas judge what a path answers: (the whole body, one stream chunk or event).
+RESPONSE_SCHEMAS = {
+    CHAT.path: (CHAT.response_schema, CHAT.chunk_schema),
+    COMPLETIONS.path: (COMPLETIONS.response_schema, COMPLETIONS.chunk_schema),
+    "responses": ("response", "response_stream_event"),
+    "models": ("model_list", "model_list"),
+}
+
+
 class ProbeFailed(Exception):
     """The endpoint broke the probe in a way that is an `error`, not a behaviour (e.g. a 500)."""
 
@@ -74,10 +83,28 @@ class ProbeContext:
     violations: list[str] = field(default_factory=list)
 
     def send(self, path: str, body: Any = None, method: str = "POST", **options: Any) -> Exchange:
-        """Send one request as part of this check; it becomes evidence whatever happens."""
+        """Send one request as part of this check; it becomes evidence whatever happens, and its
+        body (or every chunk of its stream) is validated against the core schemas."""
         exchange = self.client.request(method, path, body, check=self.check_id, **options)
         self.exchanges.append(exchange)
+        self.validate_exchange(path, exchange)
         return exchange
+
+    def validate_exchange(self, path: str, exchange: Exchange) -> None:
+        """Schema violations go on the report of the check that saw them; they never stop it."""
+        schemas = RESPONSE_SCHEMAS.get(path.strip("/"))
+        if schemas is None or exchange.status is None:
+            return
+        whole, chunk = schemas
+        if not exchange.ok:
+            if exchange.json is not None:
+                self.schema_violations("error", exchange.json, "core")
+        elif exchange.is_event_stream:
+            for position, event in enumerate(exchange.stream.chunks):
+                for violation in validate(chunk, event, "core"):
+                    self.violations.append(f"{chunk} (core) chunk #{position} {violation}")
+        elif exchange.json is not None:
+            self.schema_violations(whole, exchange.json, "core")
 
     def send_all(self, requests: list[tuple[str, Any]]) -> list[Exchange]:
         """Send independent requests at once; evidence keeps their order. A transport failure of
@@ -87,6 +114,8 @@ class ProbeContext:
                        for path, body in requests]
             exchanges = [future.result() for future in futures]
         self.exchanges.extend(exchanges)
+        for (path, _), exchange in zip(requests, exchanges):
+            self.validate_exchange(path, exchange)
         return exchanges
 
     def generate(self, api: Api, prompt: str | list[dict[str, Any]], **params: Any) -> Exchange:
