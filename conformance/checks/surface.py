@@ -253,7 +253,7 @@ def sdk_chat(ctx: ProbeContext) -> Observation:
 
     def create() -> None:
         completion = client.chat.completions.create(**request)
-        ChatCompletion.model_validate(completion.model_dump(exclude_unset=True))
+        ChatCompletion.model_validate(completion.model_dump(exclude_unset=True, warnings=False))
         assert isinstance(completion.choices[0].message.content, str), "message.content is not a string"
 
     def raw_response() -> None:
@@ -264,9 +264,9 @@ def sdk_chat(ctx: ProbeContext) -> Observation:
     def stream_and_close() -> None:
         stream = client.chat.completions.create(**request, stream=True)
         first = next(iter(stream))
-        ChatCompletionChunk.model_validate(first.model_dump(exclude_unset=True))
+        ChatCompletionChunk.model_validate(first.model_dump(exclude_unset=True, warnings=False))
         for chunk in stream:
-            ChatCompletionChunk.model_validate(chunk.model_dump(exclude_unset=True))
+            ChatCompletionChunk.model_validate(chunk.model_dump(exclude_unset=True, warnings=False))
         stream.close()
 
     return sdk_steps(ctx, [("chat.completions.create", create), ("with_raw_response.create", raw_response),
@@ -279,7 +279,7 @@ def sdk_completions(ctx: ProbeContext) -> Observation:
     request = {"model": ctx.model, "prompt": "The quick brown fox", "max_tokens": 4, "temperature": 0}
 
     def create() -> None:
-        Completion.model_validate(client.completions.create(**request).model_dump(exclude_unset=True))
+        Completion.model_validate(client.completions.create(**request).model_dump(exclude_unset=True, warnings=False))
 
     def stream() -> None:
         # Stream events reuse the Completion type with finish_reason null until the last one, so
