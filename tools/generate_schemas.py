@@ -397,9 +397,6 @@ DERIVATIONS: dict[str, Callable[[Schema], Schema]] = {"completion_chunk": derive
 # A relaxation takes (target name, bundled document) and mutates the document.  Relaxations never
 # tighten anything; the strict schema stays the reference for "OpenAI as specified".
 
-FIREWORKS_CHAT_REF = "https://docs.fireworks.ai/api-reference/post-chatcompletions"
-FIREWORKS_SDK = "fw-ai-external/python-sdk src/fireworks/types (shared/choice.py, usage_info.py, ...)"
-
 
 def relax_choice_logprobs_required(name: str, doc: Schema) -> None:
     """``choices[].logprobs`` may be absent.

@@ -166,8 +166,6 @@ class Check:
     entry: str
     title: str
     probe: Probe
-    #: Requests the probe sends in order, one after another (for planning and budgets).
-    requests: int = 1
 
 
 class Registry:
@@ -197,23 +195,23 @@ class Registry:
 REGISTRY = Registry()
 
 
-def check(check_id: str, entry: str, title: str, requests: int = 1) -> Callable[[Probe], Probe]:
+def check(check_id: str, entry: str, title: str) -> Callable[[Probe], Probe]:
     """Register the decorated probe as a check of `entry`."""
 
     def register(probe: Probe) -> Probe:
-        REGISTRY.add(Check(check_id, entry, title, probe, requests))
+        REGISTRY.add(Check(check_id, entry, title, probe))
         return probe
 
     return register
 
 
-def check_per_api(entry: str, title: str, requests: int = 1, apis: tuple[Api, ...] = APIS):
+def check_per_api(entry: str, title: str, apis: tuple[Api, ...] = APIS):
     """Register `probe(ctx, api)` once per API, as checks `<entry>/<api>`."""
 
     def register(probe: Callable[[ProbeContext, Api], Observation]):
         for api in apis:
             REGISTRY.add(Check(f"{entry}/{api.name}", entry, f"{title} ({api.name})",
-                               lambda ctx, api=api: probe(ctx, api), requests))
+                               lambda ctx, api=api: probe(ctx, api)))
         return probe
 
     return register

@@ -75,7 +75,7 @@ HISTORY = [{"role": "user", "content": f"The secret word is {SECRET}. Remember i
            {"role": "user", "content": "Repeat my first message exactly."}]
 
 
-@check("multi-turn-history/chat", "multi-turn-history", "Earlier turns are part of the prompt", requests=2)
+@check("multi-turn-history/chat", "multi-turn-history", "Earlier turns are part of the prompt")
 def multi_turn_history(ctx: ProbeContext) -> Observation:
     """Judged by what the endpoint counts, not by what a model recalls: the same last message with
     and without the earlier turns must differ in prompt tokens by about the turns' length."""

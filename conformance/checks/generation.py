@@ -91,7 +91,7 @@ def require_prompt_fits(ctx: ProbeContext, api: Api) -> None:
     ctx.require_success(ctx.generate(api, OVERFLOW_PROMPT, max_tokens=4), "the same prompt with max_tokens 4")
 
 
-@check_per_api("context-overflow-default", "Prompt plus max_tokens beyond the context window", requests=3)
+@check_per_api("context-overflow-default", "Prompt plus max_tokens beyond the context window")
 def context_overflow_default(ctx: ProbeContext, api: Api) -> Observation:
     window = context_window(ctx)
     require_prompt_fits(ctx, api)
@@ -109,7 +109,7 @@ def context_overflow_default(ctx: ProbeContext, api: Api) -> Observation:
 
 
 @check("context-length-exceeded-behavior-param/chat", "context-length-exceeded-behavior-param",
-       "context_length_exceeded_behavior is honoured (chat)", requests=4)
+       "context_length_exceeded_behavior is honoured (chat)")
 def context_length_exceeded_behavior(ctx: ProbeContext) -> Observation:
     probe = ctx.generate(CHAT, OVERFLOW_PROMPT, max_tokens=4, context_length_exceeded_behavior="error")
     if is_rejection(probe):

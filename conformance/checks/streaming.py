@@ -83,7 +83,7 @@ def stream_options_include_usage(ctx: ProbeContext, api: Api) -> Observation:
 ABORT_SETTLE_S = 0.2
 
 
-@check("stream-abort/chat", "stream-abort", "Closing a stream early leaves the server serving", requests=2)
+@check("stream-abort/chat", "stream-abort", "Closing a stream early leaves the server serving")
 def stream_abort(ctx: ProbeContext) -> Observation:
     body = CHAT.body(ctx.model, "Count from 1 to 40, separated by commas.", {"stream": True, "max_tokens": 64})
     aborted = ctx.send(CHAT.path, body, abort_after_events=2)

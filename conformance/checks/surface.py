@@ -190,8 +190,7 @@ def draw_cases(strategy: st.SearchStrategy, budget: int) -> list[Any]:
     return cases[:budget]
 
 
-@check("parameter-validation/invalid", "parameter-validation", "Invalid parameters get a 4xx envelope",
-       requests=INVALID_BUDGET)
+@check("parameter-validation/invalid", "parameter-validation", "Invalid parameters get a 4xx envelope")
 def invalid_parameters(ctx: ProbeContext) -> Observation:
     cases = draw_cases(INVALID_PARAMETERS, INVALID_BUDGET)
     base = CHAT.body(ctx.model, "Reply with only the word OK.", {"max_tokens": 1})
@@ -206,8 +205,7 @@ def invalid_parameters(ctx: ProbeContext) -> Observation:
     return observe("openai", f"all {len(ctx.exchanges)} invalid requests refused with a 4xx error envelope")
 
 
-@check("parameter-validation/valid", "parameter-validation", "Valid parameter combinations succeed",
-       requests=VALID_BUDGET)
+@check("parameter-validation/valid", "parameter-validation", "Valid parameter combinations succeed")
 def valid_parameters(ctx: ProbeContext) -> Observation:
     cases = draw_cases(VALID_PARAMETERS, VALID_BUDGET)
     exchanges = ctx.send_all([(CHAT.path, CHAT.body(ctx.model, "Reply with only the word OK.", params))
@@ -245,7 +243,7 @@ def sdk_steps(ctx: ProbeContext, steps) -> Observation:
     return observe("openai", "the SDK " + ", ".join(done) + " all parsed", steps_passed=done)
 
 
-@check("openai-sdk/chat", "openai-sdk", "The openai SDK: chat create, raw response, stream, close", requests=3)
+@check("openai-sdk/chat", "openai-sdk", "The openai SDK: chat create, raw response, stream, close")
 def sdk_chat(ctx: ProbeContext) -> Observation:
     client = sdk_client(ctx)
     request = {"model": ctx.model, "messages": [{"role": "user", "content": "Reply with only the word OK."}],
@@ -273,7 +271,7 @@ def sdk_chat(ctx: ProbeContext) -> Observation:
                            ("create(stream=True) + close()", stream_and_close)])
 
 
-@check("openai-sdk/completions", "openai-sdk", "The openai SDK: completions create and stream", requests=2)
+@check("openai-sdk/completions", "openai-sdk", "The openai SDK: completions create and stream")
 def sdk_completions(ctx: ProbeContext) -> Observation:
     client = sdk_client(ctx)
     request = {"model": ctx.model, "prompt": "The quick brown fox", "max_tokens": 4, "temperature": 0}
