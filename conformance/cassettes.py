@@ -26,7 +26,7 @@ from vcr.request import Request as VcrRequest
 from vcr.serialize import deserialize, serialize
 from vcr.serializers import yamlserializer
 
-from conformance.client import CHECK_EXTENSION, REDACTED, SECRET_HEADERS, TeeStream
+from conformance.client import CHECK_EXTENSION, REDACTED, SECRET_HEADERS, Redactor, TeeStream
 
 SETUP = "_setup"
 METADATA_FILE = "run.json"
@@ -46,10 +46,7 @@ class Scrubber:
     """Removes the API key and credential headers from what is about to be written."""
 
     def __init__(self, secret: str | None):
-        self.secret = secret if secret and len(secret) >= 4 else None
-
-    def text(self, value: str) -> str:
-        return value.replace(self.secret, REDACTED) if self.secret else value
+        self.text = Redactor(secret).text
 
     def url(self, url: str) -> str:
         parts = urlsplit(url)
@@ -79,17 +76,14 @@ class CassetteStore:
         with self._lock:
             self._interactions[check].append((request, response))
 
-    def save(self, metadata: dict[str, Any]) -> list[Path]:
+    def save(self, metadata: dict[str, Any]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        written = []
         with self._lock:
             for check, pairs in sorted(self._interactions.items()):
                 path = self.directory / cassette_name(check)
                 path.write_text(serialize({"requests": [r for r, _ in pairs], "responses": [p for _, p in pairs]},
                                           yamlserializer), encoding="utf-8")
-                written.append(path)
         (self.directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
-        return written
 
     @staticmethod
     def metadata(directory: Path) -> dict[str, Any]:

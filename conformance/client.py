@@ -261,6 +261,18 @@ class RunStats:
         return self.prompt_tokens + self.completion_tokens
 
 
+def describe_request(request: httpx.Request, redactor: Redactor) -> Exchange:
+    """The redacted start of an Exchange: what was sent, with a JSON body kept as JSON."""
+    sent = request.read()
+    text = redactor.text(sent.decode("utf-8", "replace"))
+    try:
+        body = json.loads(text) if sent else None
+    except ValueError:
+        body = text
+    return Exchange(method=request.method, url=redactor.text(str(request.url)),
+                    request_headers=redactor.headers(request.headers), request_body=body)
+
+
 class EndpointClient:
     """Sends requests to one base URL; never follows redirects elsewhere."""
 
@@ -297,8 +309,8 @@ class EndpointClient:
 
         With `abort_after_events`, close the connection once that many SSE events have arrived,
         as a client abandoning a stream does. `check` names the check the request belongs to (for
-        cassettes). `authorization` replaces the Authorization header (None: send none at all). Raises EndpointError when no HTTP response could be
-        had; any HTTP status is returned.
+        cassettes). `authorization` replaces the Authorization header (None: send none at all).
+        Raises EndpointError when no HTTP response could be had; any HTTP status is returned.
         """
         self.stats.check_budget()
         url = self.url(path)
@@ -309,12 +321,7 @@ class EndpointClient:
             request.headers.pop("authorization", None)
         elif authorization:
             request.headers["authorization"] = authorization
-        exchange = Exchange(
-            method=method,
-            url=self.redactor.text(url),
-            request_headers=self.redactor.headers(request.headers),
-            request_body=_redact_body(body, self.redactor) if content is None else self.redactor.text(content.decode("utf-8", "replace")),
-        )
+        exchange = describe_request(request, self.redactor)
         started = time.monotonic()
         try:
             while True:
@@ -396,14 +403,7 @@ class _LoggingTransport(httpx.BaseTransport):
         if self.check:
             request.extensions = {**request.extensions, CHECK_EXTENSION: self.check}
         redactor = self.owner.redactor
-        body = request.read()
-        text = redactor.text(body.decode("utf-8", "replace"))
-        try:
-            sent = json.loads(text) if body else None
-        except ValueError:
-            sent = text
-        exchange = Exchange(method=request.method, url=redactor.text(str(request.url)),
-                            request_headers=redactor.headers(request.headers), request_body=sent)
+        exchange = describe_request(request, redactor)
         started = time.monotonic()
         response = self.owner._transport.handle_request(request)
         exchange.status = response.status_code
@@ -428,9 +428,3 @@ def retry_after(exchange: Exchange) -> float | None:
     except ValueError:
         return None  # an HTTP date, or nothing: not worth guessing
     return seconds if 0 <= seconds <= MAX_RETRY_AFTER_S else None
-
-
-def _redact_body(body: Any, redactor: Redactor) -> Any:
-    if body is None or not redactor.secret:
-        return body
-    return json.loads(redactor.text(json.dumps(body)))

@@ -25,7 +25,6 @@ from conformance.report import write_reports
 from conformance.runner import ConformanceRun
 
 RUN = pytest.StashKey[ConformanceRun]()
-SETUP_FAILURE = pytest.StashKey[str]()
 CHECK_PARAM = "check_id"
 
 OPT_BASE_URL = "--base-url"
@@ -88,7 +87,6 @@ def pytest_runtestloop(session: pytest.Session) -> None:
         profile = load_profile(option(OPT_PROFILE), load_catalog())
         endpoint, transport, recording = open_endpoint(config)
     except (ProfileError, EndpointUnusable) as problem:
-        config.stash[SETUP_FAILURE] = str(problem)
         try:
             write_reports(None, Path(option(OPT_REPORT_DIR)), setup_failure=str(problem),
                           base_url=option(OPT_BASE_URL) or base_url_from_environment())
@@ -185,7 +183,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         if result.outcome != "pass":
             markup = {"fail": {"red": True}, "error": {"red": True, "bold": True}}.get(result.outcome, {"yellow": True})
             terminalreporter.write_line(result.headline(), **markup)
-    for path in getattr(run, "written", []):
+    for path in run.written:
         terminalreporter.write_line(f"report: {path}")
     if run.recording is not None:
         terminalreporter.write_line(f"cassettes: {run.recording.directory}")

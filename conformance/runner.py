@@ -8,6 +8,7 @@ therefore takes about as long as its longest chain of dependent requests.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,7 +25,7 @@ from conformance.profiles import Profile
 from conformance.results import CheckResult, Observation
 
 
-def judge(check: Check, entry: Entry, observation: Observation, expected: list[str] | None) -> str:
+def judge(observation: Observation, expected: list[str] | None) -> str:
     """The outcome of one observation under a profile's expectation."""
     if observation.behaviour == "inconclusive":
         return "inconclusive"
@@ -63,7 +64,7 @@ def execute(check: Check, entry: Entry, profile: Profile, client: EndpointClient
     if skipped is not None:
         result.outcome, result.reason = "skip", skipped
     elif failure is None and observation is not None:
-        result.outcome = judge(check, entry, observation, expected)  # type: ignore[assignment]
+        result.outcome = judge(observation, expected)  # type: ignore[assignment]
         result.observed = observation.behaviour
         result.reason = observation.reason
         result.details = dict(observation.details)
@@ -94,6 +95,8 @@ class ConformanceRun:
     results: dict[str, CheckResult] = field(default_factory=dict)
     status: str = "running"
     message: str | None = None
+    #: The report files written at the end of the run.
+    written: list[Path] = field(default_factory=list)
     #: How requests travel (None: straight to the network); a replay or recording transport.
     transport: httpx.BaseTransport | None = None
     #: Where the interactions go when recording.

@@ -27,11 +27,11 @@ class ParsedStream:
     events_after_done: int = 0
     undecodable: list[str] = field(default_factory=list)
 
-    @property
-    def problems(self) -> list[str]:
-        """Framing faults, in words: what a strict client would trip over."""
+    def problems(self, expect_done: bool = True) -> list[str]:
+        """Framing faults, in words: what a strict client would trip over. `expect_done=False` for
+        streams that do not end with `[DONE]` (the Responses API ends with `response.completed`)."""
         found = [f"event data is not JSON: {data[:120]!r}" for data in self.undecodable]
-        if not self.done:
+        if expect_done and not self.done:
             found.append("the stream ended without `data: [DONE]`")
         if self.events_after_done:
             found.append(f"{self.events_after_done} event(s) after `data: [DONE]`")

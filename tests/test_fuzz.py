@@ -67,7 +67,8 @@ STREAM_LINES = st.lists(st.one_of(
 @settings(max_examples=120, deadline=None)
 def test_the_stream_parser_never_raises(raw):
     parsed = parse_stream(raw)
-    assert all(isinstance(problem, str) for problem in parsed.problems)
+    for expect_done in (True, False):
+        assert all(isinstance(problem, str) for problem in parsed.problems(expect_done))
 
 
 class Canned:

@@ -137,7 +137,7 @@ class ProbeContext:
             raise ProbeFailed(f"{what}: the body is not a JSON object: {exchange.text[:200]!r}")
         return body
 
-    def require_stream(self, exchange: Exchange, what: str) -> list[dict[str, Any]]:
+    def require_stream(self, exchange: Exchange, what: str, expect_done: bool = True) -> list[dict[str, Any]]:
         """The JSON chunks of a complete 2xx event stream, or ProbeFailed saying what is broken
         (not a stream, truncated before `[DONE]`, undecodable events, events after `[DONE]`)."""
         if not exchange.ok:
@@ -145,14 +145,10 @@ class ProbeContext:
         stream = exchange.stream
         if not stream.events:
             raise ProbeFailed(f"{what}: not an event stream: {exchange.text[:200]!r}")
-        if stream.problems and not self._is_responses_stream(exchange):
-            raise ProbeFailed(f"{what}: broken stream: {'; '.join(stream.problems)}")
+        problems = stream.problems(expect_done)
+        if problems:
+            raise ProbeFailed(f"{what}: broken stream: {'; '.join(problems)}")
         return [chunk for chunk in stream.chunks if isinstance(chunk, dict)]
-
-    @staticmethod
-    def _is_responses_stream(exchange: Exchange) -> bool:
-        """Responses API streams end with `response.completed`, not `[DONE]`."""
-        return exchange.url.rstrip("/").endswith("/responses") and not exchange.stream.undecodable
 
 
 Probe = Callable[[ProbeContext], Observation]

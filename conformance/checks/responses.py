@@ -42,7 +42,7 @@ def responses_stream(ctx: ProbeContext) -> Observation:
     exchange = ctx.send(PATH, _request(ctx, stream=True))
     if exchange.status in NOT_SERVED:
         return observe("unsupported", f"/responses is not served: {exchange.describe_status()}")
-    events = ctx.require_stream(exchange, "POST /responses (stream)")
+    events = ctx.require_stream(exchange, "POST /responses (stream)", expect_done=False)
     types = [event.get("type") for event in events]
     problems = [f"event #{i} ({types[i]}): {v}" for i, event in enumerate(events)
                 for v in ctx.schema_violations("response_stream_event", event, "core")]
