@@ -63,21 +63,24 @@ def resolve(base_url: str | None, api_key: str | None, model: str | None, timeou
         base_url = embedded.base_url
     try:
         base_url = normalize_base_url(base_url)
-        endpoint = Endpoint(base_url, api_key, model or "", embedded)
-        listed = first_model(base_url, api_key, timeout, required=not model)
-        endpoint.model = model or listed
-        return endpoint
+        listed, window = read_models(base_url, api_key, timeout, model)
+        return Endpoint(base_url, api_key, listed, embedded, context_window=window)
     except (ValueError, EndpointUnusable) as problem:
         if embedded:
             embedded.stop()
         raise EndpointUnusable(str(problem)) from None
 
 
-def first_model(base_url: str, api_key: str | None, timeout: float, required: bool = True) -> str:
-    """The first id `GET /models` lists; the run's model when `--model` is not given.
+#: Where listings state a model's context window: Fireworks' `context_length`, vLLM's `max_model_len`.
+WINDOW_KEYS = ("context_length", "max_model_len", "context_window")
+
+
+def read_models(base_url: str, api_key: str | None, timeout: float, model: str | None) -> tuple[str, int | None]:
+    """The run's model (`model`, else the first id `GET /models` lists) and its context window,
+    if the listing states it.
 
     Sent even when the model is known: it is how an unreachable endpoint or a refused key is told
-    apart from a check's failure. With `required=False` a missing listing is no problem ("")."""
+    apart from a check's failure. With a model given, a missing listing is no problem."""
     client = EndpointClient(base_url, api_key, timeout)
     try:
         listing = client.get("models")
@@ -88,9 +91,12 @@ def first_model(base_url: str, api_key: str | None, timeout: float, required: bo
     if listing.status in (401, 403):
         raise EndpointUnusable(f"{base_url} refused the API key (HTTP {listing.status}); set OPENAI_API_KEY or --api-key")
     data = listing.json.get("data") if isinstance(listing.json, dict) else None
-    ids = [m.get("id") for m in data or [] if isinstance(m, dict) and isinstance(m.get("id"), str)]
-    if not required:
-        return ids[0] if ids else ""
-    if not listing.ok or not ids:
+    models = [m for m in data or [] if isinstance(m, dict) and isinstance(m.get("id"), str)]
+    if not model and (not listing.ok or not models):
         raise EndpointUnusable(f"{base_url}/models did not list a model ({listing.describe_status()}); pass --model")
-    return ids[0]
+    chosen = model or models[0]["id"]
+    for listed in models:
+        if listed["id"] == chosen:
+            windows = [listed[key] for key in WINDOW_KEYS if type(listed.get(key)) is int]
+            return chosen, windows[0] if windows else None
+    return chosen, None

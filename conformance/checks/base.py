@@ -81,6 +81,8 @@ class ProbeContext:
     check_id: str | None = None
     exchanges: list[Exchange] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
+    #: Validations done, by (schema, set, object): a body is judged once however many ask.
+    _validated: dict[tuple[str, str, int], list[Violation]] = field(default_factory=dict, repr=False)
 
     def send(self, path: str, body: Any = None, method: str = "POST", **options: Any) -> Exchange:
         """Send one request as part of this check; it becomes evidence whatever happens, and its
@@ -101,8 +103,7 @@ class ProbeContext:
                 self.schema_violations("error", exchange.json, "core")
         elif exchange.is_event_stream:
             for position, event in enumerate(exchange.stream.chunks):
-                for violation in validate(chunk, event, "core"):
-                    self.violations.append(f"{chunk} (core) chunk #{position} {violation}")
+                self.schema_violations(chunk, event, "core", where=f"chunk #{position} ")
         elif exchange.json is not None:
             self.schema_violations(whole, exchange.json, "core")
 
@@ -122,11 +123,17 @@ class ProbeContext:
         """One chat or completions request with deterministic sampling and the given params."""
         return self.send(api.path, api.body(self.model, prompt, params))
 
-    def schema_violations(self, name: str, instance: Any, schema_set: SchemaSet = "core") -> list[Violation]:
-        """Validate and remember violations, so the report shows them whatever the verdict."""
-        found = validate(name, instance, schema_set)
-        self.violations += [f"{name} ({schema_set}) {violation}" for violation in found]
-        return found
+    def schema_violations(self, name: str, instance: Any, schema_set: SchemaSet = "core",
+                          where: str = "") -> list[Violation]:
+        """Validate and remember violations, so the report shows them whatever the verdict.
+
+        Instances are the parsed bodies and chunks the exchanges keep alive, so their identity is
+        a safe key for the duration of a check."""
+        key = (name, schema_set, id(instance))
+        if key not in self._validated:
+            self._validated[key] = validate(name, instance, schema_set)
+            self.violations += [f"{name} ({schema_set}) {where}{violation}" for violation in self._validated[key]]
+        return self._validated[key]
 
     def require_success(self, exchange: Exchange, what: str) -> dict[str, Any]:
         """The JSON body of a 2xx response, or ProbeFailed saying what came instead."""
@@ -232,6 +239,17 @@ def as_list(value: Any) -> list[Any]:
 def choices_of(chunk: dict[str, Any]) -> list[dict[str, Any]]:
     """The choice objects of a response or chunk (whatever else `choices` holds is ignored)."""
     return [choice for choice in as_list(chunk.get("choices")) if isinstance(choice, dict)]
+
+
+def usage_problem(usage: dict[str, Any]) -> str | None:
+    """What is wrong with a usage object's counts (non-negative integers, prompt + completion =
+    total), or None. Shared by every check that reads usage, streamed or not."""
+    counts = [usage.get(key) for key in ("prompt_tokens", "completion_tokens", "total_tokens")]
+    if not all(type(count) is int and count >= 0 for count in counts):
+        return f"usage counts are not non-negative integers: {usage}"
+    if counts[0] + counts[1] != counts[2]:
+        return f"usage does not add up: {counts[0]} + {counts[1]} != {counts[2]}"
+    return None
 
 
 def first_choice(body: dict[str, Any]) -> dict[str, Any]:

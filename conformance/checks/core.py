@@ -6,7 +6,7 @@ import re
 
 from conformance.checks.base import (
     CHAT, COMPLETIONS, Api, ProbeContext, as_dict, check, check_per_api, choices_of, is_rejection,
-    rejection_reason,
+    rejection_reason, usage_problem,
 )
 from conformance.results import Observation, inconclusive, observe
 
@@ -47,14 +47,13 @@ def usage_in_response(ctx: ProbeContext, api: Api) -> Observation:
     usage = ctx.require_success(ctx.generate(api, prompt, max_tokens=4), api.name).get("usage")
     if not isinstance(usage, dict):
         return observe("other", "the response has no usage object")
-    counts = [usage.get(k) for k in ("prompt_tokens", "completion_tokens", "total_tokens")]
-    if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
-        return observe("other", f"usage counts are not non-negative integers: {usage}")
-    if counts[0] + counts[1] != counts[2]:
-        return observe("other", f"usage does not add up: {counts[0]} + {counts[1]} != {counts[2]}")
-    if counts[0] == 0:
+    problem = usage_problem(usage)
+    if problem:
+        return observe("other", problem)
+    if usage["prompt_tokens"] == 0:
         return observe("other", "usage reports 0 prompt tokens for a non-empty prompt")
-    return observe("openai", f"usage {counts[0]} + {counts[1]} = {counts[2]}", usage=usage)
+    return observe("openai", f"usage {usage['prompt_tokens']} + {usage['completion_tokens']} = "
+                   f"{usage['total_tokens']}", usage=usage)
 
 
 @check_per_api("n-choices", "n generations")

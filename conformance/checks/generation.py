@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from conformance.checks.base import (
-    CHAT, COMPLETIONS, Api, ProbeContext, as_dict, as_list, check, check_per_api, first_choice, is_rejection,
+    CHAT, COMPLETIONS, Api, ProbeContext, as_dict, check, check_per_api, first_choice, is_rejection,
     rejection_reason, streamed_finish_reason, streamed_text,
 )
 from conformance.client import token_counts
@@ -65,20 +65,6 @@ OVERFLOW_PROMPT = "Reply with only the word OK."
 UNKNOWN_WINDOW_MAX_TOKENS = 1_048_576
 
 
-def context_window(ctx: ProbeContext) -> int | None:
-    """The window the user gave, else what `/models` says (Fireworks' `context_length`, vLLM's
-    `max_model_len`), else None."""
-    if ctx.context_window:
-        return ctx.context_window
-    listing = ctx.send("models", method="GET")
-    for model in as_list(as_dict(listing.json).get("data")):
-        if isinstance(model, dict) and model.get("id") == ctx.model:
-            for key in ("context_length", "max_model_len", "context_window"):
-                if isinstance(model.get(key), int):
-                    return model[key]
-    return None
-
-
 def overflow_request(ctx: ProbeContext, api: Api, window: int | None, **params: Any):
     """A request whose prompt fits but whose prompt + max_tokens does not. The newline stop keeps a
     model that does not stop after "OK" from filling the whole window when max_tokens is lowered."""
@@ -93,7 +79,7 @@ def require_prompt_fits(ctx: ProbeContext, api: Api) -> None:
 
 @check_per_api("context-overflow-default", "Prompt plus max_tokens beyond the context window")
 def context_overflow_default(ctx: ProbeContext, api: Api) -> Observation:
-    window = context_window(ctx)
+    window = ctx.context_window  # --context-window, else what /models stated (endpoint.read_models)
     require_prompt_fits(ctx, api)
     exchange = overflow_request(ctx, api, window)
     if is_rejection(exchange):
@@ -115,7 +101,7 @@ def context_length_exceeded_behavior(ctx: ProbeContext) -> Observation:
     if is_rejection(probe):
         return observe("openai", f"the field is not accepted: {rejection_reason(probe)}")
     ctx.require_success(probe, "a small request with context_length_exceeded_behavior=error")
-    window = context_window(ctx)
+    window = ctx.context_window
     erring = overflow_request(ctx, CHAT, window, context_length_exceeded_behavior="error")
     truncating = overflow_request(ctx, CHAT, window, context_length_exceeded_behavior="truncate")
     if not is_rejection(erring):

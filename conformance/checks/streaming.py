@@ -7,19 +7,11 @@ from typing import Any
 
 from conformance.checks.base import (
     CHAT, Api, ProbeContext, ProbeFailed, check, check_per_api, choices_of, is_rejection, rejection_reason,
+    usage_problem,
 )
 from conformance.results import Observation, inconclusive, observe
 
 STREAM_PROMPT = {"chat": "Reply with only the word OK.", "completions": "The quick brown fox"}
-
-
-def _usage_totals_problem(usage: dict[str, Any]) -> str | None:
-    prompt, completion, total = (usage.get(k) for k in ("prompt_tokens", "completion_tokens", "total_tokens"))
-    if not all(isinstance(v, int) for v in (prompt, completion, total)):
-        return f"usage counts are not all integers: {usage}"
-    if prompt + completion != total:
-        return f"usage does not add up: {prompt} + {completion} != {total}"
-    return None
 
 
 def finish_chunk_index(chunks: list[dict[str, Any]]) -> int | None:
@@ -42,7 +34,7 @@ def stream_usage_default(ctx: ProbeContext, api: Api) -> Observation:
     if not carrying:
         return observe("openai", f"none of {len(chunks)} chunks carries usage")
     usage = chunks[carrying[-1]]["usage"]
-    problem = _usage_totals_problem(usage)
+    problem = usage_problem(usage)
     if problem:
         return observe("other", problem, usage=usage)
     if carrying == [finish]:
@@ -67,7 +59,7 @@ def stream_options_include_usage(ctx: ProbeContext, api: Api) -> Observation:
     if len(carrying) > 1:
         return observe("other", f"usage on several chunks: {carrying}")
     usage = chunks[carrying[0]]["usage"]
-    problem = _usage_totals_problem(usage)
+    problem = usage_problem(usage)
     if problem:
         return observe("other", problem, usage=usage)
     if chunks[carrying[0]].get("choices") == [] and carrying[0] == len(chunks) - 1:
