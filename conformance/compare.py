@@ -295,14 +295,13 @@ def baseline_verdict(baseline_path: str | Path, current: dict[str, Any]) -> tupl
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register `compare` and `diff`; each parser's `handler` default runs it and returns the exit code."""
+    """Register the `compare` and `diff` parsers (cli.COMMANDS runs `command_compare` / `command_diff`)."""
     compare = subparsers.add_parser(
         "compare", help="one matrix of several reports: entries down, endpoints across",
         description="Render the observed behaviours of several runs side by side, as Markdown and HTML.")
     compare.add_argument("reports", nargs="+", metavar="REPORT.json", help="report.json files (or their directories)")
     compare.add_argument("--out", metavar="DIR", help="write compare.md and compare.html here "
                                                      "(default: print the Markdown)")
-    compare.set_defaults(handler=command_compare)
     changed = subparsers.add_parser(
         "diff", help="what changed between two runs; exit 1 on a regression",
         description="List new failures, fixes, behaviour flips and new inconclusives between two runs. "
@@ -310,7 +309,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                     "2: a file is not a readable report.")
     changed.add_argument("baseline", metavar="BASELINE.json")
     changed.add_argument("current", metavar="CURRENT.json")
-    changed.set_defaults(handler=command_diff)
 
 
 def _problem(message: str) -> int:
@@ -345,18 +343,3 @@ def command_diff(args: argparse.Namespace) -> int:
         return _problem(str(problem))
     sys.stdout.write(render_changes(changes))
     return EXIT_REGRESSED if changes.regressed else EXIT_OK
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m conformance.compare compare|diff ...`: the two commands without the rest of the CLI."""
-    parser = argparse.ArgumentParser(prog="conformance")
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as stop:
-        return stop.code if isinstance(stop.code, int) else EXIT_USAGE
-    return args.handler(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
