@@ -7,6 +7,7 @@ Each rule has a name; a check that finds rules broken names every one of them, s
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import Counter, defaultdict
 from typing import Any
@@ -161,6 +162,23 @@ INVALID_PARAMETERS = st.one_of(
     st.tuples(st.just("top_p"), st.floats(1.5, 10) | st.floats(-10, -0.5)),
     st.tuples(st.just("n"), st.integers(-5, 0) | st.integers(129, 10_000)),
     st.tuples(st.just("max_tokens"), st.integers(-1000, -1) | st.just("many")),
+    st.tuples(st.just("messages"), st.just([]) | st.just([{"role": "wizard", "content": "hi"}])),
+    st.tuples(st.just("stop"), st.integers() | st.lists(st.sampled_from(["a", "b", "c"]), min_size=5, max_size=6)),
+    st.tuples(st.just("stream"), st.sampled_from(["yes", 1, [True]])),
+    st.tuples(st.just("logprobs"), st.sampled_from(["yes", [1]])),
+)
+MISSING = object()
+#: Every required field of a chat request (OpenAI's `CreateChatCompletionRequest` and its user
+#: message), with the wrong type, null and absent: a fixed list sent besides the drawn cases, since
+#: whatever the field, a malformed body is a 400 `invalid_request_error` on any server, never a 500,
+#: a 200 or a 404 for a model named None.
+REQUIRED_FIELDS = {("model",): 5, ("messages",): 1, ("messages", 0, "role"): 5, ("messages", 0, "content"): 5}
+MALFORMED_BODIES = [(path, value) for path, wrong in REQUIRED_FIELDS.items() for value in (wrong, None, MISSING)]
+VALID_PARAMETERS = st.one_of(
+    st.tuples(st.just("temperature"), st.floats(2.5, 100) | st.floats(-100, -0.5) | st.just("hot")),
+    st.tuples(st.just("top_p"), st.floats(1.5, 10) | st.floats(-10, -0.5)),
+    st.tuples(st.just("n"), st.integers(-5, 0) | st.integers(129, 10_000)),
+    st.tuples(st.just("max_tokens"), st.integers(-1000, -1) | st.just("many")),
     st.tuples(st.just("messages"), st.just([]) | st.just("hello") | st.just([{"role": "wizard", "content": "hi"}])),
     st.tuples(st.just("stop"), st.integers() | st.lists(st.sampled_from(["a", "b", "c"]), min_size=5, max_size=6)),
     st.tuples(st.just("stream"), st.sampled_from(["yes", 1, [True]])),
@@ -190,19 +208,44 @@ def draw_cases(strategy: st.SearchStrategy, budget: int) -> list[Any]:
     return cases[:budget]
 
 
+def malformed(body: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, Any]:
+    """A deep copy of `body` with the field at `path` set to `value`, or removed for MISSING."""
+    copy = json.loads(json.dumps(body))
+    *parents, last = path
+    target = copy
+    for key in parents:
+        target = target[key]
+    if value is MISSING:
+        del target[last]
+    else:
+        target[last] = value
+    return copy
+
+
+def describe_malformed(path: tuple[Any, ...], value: Any) -> str:
+    field = "".join(f"[{key}]" if isinstance(key, int) else f".{key}" for key in path).lstrip(".")
+    return f"{field} missing" if value is MISSING else f"{field}={json.dumps(value)}"
+
+
 @check("parameter-validation/invalid", "parameter-validation", "Invalid parameters get a 4xx envelope")
 def invalid_parameters(ctx: ProbeContext) -> Observation:
+    """Drawn out-of-range or wrong-typed parameters must get a 4xx envelope; a required field
+    wrong-typed, null or absent must get exactly a 400 (not a 404 for the model `None`)."""
     cases = draw_cases(INVALID_PARAMETERS, INVALID_BUDGET)
     base = CHAT.body(ctx.model, "Reply with only the word OK.", {"max_tokens": 1})
-    exchanges = ctx.send_all([(CHAT.path, {**base, name: value}) for name, value in cases])
-    accepted = [f"{name}={value!r} -> {exchange.describe_status() if not exchange.ok else 'accepted'}"
+    requests = [(f"{name}={value!r}", {**base, name: value}, range(400, 500)) for name, value in cases]
+    requests += [(describe_malformed(path, value), malformed(base, path, value), range(400, 401))
+                 for path, value in MALFORMED_BODIES]
+    exchanges = ctx.send_all([(CHAT.path, body) for _, body, _ in requests])
+    accepted = [f"{label} -> {exchange.describe_status() if not exchange.ok else 'accepted'}"
                 f"{'' if exchange.error_envelope or exchange.ok else ' (no error envelope)'}"
-                for (name, value), exchange in zip(cases, exchanges)
-                if exchange.status is None or not 400 <= exchange.status < 500 or exchange.error_envelope is None]
+                for (label, _, due), exchange in zip(requests, exchanges)
+                if exchange.status not in due or exchange.error_envelope is None]
     if accepted:
         return observe("other", f"{len(accepted)} of {len(ctx.exchanges)} invalid requests not refused with a 4xx "
-                       "envelope: " + "; ".join(accepted[:4]))
-    return observe("openai", f"all {len(ctx.exchanges)} invalid requests refused with a 4xx error envelope")
+                       "envelope (400 for a malformed required field): " + "; ".join(accepted[:4]))
+    return observe("openai", f"all {len(ctx.exchanges)} invalid requests refused with a 4xx error envelope "
+                   f"(400 for each of the {len(MALFORMED_BODIES)} malformed required fields)")
 
 
 @check("parameter-validation/valid", "parameter-validation", "Valid parameter combinations succeed")

@@ -16,13 +16,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from conformance.reference_server import faults
 from conformance.reference_server import model as lm
+from conformance.reference_server import validation
 from conformance.reference_server.config import ServerConfig
+from conformance.reference_server.errors import ApiError, bad_param
 from conformance.reference_server.responses_api import create_response
 
 CREATED = 1_700_000_000
@@ -33,7 +36,6 @@ OPENAI_CHAT = OPENAI_COMMON | {"messages", "max_completion_tokens", "top_logprob
                                "service_tier", "store", "metadata", "modalities", "prediction",
                                "reasoning_effort", "prompt_cache_key", "safety_identifier", "verbosity"}
 OPENAI_COMPLETIONS = OPENAI_COMMON | {"prompt", "suffix", "echo", "best_of"}
-CHAT_ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 #: Fireworks request fields a catalog entry is about: known only while the server acts as Fireworks.
 EXTENSIONS = {
     "context_length_exceeded_behavior": "context-length-exceeded-behavior-param",
@@ -48,31 +50,9 @@ OLD_UNSUPPORTED = {
     "logit_bias": "logit-bias",
     "functions": "legacy-functions",
 }
-#: A pause between chunks, so a client that aborts a stream really interrupts it.
-STREAM_PACING_S = 0.001
 SAMPLING_DEFAULTS = {"max_tokens": 2048, "temperature": 1.0, "top_p": 1.0, "top_k": 0, "min_p": 0.0,
                      "typical_p": 1.0, "frequency_penalty": 0.0, "presence_penalty": 0.0,
                      "repetition_penalty": 1.0}
-
-
-class ApiError(Exception):
-    """An OpenAI error envelope to answer with."""
-
-    def __init__(self, status: int, message: str, type_: str = "invalid_request_error",
-                 param: str | None = None, code: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
-
-    def response(self, rule_breaks: frozenset[str] = frozenset()) -> Response:
-        status = 500 if "error-500-on-invalid" in rule_breaks and self.status == 400 else self.status
-        if "error-plain-text" in rule_breaks:
-            return PlainTextResponse(self.message, status_code=status)
-        return JSONResponse({"error": {"message": self.message, "type": self.type, "param": self.param,
-                                       "code": self.code}}, status_code=status)
-
-
-def bad_param(param: str, message: str) -> ApiError:
-    return ApiError(400, message, param=param)
 
 
 @dataclass
@@ -124,16 +104,23 @@ class Endpoint:
         return await faults.intercept(self.config.faults, self.state.throttled, request)
 
     async def read_body(self, request: Request) -> dict[str, Any]:
+        """The JSON object a generation request sends, naming a model this server serves."""
         try:
             body = json.loads(await request.body())
         except ValueError:
             raise ApiError(400, "We could not parse the JSON body of your request.") from None
         if not isinstance(body, dict):
             raise ApiError(400, "The request body must be a JSON object.")
-        if body.get("model") != self.config.model_id and "accept-unknown-model" not in self.config.faults:
-            raise ApiError(404, f"The model `{body.get('model')}` does not exist or you do not have access to it.",
+        model = body.get("model") if self.trusting else validation.check_model(body)
+        if model != self.config.model_id and "accept-unknown-model" not in self.config.faults:
+            raise ApiError(404, f"The model `{model}` does not exist or you do not have access to it.",
                            param="model", code="model_not_found")
         return body
+
+    @property
+    def trusting(self) -> bool:
+        """Fault `skip-body-validation`: malformed bodies reach the generator (and break it)."""
+        return "skip-body-validation" in self.config.faults
 
     def headers(self, prompt_tokens: int, streaming: bool) -> dict[str, str]:
         headers = {"x-request-id": self.state.next_id("req")}
@@ -148,20 +135,29 @@ class Endpoint:
         return headers
 
     # ---- routes ---------------------------------------------------------------------------
+    def model_object(self) -> dict[str, Any]:
+        return {"id": self.config.model_id, "object": "model", "created": CREATED, "owned_by": "conformance"}
+
     async def models(self, request: Request) -> Response:
         await self.guard(request)
-        return JSONResponse({"object": "list", "data": [
-            {"id": self.config.model_id, "object": "model", "created": CREATED, "owned_by": "conformance"}]})
+        return JSONResponse({"object": "list", "data": [self.model_object()]})
+
+    async def model(self, request: Request) -> Response:
+        """`GET /v1/models/{model}`: the model object, or a 404 envelope for any other id."""
+        await self.guard(request)
+        requested = request.path_params["model"]
+        if requested != self.config.model_id:
+            raise ApiError(404, f"The model `{requested}` does not exist or you do not have access to it.",
+                           param="model", code="model_not_found")
+        return JSONResponse(self.model_object())
 
     async def chat(self, request: Request) -> Response:
         await self.guard(request)
         if (fault := await self.faulty(request)) is not None:
             return fault
         body = await self.read_body(request)
+        messages = body.get("messages") if self.trusting else validation.check_messages(body)
         self.check_params(body, OPENAI_CHAT, chat=True)
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
-            raise bad_param("messages", "'messages' must be a non-empty array of message objects.")
         if self.config.is_("multi-turn-history", "other"):
             messages = messages[-1:]  # deviation: the history is dropped
         prompt = lm.render_chat(messages)
@@ -172,12 +168,12 @@ class Endpoint:
         if (fault := await self.faulty(request)) is not None:
             return fault
         body = await self.read_body(request)
+        prompt = body.get("prompt") if self.trusting else validation.check_prompt(body)
         self.check_params(body, OPENAI_COMPLETIONS, chat=False)
-        prompt = body.get("prompt")
         if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
             prompt = prompt[0]
         if not isinstance(prompt, str):
-            raise bad_param("prompt", "'prompt' must be a string.")
+            raise bad_param("prompt", "The reference server serves one prompt per request, given as a string.")
         return self.complete(body, prompt, lm.completion_continuation(prompt), chat=False)
 
     async def responses(self, request: Request) -> Response:
@@ -209,37 +205,14 @@ class Endpoint:
                 raise bad_param(param, f"`{param}` is not supported")
         if "stream_options" in body and self.config.is_("stream-options-include-usage", "unsupported"):
             raise ApiError(400, "Unrecognized request argument supplied: stream_options", param="stream_options")
-        n = body.get("n", 1)
-        if type(n) is not int or not 1 <= n <= 128:
-            raise bad_param("n", "'n' must be an integer between 1 and 128.")
-        max_tokens = body.get("max_tokens", body.get("max_completion_tokens"))
-        if max_tokens is not None and (type(max_tokens) is not int or max_tokens < 0):
-            raise bad_param("max_tokens", "'max_tokens' must be a non-negative integer.")
-        for name, low, high in (("temperature", 0, 2), ("top_p", 0, 1), ("presence_penalty", -2, 2),
-                                ("frequency_penalty", -2, 2)):
-            value = body.get(name, low)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high:
-                raise bad_param(name, f"'{name}' must be a number between {low} and {high}.")
-        for name in ("stream", "echo"):
-            if name in body and type(body[name]) is not bool:
-                raise bad_param(name, f"'{name}' must be a boolean.")
-        if "seed" in body and type(body["seed"]) is not int:
-            raise bad_param("seed", "'seed' must be an integer.")
-        stop = body.get("stop")
-        if stop is not None and not (isinstance(stop, str) or (
-                isinstance(stop, list) and len(stop) <= 4 and all(isinstance(s, str) for s in stop))):
-            raise bad_param("stop", "'stop' must be a string or a list of at most 4 strings.")
-        if chat:
-            for message in body.get("messages") or []:
-                if not isinstance(message, dict) or message.get("role") not in CHAT_ROLES:
-                    raise bad_param("messages", f"Invalid message: {str(message)[:80]}; role must be one of "
-                                    f"{', '.join(CHAT_ROLES)}.")
+        validation.check_optional_fields(body)
         self.check_logprobs(body, chat)
         behaviour = body.get("context_length_exceeded_behavior", "truncate")
         if behaviour not in ("truncate", "error"):
             raise bad_param("context_length_exceeded_behavior", "must be 'truncate' or 'error'")
-        if body.get("best_of") is not None and (type(body["best_of"]) is not int or body["best_of"] < n):
-            raise bad_param("best_of", "'best_of' must be an integer at least as large as 'n'.")
+        best_of = body.get("best_of")
+        if best_of is not None and best_of < (body.get("n") or 1):
+            raise bad_param("best_of", "'best_of' must be at least as large as 'n'.")
 
     def check_logprobs(self, body: dict[str, Any], chat: bool) -> None:
         logprobs = body.get("logprobs")
@@ -331,7 +304,7 @@ class Endpoint:
         return JSONResponse(result, headers=self.headers(prompt_tokens, streaming=False))
 
     def choice_count(self, body: dict[str, Any]) -> int:
-        return 1 if self.config.is_("n-choices", "other") else body.get("n", 1)
+        return 1 if self.config.is_("n-choices", "other") else body.get("n") or 1
 
     def perf_metrics(self, prompt_tokens: int) -> dict[str, Any]:
         return {"prompt-tokens": prompt_tokens, "cached-prompt-tokens": 0,
@@ -433,8 +406,8 @@ class Endpoint:
                         chunk["usage"] = usage if (finish_usage and last and index == len(generations) - 1) else None
                     if last and body.get("perf_metrics_in_response"):
                         chunk["perf_metrics"] = self.perf_metrics(usage["prompt_tokens"])
+                    await asyncio.sleep(self.config.token_delay_ms / 1000)
                     yield sse(chunk)
-                    await asyncio.sleep(STREAM_PACING_S)
             if separate_usage:
                 yield sse({**self.chunk(response_id, [], chat), "usage": usage})
             yield b"data: [DONE]\n\n"
@@ -494,13 +467,28 @@ def create_app(config: ServerConfig) -> Starlette:
 
         return route
 
+    async def http_error(request: Request, error: HTTPException) -> Response:
+        """Starlette's own refusals (no such route, a method the route does not serve) in the envelope."""
+        if error.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}."
+        else:
+            message = f"Invalid URL ({request.method} {request.url.path})" if error.status_code == 404 else error.detail
+        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code)
+        return ApiError(error.status_code, message, code=code).response(config.faults)
+
+    async def server_error(request: Request, error: Exception) -> Response:
+        """A bug in this server still answers in the envelope (Starlette also logs the traceback)."""
+        return ApiError(500, f"The reference server failed: {type(error).__name__}", "server_error"
+                        ).response(config.faults)
+
     routes = [
         Route("/v1/models", guarded(endpoint.models), methods=["GET"]),
+        Route("/v1/models/{model:path}", guarded(endpoint.model), methods=["GET"]),
         Route("/v1/chat/completions", guarded(endpoint.chat), methods=["POST"]),
         Route("/v1/completions", guarded(endpoint.completions), methods=["POST"]),
         Route("/v1/responses", guarded(endpoint.responses), methods=["POST"]),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: server_error})
     app.state.config = config
     app.state.started = time.time()
     return app

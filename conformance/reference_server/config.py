@@ -64,6 +64,9 @@ class ServerConfig:
     api_key: str | None = None
     context_window: int = 4096
     latency_ms: int = 0
+    #: The pause before each streamed chunk, as a model takes time per token: time to first token
+    #: and incremental delivery are then measurable, and an aborted stream is really cut short.
+    token_delay_ms: float = 2
     model_name: str = "reference-model"
     #: The vendor whose documents the server follows, before any per-entry override.
     vendor: str = "openai"

@@ -43,6 +43,7 @@ FAULTS = {
     "accept-bad-key": "serve requests whatever their API key",
     "accept-unknown-model": "serve requests for any model name",
     "accept-invalid-params": "skip parameter validation",
+    "skip-body-validation": "trust the body's structure: no check of model, messages, prompt or their types",
     "reject-valid-params": "refuse any request that sets top_p, n or stop (valid parameters)",
 }
 FOREVER_S = 3600

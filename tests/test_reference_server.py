@@ -1,0 +1,132 @@
+"""The reference server's own correctness: every malformed body is a 400 envelope naming the field,
+every error it sends (its own routes and Starlette's) is in the envelope, and `GET /v1/models/{id}`
+is served, as OpenAI documents."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+KEY = "sk-reference-test-0123456789"
+OK_MESSAGE = {"role": "user", "content": "Reply with only the word OK."}
+
+
+@pytest.fixture(scope="module")
+def server(reference_server):
+    return reference_server("openai", api_key=KEY, token_delay_ms=0)
+
+
+@pytest.fixture(scope="module")
+def http(server):
+    with httpx.Client(base_url=server.base_url + "/", headers={"authorization": f"Bearer {KEY}"},
+                      timeout=10) as client:
+        yield client
+
+
+def chat_body(server, **changes):
+    body = {"model": server.config.model_id, "messages": [dict(OK_MESSAGE)], "max_tokens": 2}
+    for name, value in changes.items():
+        if value is MISSING:
+            body.pop(name)
+        else:
+            body[name] = value
+    return body
+
+
+MISSING = object()
+#: (what the body changes, the param the 400 must name)
+MALFORMED_CHAT = {
+    "messages=1": ({"messages": 1}, "messages"),
+    "messages=null": ({"messages": None}, "messages"),
+    "messages missing": ({"messages": MISSING}, "messages"),
+    "messages=[]": ({"messages": []}, "messages"),
+    "message=5": ({"messages": [5]}, "messages[0]"),
+    "content=5": ({"messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
+    "content=null": ({"messages": [{"role": "user", "content": None}]}, "messages[0].content"),
+    "content missing": ({"messages": [{"role": "user"}]}, "messages[0].content"),
+    "content part=5": ({"messages": [{"role": "user", "content": [5]}]}, "messages[0].content[0]"),
+    "role missing": ({"messages": [{"content": "hi"}]}, "messages[0].role"),
+    "role=null": ({"messages": [{"role": None, "content": "hi"}]}, "messages[0].role"),
+    "role=5": ({"messages": [{"role": 5, "content": "hi"}]}, "messages[0].role"),
+    "role=wizard": ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages[0].role"),
+    "tool_call_id missing": ({"messages": [OK_MESSAGE, {"role": "tool", "content": "x"}]}, "messages[1].tool_call_id"),
+    "model missing": ({"model": MISSING}, "model"),
+    "model=null": ({"model": None}, "model"),
+    "model=5": ({"model": 5}, "model"),
+    "max_tokens=many": ({"max_tokens": "many"}, "max_tokens"),
+    "temperature=hot": ({"temperature": "hot"}, "temperature"),
+    "user=5": ({"user": 5}, "user"),
+    "stop=[1]": ({"stop": [1]}, "stop[0]"),
+    "stream_options.include_usage=yes": ({"stream": True, "stream_options": {"include_usage": "yes"}},
+                                         "stream_options.include_usage"),
+    "logit_bias key": ({"logit_bias": {"abc": 1}}, "logit_bias"),
+    "logit_bias value": ({"logit_bias": {"1234": "up"}}, "logit_bias.1234"),
+    "tools=5": ({"tools": 5}, "tools"),
+    "response_format=json": ({"response_format": "json"}, "response_format"),
+}
+
+
+@pytest.mark.parametrize(("changes", "param"), MALFORMED_CHAT.values(), ids=MALFORMED_CHAT)
+def test_a_malformed_chat_body_is_a_400_envelope_naming_the_field(server, http, changes, param):
+    response = http.post("chat/completions", json=chat_body(server, **changes))
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["type"], error["param"]) == ("invalid_request_error", param), error
+
+
+@pytest.mark.parametrize(("prompt", "param"), [(5, "prompt"), (None, "prompt"), ([{"a": 1}], "prompt[0]"),
+                                               (MISSING, "prompt")], ids=["5", "null", "[{}]", "missing"])
+def test_a_malformed_completions_body_is_a_400_envelope_naming_the_field(server, http, prompt, param):
+    body = {"model": server.config.model_id, "max_tokens": 2}
+    if prompt is not MISSING:
+        body["prompt"] = prompt
+    response = http.post("completions", json=body)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == param
+
+
+def test_no_model_is_a_missing_parameter_not_an_unknown_model(server, http):
+    response = http.post("chat/completions", json=chat_body(server, model=MISSING))
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "missing_required_parameter"
+
+
+@pytest.mark.parametrize("changes", [{"n": None, "temperature": None, "stream": None}, {"messages": [
+    {"role": "system", "content": [{"type": "text", "text": "Be brief."}]},
+    {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+    {"role": "tool", "tool_call_id": "call_1", "content": "done"}, OK_MESSAGE]}], ids=["nulls", "roles"])
+def test_what_the_spec_allows_is_served(server, http, changes):
+    response = http.post("chat/completions", json=chat_body(server, **changes))
+    assert response.status_code == 200, response.text
+
+
+def test_a_model_is_served_by_its_id(server, http):
+    response = http.get(f"models/{server.config.model_id}")
+    assert response.status_code == 200
+    assert response.json() == http.get("models").json()["data"][0]
+
+
+def test_the_fireworks_model_id_with_slashes_is_served(reference_server):
+    server = reference_server("fireworks", token_delay_ms=0)
+    response = httpx.get(f"{server.base_url}/models/{server.config.model_id}", timeout=10)
+    assert (response.status_code, response.json()["id"]) == (200, server.config.model_id)
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [
+    ("GET", "models/no-such-model", 404), ("GET", "no/such/route", 404), ("POST", "nothing-here", 404),
+    ("GET", "chat/completions", 405), ("DELETE", "models", 405)])
+def test_every_error_is_in_the_envelope(http, method, path, status):
+    response = http.request(method, path)
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/json"
+    assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_a_server_failure_is_in_the_envelope_too(reference_server):
+    """With validation skipped (a deliberate fault), a wrong type reaches the generator and breaks it."""
+    server = reference_server("openai", faults=frozenset({"accept-invalid-params"}), token_delay_ms=0)
+    response = httpx.post(f"{server.base_url}/chat/completions", timeout=10,
+                          json={**chat_body(server), "max_tokens": "many"})
+    assert response.status_code == 500
+    assert response.json()["error"]["type"] == "server_error"
