@@ -19,6 +19,7 @@ from conformance import __version__, compare
 from conformance import pytest_plugin as plugin
 from conformance.catalog import load_catalog
 from conformance.profiles import ProfileError, load_profile
+from conformance.reference_server.config import TOKEN_DELAY_MS
 from conformance.reference_server.faults import FAULTS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -109,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--api-key", help="require this key (401 otherwise)")
     serve.add_argument("--context-window", type=positive_int, default=4096)
     serve.add_argument("--latency-ms", type=int, default=0, help="delay every response by this many ms")
+    serve.add_argument("--token-delay-ms", type=float, default=TOKEN_DELAY_MS,
+                       help="pause before each streamed chunk, in ms (default: %(default)s; 0: stream at once)")
     serve.add_argument("--fault", dest="faults", action="append", default=[], metavar="NAME",
                        help="commit a transport fault on generation requests (repeatable): "
                             + ", ".join(FAULTS))
@@ -206,6 +209,7 @@ def command_serve(args: argparse.Namespace) -> int:
     try:
         config = ServerConfig.for_vendor(args.behavior, dict(args.overrides), api_key=args.api_key,
                                          context_window=args.context_window, latency_ms=max(0, args.latency_ms),
+                                         token_delay_ms=max(0.0, args.token_delay_ms),
                                          faults=frozenset(args.faults))
         sock = bind(args.host, args.port)
     except ConfigError as problem:

@@ -4,6 +4,10 @@ is served, as OpenAI documents."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+
 import httpx
 import pytest
 
@@ -130,3 +134,36 @@ def test_a_server_failure_is_in_the_envelope_too(reference_server):
                           json={**chat_body(server), "max_tokens": "many"})
     assert response.status_code == 500
     assert response.json()["error"]["type"] == "server_error"
+
+
+def stream_timings(base_url: str, body: dict) -> tuple[float, float, int]:
+    """Seconds to the first chunk and to the end of a stream, and how many chunks came."""
+    started = time.monotonic()
+    first = None
+    chunks = 0
+    with httpx.stream("POST", f"{base_url}/chat/completions", json=body, timeout=10) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: {"):
+                first = first or time.monotonic() - started
+                chunks += 1
+    return first, time.monotonic() - started, chunks
+
+
+def test_streams_are_paced_per_token_when_served_from_the_command_line():
+    """`conformance serve --token-delay-ms 25`: no chunk before one delay, the whole stream no
+    sooner than one delay per chunk (lower bounds: a loaded machine only makes them larger)."""
+    delay = 25
+    server = subprocess.Popen([sys.executable, "-m", "conformance", "serve", "--port", "0",
+                               "--token-delay-ms", str(delay)], stdout=subprocess.PIPE, text=True)
+    try:
+        base_url = server.stdout.readline().strip()
+        first, total, chunks = stream_timings(base_url, {
+            "model": "reference-model", "stream": True, "max_tokens": 8,
+            "messages": [{"role": "user", "content": "Count from 1 to 5, separated by commas."}]})
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert chunks >= 5
+    assert first >= delay / 1000
+    assert total >= chunks * delay / 1000
+

@@ -54,6 +54,10 @@ CAPABILITIES: dict[str, tuple[str, ...]] = {
 }
 
 
+#: The default pause before each streamed chunk (ms): small, so a run stays fast, yet not zero.
+TOKEN_DELAY_MS = 2.0
+
+
 class ConfigError(ValueError):
     pass
 
@@ -66,7 +70,7 @@ class ServerConfig:
     latency_ms: int = 0
     #: The pause before each streamed chunk, as a model takes time per token: time to first token
     #: and incremental delivery are then measurable, and an aborted stream is really cut short.
-    token_delay_ms: float = 2
+    token_delay_ms: float = TOKEN_DELAY_MS
     model_name: str = "reference-model"
     #: The vendor whose documents the server follows, before any per-entry override.
     vendor: str = "openai"
