@@ -36,8 +36,10 @@ BREAKS = {
     "error-500-on-invalid": {"error-envelope/invalid-json": "HTTP 500 instead of 400",
                              "error-envelope/missing-messages": "HTTP 500 instead of 400",
                              "parameter-validation/invalid": "HTTP 500"},
-    "accept-bad-key": {"error-envelope/bad-key": "answered HTTP 200 instead of refusing with 401",
-                       "error-envelope/missing-key": "answered HTTP 200 instead of refusing with 401"},
+    "accept-bad-key": {"error-envelope/bad-key": "answered HTTP 200 instead of refusing with 401, although "
+                                                 "no Authorization header is refused (HTTP 401"},
+    "accept-missing-key": {"error-envelope/missing-key": "answered HTTP 200 instead of refusing with 401, although "
+                                                         "a wrong API key is refused (HTTP 401"},
     "accept-unknown-model": {"error-envelope/unknown-model": "answered HTTP 200 instead of refusing with 404"},
     "accept-invalid-params": {"parameter-validation/invalid": "-> accepted"},
     # The reference server's own defect before issue 20: a 500 for `messages: 1`, 200 for `content: 5`,
@@ -89,3 +91,14 @@ def test_every_body_and_chunk_is_validated_and_the_run_goes_on(reference_server)
     violations = result.details["schema_violations"]
     assert any("chat_completion_chunk (core) chunk #0 $: 'created' is a required property (required)" == v
                for v in violations), violations
+
+
+@pytest.mark.parametrize("check_id", ["error-envelope/bad-key", "error-envelope/missing-key"])
+def test_an_endpoint_that_does_not_authenticate_is_inconclusive_on_keys(reference_server, check_id):
+    """No key configured on the server (llama.cpp's default), a key given to the run: a wrong key and
+    no key are both served, which says nothing about how a refusal would look."""
+    server = reference_server("openai")
+    result = run_check(server, REGISTRY[check_id])
+    assert result.outcome == "inconclusive", result.explain()
+    assert "does not authenticate" in result.reason
+    assert len(result.evidence) == 2

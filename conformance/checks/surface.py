@@ -113,23 +113,39 @@ def expect_error(ctx: ProbeContext, exchange: Exchange, status: int, situation: 
     return observe("other", f"{situation}: " + "; ".join(wrong + [f"error envelope: {p}" for p in problems]))
 
 
-def _key_test(ctx: ProbeContext, authorization: str | None, situation: str) -> Observation:
-    exchange = ctx.send(CHAT.path, CHAT.body(ctx.model, "Reply with only the word OK.", {"max_tokens": 1}),
+#: The two ways to come without the right key: (Authorization header, what the check calls it).
+WRONG_KEY = ("Bearer sk-conformance-not-a-valid-key", "a wrong API key")
+NO_KEY = (None, "no Authorization header")
+
+
+def _key_test(ctx: ProbeContext, tried: tuple[str | None, str], other: tuple[str | None, str]) -> Observation:
+    """A 401 envelope for `tried` is openai. When it is served, the other way in decides what that
+    means: also served, the endpoint does not authenticate at all (a deployment choice this run
+    cannot see past: inconclusive); refused, the endpoint checks keys yet lets this one in (other)."""
+
+    def send(authorization: str | None) -> Exchange:
+        return ctx.send(CHAT.path, CHAT.body(ctx.model, "Reply with only the word OK.", {"max_tokens": 1}),
                         authorization=authorization)
-    if exchange.ok and not ctx.client.api_key:
-        return inconclusive(f"{situation}: served, and this run has no key either: the endpoint does not "
-                            "authenticate, so there is no refusal to check")
-    return expect_error(ctx, exchange, 401, situation)
+
+    exchange = send(tried[0])
+    if not exchange.ok:
+        return expect_error(ctx, exchange, 401, tried[1])
+    contrast = send(other[0])
+    if contrast.ok:
+        return inconclusive(f"{tried[1]} and {other[1]} were both served (HTTP {exchange.status}, "
+                            f"{contrast.status}): the endpoint does not authenticate, so there is no refusal to check")
+    return observe("other", f"{tried[1]}: answered HTTP {exchange.status} instead of refusing with 401, although "
+                   f"{other[1]} is refused ({contrast.describe_status()}): keys are checked, but not this way")
 
 
 @check("error-envelope/bad-key", "error-envelope", "A wrong API key: 401 with the envelope")
 def error_bad_key(ctx: ProbeContext) -> Observation:
-    return _key_test(ctx, "Bearer sk-conformance-not-a-valid-key", "a wrong API key")
+    return _key_test(ctx, WRONG_KEY, NO_KEY)
 
 
 @check("error-envelope/missing-key", "error-envelope", "No API key: 401 with the envelope")
 def error_missing_key(ctx: ProbeContext) -> Observation:
-    return _key_test(ctx, None, "no Authorization header")
+    return _key_test(ctx, NO_KEY, WRONG_KEY)
 
 
 @check("error-envelope/unknown-model", "error-envelope", "An unknown model: 404 with the envelope")

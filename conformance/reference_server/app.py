@@ -91,11 +91,18 @@ class Endpoint:
         if self.state.wedged:
             self.state.wedged = False  # the stale generation ends now; the next request is served
             raise ApiError(503, "the server is busy generating for a client that has gone", "server_error")
-        if self.config.api_key and "accept-bad-key" not in self.config.faults:
-            header = request.headers.get("authorization", "")
-            if header != f"Bearer {self.config.api_key}":
-                raise ApiError(401, "Incorrect API key provided. You can find your API key in your account settings.",
-                               code="invalid_api_key")
+        if self.config.api_key:
+            self.authenticate(request.headers.get("authorization"))
+
+    def authenticate(self, authorization: str | None) -> None:
+        """401 unless the configured key is sent (the accept-* faults let one kind of wrong request in)."""
+        if authorization is None:
+            if "accept-missing-key" not in self.config.faults:
+                raise ApiError(401, "You didn't provide an API key. You need to provide your API key in an "
+                               "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).")
+        elif authorization != f"Bearer {self.config.api_key}" and "accept-bad-key" not in self.config.faults:
+            raise ApiError(401, "Incorrect API key provided. You can find your API key in your account settings.",
+                           code="invalid_api_key")
 
     async def faulty(self, request: Request) -> Response | None:
         """The configured transport fault for a generation request, if any."""
