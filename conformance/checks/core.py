@@ -56,16 +56,39 @@ def usage_in_response(ctx: ProbeContext, api: Api) -> Observation:
                    f"{usage['total_tokens']}", usage=usage)
 
 
+N_CHOICES = 2
+N_MAX_TOKENS = 4
+#: Prompts whose answer outruns N_MAX_TOKENS, so every choice stops at the limit and its token
+#: count is known exactly without the endpoint's tokenizer.
+N_PROMPT = {"chat": "Count from 1 to 40, separated by commas.", "completions": "1, 2, 3,"}
+
+
 @check_per_api("n-choices", "n generations")
 def n_choices(ctx: ProbeContext, api: Api) -> Observation:
-    prompt = SAY_OK if api is CHAT else "The quick brown fox"
-    exchange = ctx.generate(api, prompt, max_tokens=4, n=2)
+    """n choices indexed 0..n-1, and usage counting every one of them: a choice stopped by
+    max_tokens produced exactly max_tokens, any other non-empty choice at least one token."""
+    exchange = ctx.generate(api, N_PROMPT[api.name], max_tokens=N_MAX_TOKENS, n=N_CHOICES)
     if is_rejection(exchange):
-        return observe("unsupported", f"n=2 {rejection_reason(exchange)}")
-    indexes = [choice.get("index") for choice in choices_of(ctx.require_success(exchange, f"{api.name} with n=2"))]
-    if sorted(indexes, key=repr) == [0, 1]:
-        return observe("openai", "two choices, indexes 0 and 1")
-    return observe("other", f"asked for 2 choices, got indexes {indexes}")
+        return observe("unsupported", f"n={N_CHOICES} {rejection_reason(exchange)}")
+    choices = choices_of(ctx.require_success(exchange, f"{api.name} with n={N_CHOICES}"))
+    indexes = [choice.get("index") for choice in choices]
+    if sorted(indexes, key=repr) != list(range(N_CHOICES)):
+        return observe("other", f"asked for {N_CHOICES} choices, got indexes {indexes}")
+    completion_tokens = as_dict(exchange.json.get("usage")).get("completion_tokens")
+    if type(completion_tokens) is not int:
+        return observe("openai", f"{N_CHOICES} choices, indexes 0..{N_CHOICES - 1}; no usage.completion_tokens to "
+                       "check against them (usage-in-response judges usage)")
+    finishes = [choice.get("finish_reason") for choice in choices]
+    least = sum(N_MAX_TOKENS if finish == "length" else int(bool(api.text(choice)))
+                for finish, choice in zip(finishes, choices))
+    exact = all(finish == "length" for finish in finishes)
+    counted = (f"usage counts {completion_tokens} completion tokens; the {N_CHOICES} choices (finish_reason "
+               f"{finishes}, max_tokens {N_MAX_TOKENS}) produced {'exactly' if exact else 'at least'} {least}")
+    if completion_tokens >= least:
+        return observe("openai", f"{N_CHOICES} choices, indexes 0..{N_CHOICES - 1}; {counted}")
+    if completion_tokens <= N_MAX_TOKENS:
+        return observe("usage-one-choice", f"{counted}: usage covers no more than one choice")
+    return observe("other", counted)
 
 
 SECRET = "marmalade"

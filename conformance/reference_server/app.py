@@ -286,7 +286,8 @@ class Endpoint:
         limit = self.token_limit(body, prompt_tokens, chat)
         continuations = list(itertools.tee(continuation, self.choice_count(body)))
         generations = [self.generate(body, c, limit) for c in continuations]
-        completion_tokens = sum(len(g.tokens) for g in generations) * max(1, body.get("best_of") or 1)
+        counted = generations[:1] if self.config.is_("n-choices", "usage-one-choice") else generations
+        completion_tokens = sum(len(g.tokens) for g in counted) * max(1, body.get("best_of") or 1)
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                  "total_tokens": prompt_tokens + completion_tokens}
         response_id = self.state.next_id("chatcmpl" if chat else "cmpl")

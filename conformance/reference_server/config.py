@@ -21,7 +21,7 @@ CAPABILITIES: dict[str, tuple[str, ...]] = {
     "chat-completion-schema": ("openai", "fireworks", "other"),
     "completion-schema": ("openai", "other"),
     "usage-in-response": ("openai", "other"),
-    "n-choices": ("openai", "other"),
+    "n-choices": ("openai", "other", "usage-one-choice"),
     "multi-turn-history": ("openai", "other"),
     "model-identifiers": _BOTH,
     "stream-usage-default": _BOTH,
