@@ -4,12 +4,16 @@ is served, as OpenAI documents."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
 
 import httpx
+import openai
 import pytest
+
+from conformance.schemas import validate
 
 KEY = "sk-reference-test-0123456789"
 OK_MESSAGE = {"role": "user", "content": "Reply with only the word OK."}
@@ -167,3 +171,99 @@ def test_streams_are_paced_per_token_when_served_from_the_command_line():
     assert first >= delay / 1000
     assert total >= chunks * delay / 1000
 
+
+
+# ---- tools and response_format: honoured where forced, refused where not -------------------------
+
+CODE_TOOL = {"type": "function", "function": {"name": "report_code", "parameters": {
+    "type": "object", "properties": {"code": {"enum": ["A1"]}, "count": {"type": "integer", "minimum": 3},
+                                     "tags": {"type": "array", "items": {"type": "string"}}},
+    "required": ["code"], "additionalProperties": False}}}
+OTHER_TOOL = {"type": "function", "function": {"name": "noop"}}
+YES_NO = {"type": "json_schema", "json_schema": {"name": "verdict", "strict": True, "schema": {
+    "type": "object", "properties": {"answer": {"type": "string", "enum": ["yes", "no"]}},
+    "required": ["answer"], "additionalProperties": False}}}
+
+
+@pytest.fixture(scope="module")
+def sdk(server):
+    with openai.OpenAI(base_url=server.base_url, api_key=KEY, max_retries=0, timeout=10) as client:
+        yield client
+
+
+@pytest.mark.parametrize(("tool_choice", "finish_reason"), [
+    ("required", "tool_calls"), ({"type": "function", "function": {"name": "report_code"}}, "stop")],
+    ids=["required", "named"])
+def test_a_forced_tool_call_is_made_with_arguments_valid_against_the_tool(server, sdk, tool_choice, finish_reason):
+    completion = sdk.chat.completions.create(model=server.config.model_id, messages=[OK_MESSAGE], max_tokens=64,
+                                             tools=[CODE_TOOL, OTHER_TOOL], tool_choice=tool_choice)
+    choice = completion.choices[0]
+    (call,) = choice.message.tool_calls
+    assert (choice.finish_reason, choice.message.content, call.function.name) == (finish_reason, None, "report_code")
+    assert json.loads(call.function.arguments) == {"code": "A1", "count": 3, "tags": []}
+    assert completion.usage.completion_tokens > 0
+
+
+def test_a_forced_tool_call_streams_as_openai_sends_it(server, sdk):
+    stream = sdk.chat.completions.create(model=server.config.model_id, messages=[OK_MESSAGE], max_tokens=64,
+                                         tools=[CODE_TOOL], tool_choice="required", stream=True)
+    chunks = list(stream)
+    deltas = [call for chunk in chunks for choice in chunk.choices for call in choice.delta.tool_calls or []]
+    assert (deltas[0].id, deltas[0].type, deltas[0].function.name) == (chunks[0].choices[0].delta.tool_calls[0].id,
+                                                                       "function", "report_code")
+    assert all(delta.id is None and delta.function.name is None for delta in deltas[1:])
+    assert json.loads("".join(delta.function.arguments for delta in deltas)) == {"code": "A1", "count": 3, "tags": []}
+    assert [c.choices[0].finish_reason for c in chunks if c.choices[0].finish_reason] == ["tool_calls"]
+    for chunk in chunks:
+        assert validate("chat_completion_chunk", chunk.model_dump(exclude_unset=True), "strict") == []
+
+
+@pytest.mark.parametrize("tool_choice", ["auto", "none", None])
+def test_an_unforced_tool_choice_answers_in_text(server, sdk, tool_choice):
+    extra = {} if tool_choice is None else {"tool_choice": tool_choice}
+    completion = sdk.chat.completions.create(model=server.config.model_id, messages=[OK_MESSAGE], max_tokens=8,
+                                             tools=[CODE_TOOL], **extra)
+    assert completion.choices[0].message.tool_calls is None and completion.choices[0].message.content
+
+
+@pytest.mark.parametrize(("response_format", "document"), [
+    ({"type": "json_object"}, {}), (YES_NO, {"answer": "yes"}), ({"type": "text"}, OK_MESSAGE["content"])],
+    ids=["json_object", "json_schema", "text"])
+def test_response_format_is_honoured(server, sdk, response_format, document):
+    completion = sdk.chat.completions.create(model=server.config.model_id, messages=[OK_MESSAGE], max_tokens=16,
+                                             response_format=response_format)
+    content = completion.choices[0].message.content
+    assert (content if response_format["type"] == "text" else json.loads(content)) == document
+    assert completion.choices[0].finish_reason == "stop"
+
+
+def test_a_json_document_cut_by_max_tokens_says_length(server, sdk):
+    completion = sdk.chat.completions.create(model=server.config.model_id, messages=[OK_MESSAGE], max_tokens=2,
+                                             response_format=YES_NO)
+    assert completion.choices[0].finish_reason == "length"
+
+
+PATTERN = {"type": "json_schema", "json_schema": {"name": "id", "schema": {
+    "type": "object", "properties": {"id": {"type": "string", "pattern": "^[0-9]{4}$"}}, "required": ["id"]}}}
+REFUSED = {
+    "tool_choice without tools": ({"tool_choice": "required"}, "tool_choice"),
+    "unknown named tool": ({"tools": [CODE_TOOL], "tool_choice": {"type": "function", "function": {"name": "x"}}},
+                           "tool_choice.function.name"),
+    "tool_choice any": ({"tools": [CODE_TOOL], "tool_choice": "any"}, "tool_choice"),
+    "tool without name": ({"tools": [{"type": "function", "function": {}}]}, "tools[0].function.name"),
+    "unsatisfiable tool": ({"tools": [{"type": "function", "function": {"name": "f", "parameters": PATTERN[
+        "json_schema"]["schema"]}}], "tool_choice": "required"}, "tools[0].function.parameters"),
+    "unsatisfiable schema": ({"response_format": PATTERN}, "response_format.json_schema.schema"),
+    "invalid schema": ({"response_format": {"type": "json_schema", "json_schema": {
+        "name": "x", "schema": {"type": "nonsense"}}}}, "response_format.json_schema.schema"),
+    "grammar": ({"response_format": {"type": "grammar", "grammar": 'root ::= "yes"'}}, "response_format.type"),
+    "json_object with a schema": ({"response_format": {"type": "json_object", "schema": {}}},
+                                  "response_format.schema"),
+}
+
+
+@pytest.mark.parametrize(("changes", "param"), REFUSED.values(), ids=REFUSED)
+def test_what_the_server_cannot_honour_is_refused(server, http, changes, param):
+    response = http.post("chat/completions", json=chat_body(server, **changes))
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == param

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -27,8 +28,10 @@ from conformance.reference_server import validation
 from conformance.reference_server.config import ServerConfig
 from conformance.reference_server.errors import ApiError, bad_param
 from conformance.reference_server.responses_api import create_response
+from conformance.reference_server.structured import ToolCall, forced_tool_call, response_document
 
 CREATED = 1_700_000_000
+LOG = logging.getLogger(__name__)
 OPENAI_COMMON = {"model", "temperature", "top_p", "n", "stream", "stream_options", "stop", "max_tokens",
                  "presence_penalty", "frequency_penalty", "logit_bias", "logprobs", "user", "seed"}
 OPENAI_CHAT = OPENAI_COMMON | {"messages", "max_completion_tokens", "top_logprobs", "tools", "tool_choice",
@@ -75,6 +78,9 @@ class Generation:
     text: str
     tokens: list[str]
     finish_reason: str
+    #: The forced tool call whose arguments this generation's text is, with the call's id.
+    tool: ToolCall | None = None
+    call_id: str = ""
 
 
 class Endpoint:
@@ -168,7 +174,10 @@ class Endpoint:
         if self.config.is_("multi-turn-history", "other"):
             messages = messages[-1:]  # deviation: the history is dropped
         prompt = lm.render_chat(messages)
-        return self.complete(body, prompt, lm.chat_reply(messages), chat=True)
+        tool = forced_tool_call(body)
+        document = tool.arguments if tool else response_document(body)
+        reply = lm.chat_reply(messages) if document is None else iter(lm.tokenize(document))
+        return self.complete(body, prompt, reply, chat=True, tool=tool)
 
     async def completions(self, request: Request) -> Response:
         await self.guard(request)
@@ -268,7 +277,7 @@ class Endpoint:
                        "completion). Please reduce the length of the messages or completion.",
                        param="messages" if chat else "prompt", code="context_length_exceeded")
 
-    def generate(self, body: dict[str, Any], continuation, limit: int) -> Generation:
+    def generate(self, body: dict[str, Any], continuation, limit: int, tool: ToolCall | None) -> Generation:
         tokens, natural_end = lm.take(lm.forced(continuation, body.get("logit_bias")), limit)
         text = "".join(tokens)
         stops = body.get("stop") or []
@@ -278,14 +287,16 @@ class Endpoint:
             position, stop = min(hits)
             keep = position + len(stop) if self.config.is_("stop-sequence-in-output", "fireworks") else position
             text = text[:keep]
-            return Generation(text, lm.tokenize(text), "stop")
-        return Generation(text, tokens, "stop" if natural_end else "length")
+            tokens, natural_end = lm.tokenize(text), True
+        finish = "length" if not natural_end else tool.finish_reason if tool else "stop"
+        return Generation(text, tokens, finish, tool, self.state.next_id("call") if tool else "")
 
-    def complete(self, body: dict[str, Any], prompt: str, continuation, chat: bool) -> Response:
+    def complete(self, body: dict[str, Any], prompt: str, continuation, chat: bool,
+                 tool: ToolCall | None = None) -> Response:
         prompt_tokens = lm.count_tokens(prompt)
         limit = self.token_limit(body, prompt_tokens, chat)
         continuations = list(itertools.tee(continuation, self.choice_count(body)))
-        generations = [self.generate(body, c, limit) for c in continuations]
+        generations = [self.generate(body, c, limit, tool) for c in continuations]
         counted = generations[:1] if self.config.is_("n-choices", "usage-one-choice") else generations
         completion_tokens = sum(len(g.tokens) for g in counted) * max(1, body.get("best_of") or 1)
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
@@ -324,7 +335,11 @@ class Endpoint:
         if chat:
             message: dict[str, Any] = {"role": "assistant", "content": text}
             functions = self.function_call(body)
-            if functions:
+            if generation.tool:
+                message = {"role": "assistant", "content": None, "tool_calls": [{
+                    "id": generation.call_id, "type": "function",
+                    "function": {"name": generation.tool.name, "arguments": text}}]}
+            elif functions:
                 message, finish = functions
             elif body.get("echo"):
                 message["content"] = prompt + text
@@ -408,7 +423,7 @@ class Endpoint:
                 for position, piece in enumerate(pieces):
                     last = position == len(pieces) - 1
                     choice = self.stream_choice(piece, index, generation.finish_reason if last else None, chat,
-                                                first=position == 0)
+                                                first=position == 0, generation=generation)
                     chunk = self.chunk(response_id, [choice], chat)
                     if usage_key:
                         chunk["usage"] = usage if (finish_usage and last and index == len(generations) - 1) else None
@@ -433,12 +448,15 @@ class Endpoint:
         head: list[str | None] = [""] if chat else []
         return [*head, *tokens, None]
 
-    def stream_choice(self, piece: str | None, index: int, finish: str | None, chat: bool, first: bool) -> dict:
+    def stream_choice(self, piece: str | None, index: int, finish: str | None, chat: bool, first: bool,
+                      generation: Generation) -> dict:
         if chat:
             delta: dict[str, Any] = {}
             if first:
                 delta["role"] = "assistant"
-            if piece is not None:
+            if generation.tool:
+                delta.update(tool_call_delta(generation, piece, first))
+            elif piece is not None:
                 delta["content"] = piece
             choice = {"index": index, "delta": delta, "finish_reason": finish}
         else:
@@ -453,6 +471,14 @@ class Endpoint:
         if chat and not self.config.is_("chat-completion-schema", "fireworks"):
             chunk["system_fingerprint"] = "fp_reference"
         return chunk
+
+
+def tool_call_delta(generation: Generation, piece: str | None, first: bool) -> dict[str, Any]:
+    """A streamed tool call as OpenAI sends it: id, type and name once, then the arguments in pieces."""
+    if first:
+        return {"content": None, "tool_calls": [{"index": 0, "id": generation.call_id, "type": "function",
+                                                 "function": {"name": generation.tool.name, "arguments": ""}}]}
+    return {} if piece is None else {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}
 
 
 def _alternatives(token: str, count: int) -> list[str]:
@@ -472,6 +498,10 @@ def create_app(config: ServerConfig) -> Starlette:
                 return await handler(request)
             except ApiError as error:
                 return error.response(config.faults)
+            except Exception as error:  # a bug here still answers in the envelope, on a kept-alive connection
+                LOG.exception("the reference server failed on %s %s", request.method, request.url.path)
+                return ApiError(500, f"The reference server failed: {type(error).__name__}", "server_error"
+                                ).response(config.faults)
 
         return route
 
@@ -484,11 +514,6 @@ def create_app(config: ServerConfig) -> Starlette:
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code)
         return ApiError(error.status_code, message, code=code).response(config.faults)
 
-    async def server_error(request: Request, error: Exception) -> Response:
-        """A bug in this server still answers in the envelope (Starlette also logs the traceback)."""
-        return ApiError(500, f"The reference server failed: {type(error).__name__}", "server_error"
-                        ).response(config.faults)
-
     routes = [
         Route("/v1/models", guarded(endpoint.models), methods=["GET"]),
         Route("/v1/models/{model:path}", guarded(endpoint.model), methods=["GET"]),
@@ -496,7 +521,7 @@ def create_app(config: ServerConfig) -> Starlette:
         Route("/v1/completions", guarded(endpoint.completions), methods=["POST"]),
         Route("/v1/responses", guarded(endpoint.responses), methods=["POST"]),
     ]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: server_error})
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
     app.state.config = config
     app.state.started = time.time()
     return app
