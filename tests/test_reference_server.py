@@ -140,37 +140,40 @@ def test_a_server_failure_is_in_the_envelope_too(reference_server):
     assert response.json()["error"]["type"] == "server_error"
 
 
-def stream_timings(base_url: str, body: dict) -> tuple[float, float, int]:
-    """Seconds to the first chunk and to the end of a stream, and how many chunks came."""
+def stream_timings(url: str, body: dict) -> tuple[float, float, int]:
+    """Seconds to the first event and to the end of a stream, and how many events came."""
     started = time.monotonic()
     first = None
-    chunks = 0
-    with httpx.stream("POST", f"{base_url}/chat/completions", json=body, timeout=10) as response:
+    events = 0
+    with httpx.stream("POST", url, json=body, timeout=10) as response:
         for line in response.iter_lines():
             if line.startswith("data: {"):
                 first = first or time.monotonic() - started
-                chunks += 1
-    return first, time.monotonic() - started, chunks
+                events += 1
+    return first, time.monotonic() - started, events
 
 
 def test_streams_are_paced_per_token_when_served_from_the_command_line():
-    """`conformance serve --token-delay-ms 25`: no chunk before one delay, the whole stream no
-    sooner than one delay per chunk (lower bounds: a loaded machine only makes them larger)."""
+    """`conformance serve --token-delay-ms 25`: no event before one delay, the whole stream no
+    sooner than one delay per event (lower bounds: a loaded machine only makes them larger)."""
     delay = 25
     server = subprocess.Popen([sys.executable, "-m", "conformance", "serve", "--port", "0",
                                "--token-delay-ms", str(delay)], stdout=subprocess.PIPE, text=True)
+    prompt = "Count from 1 to 5, separated by commas."
     try:
         base_url = server.stdout.readline().strip()
-        first, total, chunks = stream_timings(base_url, {
-            "model": "reference-model", "stream": True, "max_tokens": 8,
-            "messages": [{"role": "user", "content": "Count from 1 to 5, separated by commas."}]})
+        timings = [stream_timings(f"{base_url}/chat/completions", {
+                       "model": "reference-model", "stream": True, "max_tokens": 8,
+                       "messages": [{"role": "user", "content": prompt}]}),
+                   stream_timings(f"{base_url}/responses", {
+                       "model": "reference-model", "stream": True, "max_output_tokens": 8, "input": prompt})]
     finally:
         server.terminate()
         server.wait(timeout=10)
-    assert chunks >= 5
-    assert first >= delay / 1000
-    assert total >= chunks * delay / 1000
-
+    for first, total, events in timings:
+        assert events >= 5
+        assert first >= delay / 1000
+        assert total >= events * delay / 1000
 
 
 # ---- tools and response_format: honoured where forced, refused where not -------------------------

@@ -199,7 +199,7 @@ class Endpoint:
         if self.config.is_("responses-api", "unsupported"):
             raise ApiError(404, "Not found", code="not_found")
         body = await self.read_body(request)
-        return create_response(body, self.state.next_id("resp"), self.config.model_id)
+        return create_response(body, self.state.next_id("resp"), self.config.model_id, self.config.token_delay_ms)
 
     # ---- request validation -----------------------------------------------------------------
     def check_params(self, body: dict[str, Any], known: set[str], chat: bool) -> None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -44,7 +45,7 @@ def _response_object(body: dict[str, Any], response_id: str, model_id: str, text
     return response
 
 
-def create_response(body: dict[str, Any], response_id: str, model_id: str) -> Response:
+def create_response(body: dict[str, Any], response_id: str, model_id: str, token_delay_ms: float) -> Response:
     messages = _input_messages(body)
     if not messages:
         return JSONResponse({"error": {"message": "'input' is required", "type": "invalid_request_error",
@@ -58,11 +59,11 @@ def create_response(body: dict[str, Any], response_id: str, model_id: str) -> Re
              "total_tokens": lm.count_tokens(prompt) + len(tokens)}
     if not body.get("stream"):
         return JSONResponse(_response_object(body, response_id, model_id, text, usage))
-    return StreamingResponse(_events(body, response_id, model_id, tokens, text, usage),
+    return StreamingResponse(_events(body, response_id, model_id, tokens, text, usage, token_delay_ms),
                              media_type="text/event-stream")
 
 
-def _events(body, response_id, model_id, tokens, text, usage) -> Iterator[bytes]:
+async def _events(body, response_id, model_id, tokens, text, usage, token_delay_ms: float) -> AsyncIterator[bytes]:
     item_id = f"msg_{response_id}"
     pending = _response_object(body, response_id, model_id, None, None)
     part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
@@ -85,4 +86,5 @@ def _events(body, response_id, model_id, tokens, text, usage) -> Iterator[bytes]
                {"type": "response.completed", "response": final}]
     for number, event in enumerate(events):
         event["sequence_number"] = number
+        await asyncio.sleep(token_delay_ms / 1000)
         yield f"event: {event['type']}\ndata: {json.dumps(event, separators=(',', ':'))}\n\n".encode()
