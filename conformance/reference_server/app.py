@@ -507,11 +507,9 @@ def create_app(config: ServerConfig) -> Starlette:
 
     async def http_error(request: Request, error: HTTPException) -> Response:
         """Starlette's own refusals (no such route, a method the route does not serve) in the envelope."""
-        if error.status_code == 405:
-            message = f"{request.method} is not allowed on {request.url.path}."
-        else:
-            message = f"Invalid URL ({request.method} {request.url.path})" if error.status_code == 404 else error.detail
-        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code)
+        known = {404: (f"Invalid URL ({request.method} {request.url.path})", "not_found"),
+                 405: (f"{request.method} is not allowed on {request.url.path}.", "method_not_allowed")}
+        message, code = known.get(error.status_code, (error.detail, None))
         return ApiError(error.status_code, message, code=code).response(config.faults)
 
     routes = [
