@@ -32,6 +32,7 @@ BREAKS = {
                            "openai-sdk/chat": "create(stream=True) + close() failed"},
     "error-plain-text": {"error-envelope/bad-key": "the body is not JSON",
                          "error-envelope/unknown-model": "the body is not JSON",
+                         "error-envelope/unknown-model-lookup": "the body is not JSON",
                          "parameter-validation/invalid": "no error envelope"},
     "error-500-on-invalid": {"error-envelope/invalid-json": "HTTP 500 instead of 400",
                              "error-envelope/missing-messages": "HTTP 500 instead of 400",

@@ -154,6 +154,12 @@ def error_unknown_model(ctx: ProbeContext) -> Observation:
     return expect_error(ctx, exchange, 404, "an unknown model")
 
 
+@check("error-envelope/unknown-model-lookup", "error-envelope", "GET /models/{id} of an unknown model: 404 with the envelope")
+def error_unknown_model_lookup(ctx: ProbeContext) -> Observation:
+    exchange = ctx.send("models/conformance-no-such-model", method="GET")
+    return expect_error(ctx, exchange, 404, "GET /models/{id} of an unknown model")
+
+
 @check("error-envelope/invalid-json", "error-envelope", "A body that is not JSON: 400 with the envelope")
 def error_invalid_json(ctx: ProbeContext) -> Observation:
     exchange = ctx.send(CHAT.path, content=b'{"model": "' + ctx.model.encode() + b'", "messages": [',
