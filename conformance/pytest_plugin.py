@@ -85,7 +85,8 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     option = config.getoption
     try:
         profile = load_profile(option(OPT_PROFILE), load_catalog())
-        endpoint, transport, recording = open_endpoint(config)
+        stats = RunStats(token_budget=option(OPT_BUDGET))
+        endpoint, transport, recording = open_endpoint(config, stats)
     except (ProfileError, EndpointUnusable) as problem:
         try:
             write_reports(None, Path(option(OPT_REPORT_DIR)), setup_failure=str(problem),
@@ -96,13 +97,15 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     run = ConformanceRun(endpoint, load_catalog(), profile, option(OPT_TIMEOUT),
                          context_window=option(OPT_CONTEXT_WINDOW) or endpoint.context_window,
                          concurrency=option(OPT_CONCURRENCY), transport=transport, recording=recording,
-                         stats=RunStats(token_budget=option(OPT_BUDGET)))
+                         stats=stats)
     config.stash[RUN] = run
     run.start([item.callspec.params[CHECK_PARAM] for item in items])
 
 
-def open_endpoint(config: pytest.Config) -> tuple[Endpoint, httpx.BaseTransport | None, CassetteStore | None]:
-    """The endpoint to judge, and how requests reach it: live, live and recorded, or replayed."""
+def open_endpoint(config: pytest.Config, stats: RunStats) -> tuple[Endpoint, httpx.BaseTransport | None,
+                                                                    CassetteStore | None]:
+    """The endpoint to judge, and how requests reach it: live, live and recorded, or replayed.
+    Resolving it (listing, preflight) is counted in `stats`."""
     option = config.getoption
     api_key = option(OPT_API_KEY) or os.environ.get("OPENAI_API_KEY")
     if option(OPT_REPLAY):
@@ -114,7 +117,8 @@ def open_endpoint(config: pytest.Config) -> tuple[Endpoint, httpx.BaseTransport 
         endpoint = Endpoint(recorded["base_url"], None, recorded["model"], label=recorded["endpoint"],
                             context_window=recorded.get("context_window"))
         return endpoint, ReplayTransport(store, api_key), None
-    endpoint = resolve(option(OPT_BASE_URL), api_key, option(OPT_MODEL), option(OPT_TIMEOUT), option(OPT_EMBEDDED))
+    endpoint = resolve(option(OPT_BASE_URL), api_key, option(OPT_MODEL), option(OPT_TIMEOUT), option(OPT_EMBEDDED),
+                       stats)
     if option(OPT_RECORD) is None:
         return endpoint, None, None
     store = CassetteStore(Path(option(OPT_RECORD) or Path("cassettes") / endpoint.name))
