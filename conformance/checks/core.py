@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from conformance.checks.base import (
-    CHAT, COMPLETIONS, Api, ProbeContext, as_dict, check, check_per_api, choices_of, is_rejection,
+    CHAT, COMPLETIONS, Api, ProbeContext, as_dict, check, check_per_api, choices_of, refused_for,
     rejection_reason, usage_problem,
 )
 from conformance.results import Observation, inconclusive, observe
@@ -60,7 +60,7 @@ def usage_in_response(ctx: ProbeContext, api: Api) -> Observation:
 def n_choices(ctx: ProbeContext, api: Api) -> Observation:
     prompt = SAY_OK if api is CHAT else "The quick brown fox"
     exchange = ctx.generate(api, prompt, max_tokens=4, n=2)
-    if is_rejection(exchange):
+    if refused_for(ctx, exchange, "n"):
         return observe("unsupported", f"n=2 {rejection_reason(exchange)}")
     indexes = [choice.get("index") for choice in choices_of(ctx.require_success(exchange, f"{api.name} with n=2"))]
     if sorted(indexes, key=repr) == [0, 1]:
