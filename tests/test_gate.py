@@ -108,3 +108,67 @@ def test_a_refused_parameter_is_still_credited_when_the_control_succeeds(referen
         client.close()
     assert (result.outcome, result.observed) == ("pass", "fireworks"), result.explain()
     assert [e["request"]["body"].get("best_of") for e in result.evidence] == [2, None]
+
+
+# ---- point 3: profiles and the catalog are validated against their own schemas -------------------
+
+from conformance.catalog import CatalogError, parse_catalog  # noqa: E402
+from conformance._toml import toml_reader  # noqa: E402
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    ('name = "p"\n[expects]\nstream-usage-default = ["fireworks"]\n', "expects"),
+    ('name = "p"\nstream-usage-default = ["fireworks"]\n', "stream-usage-default"),
+    ('name = "p"\nnmae = "typo"\n[expect]\nn-choices = ["openai"]\n', "nmae"),
+    ('name = "p"\nextends = "fireworkz"\n', "fireworkz"),
+    ('name = "p"\n[expect]\nn-choices = ["openai"]\n[expect.nested]\nx = 1\n', "nested"),
+])
+def test_a_profile_with_anything_unknown_is_a_usage_error_naming_key_and_file(tmp_path, capsys, text, key):
+    profile = tmp_path / "mine.toml"
+    profile.write_text(text, encoding="utf-8")
+    code = main(["run", "--profile", str(profile), "--report-dir", str(tmp_path / "reports")])
+    err = capsys.readouterr().err
+    assert code == 2 and key in err and str(profile) in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_the_catalog_refuses_unknown_keys():
+    data = toml_reader.loads((Path(__file__).resolve().parents[1] / "conformance" / "catalog"
+                              / "differences.toml").read_text(encoding="utf-8"))
+    data["entry"][3]["behaviour"] = {"openai": "typo of behaviours"}
+    with pytest.raises(CatalogError, match=r"differences.toml.*'behaviour' was unexpected"):
+        parse_catalog(data)
+    del data["entry"][3]["behaviour"]
+    data["sources"]["O1"]["vendr"] = "openai"
+    with pytest.raises(CatalogError, match="vendr"):
+        parse_catalog(data)
+
+
+# ---- point 4: extends, and the core surface whatever the profile ---------------------------------
+
+def test_a_profile_that_does_not_list_the_surface_still_fails_on_it(reference_server, tmp_path):
+    server = reference_server("openai", faults=frozenset({"sse-id-changes"}))
+    profile = tmp_path / "mine.toml"
+    profile.write_text('name = "mine"\nextends = "none"\n[expect]\nn-choices = ["openai"]\n', encoding="utf-8")
+    code, report = run(tmp_path, "--base-url", server.base_url, "--api-key", server.config.api_key,
+                       "--profile", str(profile), "-k", "sse-framing or n-choices")
+    entries = {row["id"]: row for row in report["entries"]}
+    assert code == 1
+    assert entries["sse-framing"]["outcome"] == "fail"
+    assert entries["sse-framing"]["expected_from"] == "surface (always)"
+    assert entries["n-choices"]["expected_from"] == "mine.toml"
+    assert "surface (always)" in (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "surface (always)" in (tmp_path / "report.html").read_text(encoding="utf-8")
+
+
+def test_extends_brings_the_base_and_the_file_overrides_it(reference_server, tmp_path):
+    server = reference_server("openai", {"stream-usage-default": "fireworks"}, faults=frozenset({"sse-id-changes"}))
+    profile = tmp_path / "mine.toml"
+    profile.write_text('name = "mine"\nextends = "openai"\n[expect]\nstream-usage-default = ["fireworks"]\n'
+                       'sse-framing = ["openai", "other"]\n', encoding="utf-8")
+    code, report = run(tmp_path, "--base-url", server.base_url, "--api-key", server.config.api_key,
+                       "--profile", str(profile), "-k", "stream-usage-default or sse-framing or n-choices")
+    entries = {row["id"]: row for row in report["entries"]}
+    assert {e: (row["outcome"], row["expected_from"]) for e, row in entries.items()} == {
+        "stream-usage-default": ("pass", "mine.toml"), "sse-framing": ("pass", "mine.toml"),
+        "n-choices": ("pass", "openai (extends)")}, entries
+    assert code == 0
