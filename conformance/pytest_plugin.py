@@ -136,8 +136,8 @@ def conformance_run(request: pytest.FixtureRequest) -> ConformanceRun:
 def enforce(run: ConformanceRun, check_id: str) -> None:
     """Turn a check's verdict into a pytest outcome (what pytest's own reporting shows)."""
     result = run.result(check_id)
-    if result.outcome in ("fail", "error"):
-        pytest.fail(result.explain(), pytrace=False)
+    if result.outcome in ("fail", "error") or (result.outcome == "skip" and result.expected is not None):
+        pytest.fail(result.explain(), pytrace=False)  # a check the profile expects, not judged, is no pass
     if result.outcome in ("inconclusive", "skip"):
         pytest.skip(result.headline())
 
@@ -183,6 +183,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     retried = f" ({run.stats.retries} retried: Retry-After or a dropped connection)" if run.stats.retries else ""
     terminalreporter.write_line(f"{summary}; {run.stats.requests} requests{retried}, {run.stats.prompt_tokens} "
                                 f"prompt + {run.stats.completion_tokens} completion tokens, {run.duration_s:.1f}s")
+    if run.unjudged_summary():
+        terminalreporter.write_line(run.unjudged_summary(), yellow=True, bold=True)
     for result in run.ordered_results():
         if result.outcome != "pass":
             markup = {"fail": {"red": True}, "error": {"red": True, "bold": True}}.get(result.outcome, {"yellow": True})

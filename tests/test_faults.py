@@ -102,7 +102,7 @@ def test_the_token_budget_skips_what_it_cannot_pay_for(reference_server, tmp_pat
     report = json.loads((tmp_path / "report.json").read_text())
     REPORT_SCHEMA.validate(report)
     skipped = [r for r in report["results"] if r["outcome"] == "skip"]
-    assert code == 0 and skipped and all("token budget of 1 is spent" in r["reason"] for r in skipped)
+    assert code == 1 and skipped and all("token budget of 1 cannot pay" in r["reason"] for r in skipped)
     assert report["tokens"]["total"] < 100  # it stopped, it did not just label
 
 

@@ -172,3 +172,35 @@ def test_extends_brings_the_base_and_the_file_overrides_it(reference_server, tmp
         "stream-usage-default": ("pass", "mine.toml"), "sse-framing": ("pass", "mine.toml"),
         "n-choices": ("pass", "openai (extends)")}, entries
     assert code == 0
+
+
+# ---- point 8: the token budget is never exceeded, and unjudged checks are no pass ----------------
+
+def test_a_token_budget_is_never_exceeded_and_a_run_that_skipped_expected_checks_fails(reference_server, tmp_path,
+                                                                                       capsys):
+    server = reference_server("openai")
+    code, report = run(tmp_path, "--base-url", server.base_url, "--api-key", server.config.api_key,
+                       "--max-tokens-budget", "100")
+    out = capsys.readouterr().out
+    skipped = [r for r in report["results"] if r["outcome"] == "skip"]
+    assert report["tokens"]["total"] <= 100, report["tokens"]
+    assert skipped and all(r["reason"].startswith("not judged: the token budget of 100") for r in skipped)
+    assert code == 1
+    assert f"{len(skipped)} check(s) the profile expects were not judged" in out
+
+
+def test_the_budget_also_bounds_the_sdk_and_concurrent_requests(reference_server, tmp_path):
+    server = reference_server("openai")
+    for budget in ("150", "400"):
+        code, report = run(tmp_path, "--base-url", server.base_url, "--api-key", server.config.api_key,
+                           "--max-tokens-budget", budget, "--concurrency", "16")
+        assert report["tokens"]["total"] <= int(budget), (budget, report["tokens"])
+        assert code == 1
+
+
+def test_a_budget_that_pays_for_everything_still_exits_0(reference_server, tmp_path):
+    server = reference_server("openai")
+    code, report = run(tmp_path, "--base-url", server.base_url, "--api-key", server.config.api_key,
+                       "--max-tokens-budget", "100000000")
+    assert code == 0 and report["summary"]["skip"] == 0, [r["reason"] for r in report["results"]
+                                                         if r["outcome"] != "pass"]
