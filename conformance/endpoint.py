@@ -8,7 +8,7 @@ import os
 import secrets
 from dataclasses import dataclass, field
 
-from conformance.client import EndpointClient, EndpointError, Exchange, RunStats, normalize_base_url
+from conformance.client import BudgetExhausted, EndpointClient, EndpointError, Exchange, RunStats, normalize_base_url
 from conformance.reference_server import RunningServer, ServerConfig, start_in_thread
 
 BASE_URL_VARIABLES = ("OPENAI_BASE_URL", "OPENAI_API_BASE")
@@ -121,6 +121,8 @@ def preflight(client: EndpointClient, model: str) -> None:
             "max_tokens": PREFLIGHT_MAX_TOKENS, "temperature": 0}
     try:
         answer = client.post("chat/completions", body)
+    except BudgetExhausted as exhausted:
+        raise EndpointUnusable(f"--max-tokens-budget is too small to judge anything: {exhausted}") from None
     except EndpointError:
         return
     problem = preflight_problem(answer, model)

@@ -97,12 +97,12 @@ def test_tls_to_a_plain_http_port_is_exit_2(reference_server, tmp_path, capsys):
 
 def test_the_token_budget_skips_what_it_cannot_pay_for(reference_server, tmp_path):
     server = reference_server("openai")
-    code = main(["run", "--base-url", server.base_url, "--max-tokens-budget", "1", "--concurrency", "1",
+    code = main(["run", "--base-url", server.base_url, "--max-tokens-budget", "100", "--concurrency", "1",
                  "--report-dir", str(tmp_path)])
     report = json.loads((tmp_path / "report.json").read_text())
     REPORT_SCHEMA.validate(report)
     skipped = [r for r in report["results"] if r["outcome"] == "skip"]
-    assert code == 1 and skipped and all("token budget of 1 cannot pay" in r["reason"] for r in skipped)
+    assert code == 1 and skipped and all("token budget of 100 cannot pay" in r["reason"] for r in skipped)
     assert report["tokens"]["total"] < 100  # it stopped, it did not just label
 
 

@@ -204,3 +204,10 @@ def test_a_budget_that_pays_for_everything_still_exits_0(reference_server, tmp_p
                        "--max-tokens-budget", "100000000")
     assert code == 0 and report["summary"]["skip"] == 0, [r["reason"] for r in report["results"]
                                                          if r["outcome"] != "pass"]
+
+
+def test_a_budget_too_small_for_the_preflight_is_exit_2_saying_so(reference_server, tmp_path, capsys):
+    server = reference_server("openai")
+    code, report = run(tmp_path, "--base-url", server.base_url, "--max-tokens-budget", "1")
+    assert code == 2 and "--max-tokens-budget is too small" in capsys.readouterr().err
+    assert report["status"] == "not-started"
