@@ -211,3 +211,59 @@ def test_a_budget_too_small_for_the_preflight_is_exit_2_saying_so(reference_serv
     code, report = run(tmp_path, "--base-url", server.base_url, "--max-tokens-budget", "1")
     assert code == 2 and "--max-tokens-budget is too small" in capsys.readouterr().err
     assert report["status"] == "not-started"
+
+
+# ---- point 9: junit.xml agrees with report.json ------------------------------------------------
+
+def junit_counts(directory: Path) -> dict[str, int]:
+    suite = ElementTree.parse(directory / "junit.xml").getroot()
+    cases = suite.findall("testcase")
+    counted = {name: int(suite.get(name)) for name in ("tests", "failures", "errors", "skipped")}
+    assert counted == {"tests": len(cases), "failures": sum(c.find("failure") is not None for c in cases),
+                       "errors": sum(c.find("error") is not None for c in cases),
+                       "skipped": sum(c.find("skipped") is not None for c in cases)}
+    return counted
+
+
+def test_junit_of_a_run_that_never_started_is_one_errored_testcase(tmp_path):
+    code, report = run(tmp_path, "--base-url", "http://127.0.0.1:9/v1", "--timeout", "3")
+    assert code == 2 and report["status"] == "not-started"
+    assert junit_counts(tmp_path) == {"tests": 1, "failures": 0, "errors": 1, "skipped": 0}
+
+
+def test_junit_counts_agree_with_report_json_when_checks_were_not_judged(reference_server, tmp_path):
+    server = reference_server("openai")
+    code, report = run(tmp_path, "--base-url", server.base_url, "--api-key", server.config.api_key,
+                       "--max-tokens-budget", "120")
+    summary = report["summary"]
+    assert junit_counts(tmp_path) == {"tests": len(report["results"]), "failures": summary["fail"],
+                                      "errors": summary["error"],
+                                      "skipped": summary["skip"] + summary["inconclusive"]}
+    assert summary["skip"] > 0
+
+
+def test_an_interrupted_run_lists_every_unjudged_check(reference_server, tmp_path):
+    """The run stops (as on Ctrl-C) with checks still in flight: each is a row in report.json and a
+    skipped testcase in junit.xml saying it was not judged."""
+    from conformance.catalog import load_catalog as catalog
+    from conformance.endpoint import resolve
+    from conformance.report import write_reports
+    from conformance.runner import ConformanceRun
+
+    server = reference_server("openai", latency_ms=300)
+    endpoint = resolve(server.base_url, server.config.api_key, None, timeout=10)
+    interrupted = ConformanceRun(endpoint, catalog(), load_profile("openai", catalog()), timeout=10, concurrency=2)
+    selected = [check.id for check in REGISTRY][:6]
+    interrupted.start(selected)
+    interrupted.result(selected[0])
+    interrupted.finish("interrupted", "the run was interrupted")
+    write_reports(interrupted, tmp_path)
+    report = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
+    SCHEMA.validate(report)
+    assert [r["check_id"] for r in report["results"]] == selected and not report["complete"]
+    unjudged = [r for r in report["results"] if r["reason"].startswith("not judged: the run was interrupted")]
+    assert unjudged and "not judged" in report["message"]
+    suite = ElementTree.parse(tmp_path / "junit.xml").getroot()
+    skipped = {case.get("name") for case in suite.findall("testcase") if case.find("skipped") is not None}
+    assert {r["check_id"] for r in unjudged} <= skipped
+    assert junit_counts(tmp_path)["tests"] == len(selected)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from conformance import __version__
 from conformance.results import OUTCOMES
+from conformance.runner import INTERRUPTED
 
 if TYPE_CHECKING:
     from conformance.runner import ConformanceRun
@@ -33,7 +34,7 @@ def build_report(run: "ConformanceRun | None", setup_failure: str | None = None,
         }
     results = run.ordered_results()
     summary = {outcome: sum(1 for r in results if r.outcome == outcome) for outcome in OUTCOMES}
-    missing = [check_id for check_id in run.selected if check_id not in run.results]
+    missing = [r.check_id for r in results if r.reason == INTERRUPTED]
     complete = run.status == "completed" and not missing
     return {
         "format": REPORT_FORMAT,
