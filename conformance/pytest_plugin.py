@@ -21,7 +21,7 @@ from conformance.catalog import load_catalog
 from conformance.client import RunStats
 from conformance.endpoint import Endpoint, EndpointUnusable, base_url_from_environment, resolve
 from conformance.profiles import ProfileError, load_profile
-from conformance.report import write_reports
+from conformance.report import build_report, traffic, write_reports
 from conformance.runner import ConformanceRun
 
 RUN = pytest.StashKey[ConformanceRun]()
@@ -153,7 +153,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     try:
         run.written = write_reports(run, Path(directory))
         if run.recording is not None:
-            run.recording.save(recording_metadata(run))
+            replaced = run.recording.save(recording_metadata(run))
+            if replaced:
+                sys.stderr.write(f"conformance: {run.recording.directory} held another endpoint's or model's "
+                                 f"recording; its {len(replaced)} cassettes were replaced, not mixed\n")
     except OSError as problem:
         # One line, not an internal-error traceback; a run without its reports is not a success.
         sys.stderr.write(f"conformance: error: {report_dir_problem(directory, problem)}\n")
@@ -181,8 +184,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     terminalreporter.write_sep("=", "conformance")
     terminalreporter.write_line(f"endpoint {run.endpoint.base_url}  model {run.endpoint.model}  profile {run.profile.name}")
     retried = f" ({run.stats.retries} retried: Retry-After or a dropped connection)" if run.stats.retries else ""
-    terminalreporter.write_line(f"{summary}; {run.stats.requests} requests{retried}, {run.stats.prompt_tokens} "
-                                f"prompt + {run.stats.completion_tokens} completion tokens, {run.duration_s:.1f}s")
+    terminalreporter.write_line(f"{summary}; {traffic(build_report(run))}{retried}, {run.duration_s:.1f}s")
     if run.unjudged_summary():
         terminalreporter.write_line(run.unjudged_summary(), yellow=True, bold=True)
     for result in run.ordered_results():

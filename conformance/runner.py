@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 
 import httpx
 
-from conformance.cassettes import CassetteStore
+from conformance.cassettes import CassetteStore, ReplayTransport
 from conformance.catalog import Catalog, Entry
 from conformance.checks import REGISTRY, Check
 from conformance.checks.base import ProbeContext, ProbeFailed
@@ -133,6 +133,20 @@ class ConformanceRun:
         self._pool = ThreadPoolExecutor(max_workers=max(1, self.concurrency), thread_name_prefix="check")
         self._futures: dict[str, Future[CheckResult]] = {}
         self.selected: list[str] = []
+
+    @property
+    def mode(self) -> str:
+        """`replay` (answered from cassettes, no live request), `record`, or `live`."""
+        if isinstance(self.transport, ReplayTransport):
+            return "replay"
+        return "record" if self.recording is not None else "live"
+
+    @property
+    def cassettes(self) -> Path | None:
+        """The cassette directory replayed from or recorded into, if any."""
+        if isinstance(self.transport, ReplayTransport):
+            return self.transport.store.directory
+        return self.recording.directory if self.recording is not None else None
 
     @property
     def duration_s(self) -> float:

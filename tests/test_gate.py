@@ -267,3 +267,54 @@ def test_an_interrupted_run_lists_every_unjudged_check(reference_server, tmp_pat
     skipped = {case.get("name") for case in suite.findall("testcase") if case.find("skipped") is not None}
     assert {r["check_id"] for r in unjudged} <= skipped
     assert junit_counts(tmp_path)["tests"] == len(selected)
+
+
+# ---- point 10: replays say so, and a cassette directory never mixes two recordings --------------
+
+def test_a_replayed_report_says_it_is_one_everywhere(reference_server, tmp_path, capsys):
+    server = reference_server("openai")
+    cassettes = tmp_path / "cassettes"
+    code, live = run(tmp_path / "live", "--base-url", server.base_url, "--record", str(cassettes),
+                     "-k", "stream-usage-default")
+    assert code == 0 and live["mode"] == "record"
+    capsys.readouterr()
+    code, replayed = run(tmp_path / "again", "--replay", str(cassettes), "-k", "stream-usage-default")
+    out = capsys.readouterr().out
+    assert code == 0 and replayed["mode"] == "replay" and replayed["cassettes"] == str(cassettes)
+    claim = f"replayed from cassettes in {cassettes}, no live requests: {replayed['requests']} recorded requests"
+    assert claim in out
+    assert claim in (tmp_path / "again" / "report.md").read_text(encoding="utf-8")
+    html = (tmp_path / "again" / "report.html").read_text(encoding="utf-8")
+    assert f"Replayed from cassettes in {cassettes}, no live requests." in html and claim in html
+
+
+def recorded(cassettes: Path) -> tuple[dict, set[str]]:
+    return (json.loads((cassettes / "run.json").read_text(encoding="utf-8")),
+            {path.name for path in cassettes.glob("*.yaml")})
+
+
+def test_recording_a_subset_from_another_endpoint_replaces_the_directory_whole(reference_server, tmp_path):
+    cassettes = tmp_path / "cassettes"
+    first, second = reference_server("openai"), reference_server("fireworks")
+    assert run(tmp_path / "a", "--base-url", first.base_url, "--record", str(cassettes),
+               "-k", "stream-usage-default or n-choices")[0] == 0
+    assert run(tmp_path / "b", "--base-url", second.base_url, "--profile", "none", "--record", str(cassettes),
+               "-k", "stream-usage-default")[0] == 0
+    metadata, files = recorded(cassettes)
+    assert metadata["base_url"] == second.base_url
+    assert metadata["checks"] == ["stream-usage-default/chat", "stream-usage-default/completions"]
+    assert files == {"stream-usage-default__chat.yaml", "stream-usage-default__completions.yaml"}
+
+
+def test_recording_a_subset_from_the_same_endpoint_keeps_the_rest(reference_server, tmp_path):
+    cassettes = tmp_path / "cassettes"
+    server = reference_server("openai")
+    assert run(tmp_path / "a", "--base-url", server.base_url, "--record", str(cassettes),
+               "-k", "stream-usage-default or n-choices")[0] == 0
+    assert run(tmp_path / "b", "--base-url", server.base_url, "--record", str(cassettes), "-k", "n-choices")[0] == 0
+    metadata, files = recorded(cassettes)
+    assert metadata["checks"] == ["n-choices/chat", "n-choices/completions", "stream-usage-default/chat",
+                                  "stream-usage-default/completions"]
+    assert files == {name.replace("/", "__") + ".yaml" for name in metadata["checks"]}
+    code, replayed = run(tmp_path / "c", "--replay", str(cassettes), "-k", "stream-usage-default or n-choices")
+    assert code == 0 and replayed["summary"]["pass"] == 4

@@ -29,6 +29,7 @@ def build_report(run: "ConformanceRun | None", setup_failure: str | None = None,
             "endpoint": {"base_url": base_url, "name": None, "embedded": False}, "model": None,
             "profile": None, "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "duration_s": 0.0, "status": "not-started", "complete": False, "message": setup_failure,
+            "mode": "live", "cassettes": None,
             "requests": 0, "retries": 0, "tokens": {"prompt": 0, "completion": 0, "total": 0},
             "summary": {outcome: 0 for outcome in OUTCOMES}, "entries": [], "results": [],
         }
@@ -47,6 +48,8 @@ def build_report(run: "ConformanceRun | None", setup_failure: str | None = None,
         "duration_s": run.duration_s,
         "status": run.status,
         "complete": complete,
+        "mode": run.mode,
+        "cassettes": str(run.cassettes) if run.cassettes is not None else None,
         "message": run.message if not missing else f"{run.message or 'incomplete'}: not judged: {', '.join(missing)}",
         "requests": run.stats.requests,
         "retries": run.stats.retries,
@@ -56,6 +59,19 @@ def build_report(run: "ConformanceRun | None", setup_failure: str | None = None,
         "entries": entry_rows(run, results),
         "results": [result.to_dict() for result in results],
     }
+
+
+def traffic(report: dict[str, Any]) -> str:
+    """What the run sent, in words: live requests and tokens spent, or, for a replay, that nothing
+    live was sent (every format and the console say it the same way)."""
+    tokens = report["tokens"]
+    if report.get("mode") == "replay":
+        return (f"replayed from cassettes in {report.get('cassettes')}, no live requests: {report['requests']} "
+                f"recorded requests replayed (usage as recorded: {tokens['prompt']} prompt + "
+                f"{tokens['completion']} completion tokens)")
+    recorded = f", recorded into {report.get('cassettes')}" if report.get("mode") == "record" else ""
+    return (f"{report['requests']} requests, {tokens['prompt']} prompt + {tokens['completion']} completion "
+            f"tokens{recorded}")
 
 
 def entry_rows(run: "ConformanceRun", results) -> list[dict[str, Any]]:

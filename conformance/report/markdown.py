@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from conformance.report import traffic
+
 MARK = {"pass": "✅ pass", "fail": "❌ fail", "error": "💥 error", "inconclusive": "❔ inconclusive", "skip": "⏭️ skip"}
 
 
@@ -21,8 +23,7 @@ def render(report: dict[str, Any]) -> str:
         f"- Model: `{report['model']}`",
         f"- Profile: `{profile['name']}`",
         f"- Started: {report['started_at']}, took {report['duration_s']:.1f}s, status **{report['status']}**",
-        f"- Requests: {report['requests']}; tokens: {report['tokens']['prompt']} prompt + "
-        f"{report['tokens']['completion']} completion",
+        f"- Traffic: {traffic(report)}",
         f"- conformance {report['tool']['version']}",
     ]
     if report.get("message"):
