@@ -318,3 +318,29 @@ def test_recording_a_subset_from_the_same_endpoint_keeps_the_rest(reference_serv
     assert files == {name.replace("/", "__") + ".yaml" for name in metadata["checks"]}
     code, replayed = run(tmp_path / "c", "--replay", str(cassettes), "-k", "stream-usage-default or n-choices")
     assert code == 0 and replayed["summary"]["pass"] == 4
+
+
+@pytest.mark.parametrize(("status", "body", "words"), [
+    (401, {"error": {"message": "Incorrect API key provided", "code": "invalid_api_key"}}, "API key was refused"),
+    (403, b"Forbidden", "API key was refused"),
+    (404, {"error": {"message": "Model not found, inaccessible, and/or not deployed"}}, "model 'm' is not served"),
+    (400, {"error": {"message": "bad", "param": "model"}}, "model 'm' is not served"),
+    (404, {"error": {"message": "Invalid URL (POST /v2/chat/completions)"}}, "is the base URL's path right?"),
+    (404, b"Not Found", "is the base URL's path right?"),
+    (422, {"error": {"message": "temperature: unexpected"}}, "refused a minimal chat completion"),
+])
+def test_the_preflight_says_what_is_wrong(status, body, words):
+    from conformance.client import Exchange
+    from conformance.endpoint import preflight_problem
+
+    answer = Exchange("POST", "http://h/v1/chat/completions", {}, {}, status=status,
+                      body=body if isinstance(body, bytes) else json.dumps(body).encode())
+    assert words in preflight_problem(answer, "m")
+
+
+@pytest.mark.parametrize("status", [200, 429, 500, 502, None])
+def test_the_preflight_leaves_endpoint_faults_to_the_checks(status):
+    from conformance.client import Exchange
+    from conformance.endpoint import preflight_problem
+
+    assert preflight_problem(Exchange("POST", "http://h/v1/chat/completions", {}, {}, status=status), "m") is None
