@@ -5,6 +5,7 @@ proves the URL, key and model work before any check is allowed to judge anything
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from dataclasses import dataclass, field
 
@@ -149,5 +150,7 @@ def names_model(envelope: dict, model: str) -> bool:
     """Whether an error envelope blames the model: OpenAI's code `model_not_found` or param
     `model`, or a message naming it (Fireworks: "Model not found, inaccessible, ...")."""
     message = envelope.get("message")
-    return (envelope.get("code") == "model_not_found" or envelope.get("param") == "model"
-            or (isinstance(message, str) and (model in message or "model" in message.lower())))
+    if envelope.get("code") == "model_not_found" or envelope.get("param") == "model":
+        return True
+    return isinstance(message, str) and bool(
+        re.search(rf"(?<![\w./-]){re.escape(model)}(?![\w./-])|\bmodel\b", message, re.IGNORECASE))
