@@ -12,7 +12,15 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from conformance._toml import toml_reader
+from conformance.catalog import CatalogError, load_catalog, parse_catalog
+from conformance.checks import REGISTRY
 from conformance.cli import main
+from conformance.client import EndpointClient, Exchange
+from conformance.endpoint import preflight_problem, resolve
+from conformance.profiles import load_profile
+from conformance.report import write_reports
+from conformance.runner import ConformanceRun, execute
 
 SCHEMA = jsonschema.Draft202012Validator(json.loads(
     (Path(__file__).resolve().parents[1] / "schemas" / "report.schema.json").read_text(encoding="utf-8")))
@@ -60,11 +68,6 @@ def test_every_request_sent_is_counted_the_listing_and_preflight_included(refere
 
 # ---- point 1: a refusal is the parameter's only when the control request succeeds ---------------
 
-from conformance.catalog import load_catalog  # noqa: E402
-from conformance.checks import REGISTRY  # noqa: E402
-from conformance.client import EndpointClient  # noqa: E402
-from conformance.profiles import load_profile  # noqa: E402
-from conformance.runner import execute  # noqa: E402
 
 CATALOG = load_catalog()
 #: Checks whose verdict reads a refusal as the parameter's (or the route's) doing.
@@ -112,8 +115,6 @@ def test_a_refused_parameter_is_still_credited_when_the_control_succeeds(referen
 
 # ---- point 3: profiles and the catalog are validated against their own schemas -------------------
 
-from conformance.catalog import CatalogError, parse_catalog  # noqa: E402
-from conformance._toml import toml_reader  # noqa: E402
 
 
 @pytest.mark.parametrize(("text", "key"), [
@@ -245,14 +246,9 @@ def test_junit_counts_agree_with_report_json_when_checks_were_not_judged(referen
 def test_an_interrupted_run_lists_every_unjudged_check(reference_server, tmp_path):
     """The run stops (as on Ctrl-C) with checks still in flight: each is a row in report.json and a
     skipped testcase in junit.xml saying it was not judged."""
-    from conformance.catalog import load_catalog as catalog
-    from conformance.endpoint import resolve
-    from conformance.report import write_reports
-    from conformance.runner import ConformanceRun
-
     server = reference_server("openai", latency_ms=300)
     endpoint = resolve(server.base_url, server.config.api_key, None, timeout=10)
-    interrupted = ConformanceRun(endpoint, catalog(), load_profile("openai", catalog()), timeout=10, concurrency=2)
+    interrupted = ConformanceRun(endpoint, CATALOG, load_profile("openai", CATALOG), timeout=10, concurrency=2)
     selected = [check.id for check in REGISTRY][:6]
     interrupted.start(selected)
     interrupted.result(selected[0])
@@ -330,9 +326,6 @@ def test_recording_a_subset_from_the_same_endpoint_keeps_the_rest(reference_serv
     (422, {"error": {"message": "temperature: unexpected"}}, "refused a minimal chat completion"),
 ])
 def test_the_preflight_says_what_is_wrong(status, body, words):
-    from conformance.client import Exchange
-    from conformance.endpoint import preflight_problem
-
     answer = Exchange("POST", "http://h/v1/chat/completions", {}, {}, status=status,
                       body=body if isinstance(body, bytes) else json.dumps(body).encode())
     assert words in preflight_problem(answer, "m")
@@ -340,7 +333,4 @@ def test_the_preflight_says_what_is_wrong(status, body, words):
 
 @pytest.mark.parametrize("status", [200, 429, 500, 502, None])
 def test_the_preflight_leaves_endpoint_faults_to_the_checks(status):
-    from conformance.client import Exchange
-    from conformance.endpoint import preflight_problem
-
     assert preflight_problem(Exchange("POST", "http://h/v1/chat/completions", {}, {}, status=status), "m") is None
