@@ -83,14 +83,14 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     if config.option.collectonly or not items:
         return
     option = config.getoption
+    stats = RunStats(token_budget=option(OPT_BUDGET))
     try:
         profile = load_profile(option(OPT_PROFILE), load_catalog())
-        stats = RunStats(token_budget=option(OPT_BUDGET))
         endpoint, transport, recording = open_endpoint(config, stats)
     except (ProfileError, EndpointUnusable) as problem:
         try:
             write_reports(None, Path(option(OPT_REPORT_DIR)), setup_failure=str(problem),
-                          base_url=option(OPT_BASE_URL) or base_url_from_environment())
+                          base_url=option(OPT_BASE_URL) or base_url_from_environment(), stats=stats)
         except OSError as unwritable:
             problem = f"{problem} (and no report: {report_dir_problem(option(OPT_REPORT_DIR), unwritable)})"
         raise pytest.UsageError(str(problem)) from None

@@ -55,6 +55,7 @@ def test_an_endpoint_that_cannot_answer_stops_the_run_before_any_check(reference
     err = capsys.readouterr().err
     assert code == 2 and words in err and "Traceback" not in err
     assert report["status"] == "not-started" and words in report["message"] and report["results"] == []
+    assert report["requests"] == 2 and report["tokens"]["total"] == 0  # the listing and the refused preflight
 
 
 def test_every_request_sent_is_counted_the_listing_and_preflight_included(reference_server, tmp_path):

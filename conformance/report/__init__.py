@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conformance import __version__
+from conformance.client import RunStats
 from conformance.results import OUTCOMES
 from conformance.runner import INTERRUPTED
 
@@ -21,16 +22,20 @@ REPORT_FORMAT = 1
 
 
 def build_report(run: "ConformanceRun | None", setup_failure: str | None = None,
-                 base_url: str | None = None) -> dict[str, Any]:
-    """The report as data. With no run (it could not start), a complete report of why."""
+                 base_url: str | None = None, stats: RunStats | None = None) -> dict[str, Any]:
+    """The report as data. With no run (it could not start), a complete report of why, counting
+    the requests that found out (`stats`: the listing, the preflight)."""
     if run is None:
+        stats = stats or RunStats()
         return {
             "format": REPORT_FORMAT, "tool": {"name": "conformance", "version": __version__},
             "endpoint": {"base_url": base_url, "name": None, "embedded": False}, "model": None,
             "profile": None, "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "duration_s": 0.0, "status": "not-started", "complete": False, "message": setup_failure,
             "mode": "live", "cassettes": None,
-            "requests": 0, "retries": 0, "tokens": {"prompt": 0, "completion": 0, "total": 0},
+            "requests": stats.requests, "retries": stats.retries,
+            "tokens": {"prompt": stats.prompt_tokens, "completion": stats.completion_tokens,
+                       "total": stats.total_tokens},
             "summary": {outcome: 0 for outcome in OUTCOMES}, "entries": [], "results": [],
         }
     results = run.ordered_results()
@@ -100,11 +105,11 @@ def worst(outcomes: list[str]) -> str:
 
 
 def write_reports(run: "ConformanceRun | None", directory: Path, setup_failure: str | None = None,
-                  base_url: str | None = None) -> list[Path]:
+                  base_url: str | None = None, stats: RunStats | None = None) -> list[Path]:
     """Write every format; returns the paths written."""
     from conformance.report import html, json_report, junit, markdown
 
-    report = build_report(run, setup_failure, base_url)
+    report = build_report(run, setup_failure, base_url, stats)
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for name, render in (("report.json", json_report.render), ("report.md", markdown.render),
