@@ -76,14 +76,33 @@ class CassetteStore:
         with self._lock:
             self._interactions[check].append((request, response))
 
-    def save(self, metadata: dict[str, Any]) -> None:
+    def save(self, metadata: dict[str, Any]) -> list[Path]:
+        """Write this run's cassettes and `run.json`; returns the cassettes it replaced wholesale.
+
+        A directory recorded from the same endpoint and model keeps the cassettes of checks this
+        run did not record (a `-k` subset updates them), and `run.json` lists every check the
+        directory holds. A directory recorded from another endpoint or model is replaced whole:
+        its cassettes are removed first, so no directory ever mixes two recordings."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            previous = self.metadata(self.directory)
+        except (OSError, ValueError):
+            previous = {}
+        removed: list[Path] = []
+        if previous and recording_identity(previous) != recording_identity(metadata):
+            removed = sorted(self.directory.glob("*.yaml"))
+            for path in removed:
+                path.unlink()
         with self._lock:
             for check, pairs in sorted(self._interactions.items()):
                 path = self.directory / cassette_name(check)
                 path.write_text(serialize({"requests": [r for r, _ in pairs], "responses": [p for _, p in pairs]},
                                           yamlserializer), encoding="utf-8")
+            recorded = set(self._interactions) - {SETUP}
+        kept = set(previous.get("checks", [])) if previous and not removed else set()
+        metadata = {**metadata, "checks": sorted(kept | recorded)}
         (self.directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+        return removed
 
     @staticmethod
     def metadata(directory: Path) -> dict[str, Any]:
@@ -99,6 +118,12 @@ class CassetteStore:
             return []
         requests, responses = deserialize(path.read_text(encoding="utf-8"), yamlserializer)[:2]
         return list(zip(requests, responses))
+
+
+def recording_identity(metadata: dict[str, Any]) -> tuple[Any, ...]:
+    """What makes two recordings the same endpoint's: its name (`reference-openai` for the embedded
+    server, whose port changes every run), the base URL's path, and the model."""
+    return (metadata.get("endpoint"), urlsplit(str(metadata.get("base_url", ""))).path, metadata.get("model"))
 
 
 def _check_of(request: httpx.Request) -> str:

@@ -39,8 +39,10 @@ MAX_RETRIES = 2
 MAX_RETRY_AFTER_S = 10.0
 
 
-class BudgetExhausted(Exception):
-    """The run's token budget is spent; no further requests are sent."""
+class BudgetExhausted(httpx.TransportError):
+    """The run's token budget cannot pay for a request, which is therefore not sent. A transport
+    error, so third-party clients (the openai SDK) report it as a request that could not be made
+    instead of judging it; the runner finds it behind their wrappers and makes the check a skip."""
 
 
 class EndpointError(Exception):
@@ -231,30 +233,84 @@ def token_counts(usage: dict | None) -> tuple[int, int]:
     return (prompt if isinstance(prompt, int) else 0, completion if isinstance(completion, int) else 0)
 
 
+#: Generation length caps, across chat/completions (`max_tokens`, `max_completion_tokens`) and Responses.
+LENGTH_CAPS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+#: Prompt fields, and what a chat template may add per message and per request (generous on purpose).
+PROMPT_FIELDS = ("messages", "prompt", "input")
+TEMPLATE_TOKENS = 16
+
+
+def worst_case_tokens(body: Any) -> int | None:
+    """The most tokens a request can cost, or None when it sets no length cap (it could cost anything).
+
+    The prompt is counted as one token per character of its JSON (no tokenizer is that wasteful),
+    plus a chat template's overhead; the output as the cap times the choices asked for."""
+    if not isinstance(body, dict) or not any(name in body for name in PROMPT_FIELDS):
+        return 0  # a listing, or a body no endpoint can generate from
+    prompt = sum(len(json.dumps(body[name], ensure_ascii=False)) for name in PROMPT_FIELDS if name in body)
+    items = sum(len(body[name]) if isinstance(body[name], list) else 1 for name in PROMPT_FIELDS if name in body)
+    caps = [body[name] for name in LENGTH_CAPS if type(body.get(name)) is int and body[name] >= 0]
+    if not caps:
+        return None
+    choices = max([value for value in (body.get("n"), body.get("best_of")) if type(value) is int and value > 0] or [1])
+    return prompt + TEMPLATE_TOKENS * (items + 1) + max(caps) * choices
+
+
 @dataclass
 class RunStats:
-    """Requests sent and tokens spent, shared by every thread of a run."""
+    """Requests sent and tokens spent, shared by every thread of a run; and the token budget.
+
+    The budget is never exceeded: each request reserves its worst case before it is sent (waiting
+    while other requests' reservations are out, refused when it cannot fit even alone) and gives
+    back what its usage shows it did not spend. A successful answer that reports no usage is
+    charged its whole reservation, as nothing says it spent less."""
 
     requests: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     retries: int = 0
-    #: Stop sending once this many tokens (prompt + completion) are spent; None: no limit.
+    #: Never spend more than this many tokens (prompt + completion); None: no limit.
     token_budget: int | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: Tokens counted against the budget (reported usage, or reservations where none was reported).
+    charged: int = 0
+    #: Tokens reserved by requests in flight.
+    reserved: int = 0
+    _lock: threading.Condition = field(default_factory=threading.Condition, repr=False)
 
-    def record(self, exchange: Exchange) -> None:
+    def reserve(self, body: Any) -> int:
+        """Reserve a request's worst case before sending it; BudgetExhausted when it cannot fit.
+        Without a length cap the request reserves whatever remains, once nothing else is in flight."""
+        if self.token_budget is None:
+            return 0
+        need = worst_case_tokens(body)
+        with self._lock:
+            while True:
+                left = self.token_budget - self.charged - self.reserved
+                if need is None and self.reserved == 0 and left > 0:
+                    self.reserved += left  # uncapped: whatever remains, and nothing else meanwhile
+                    return left
+                if need is not None and need <= max(left, 0):
+                    self.reserved += need
+                    return need
+                if self.reserved == 0:  # nothing in flight will give anything back
+                    raise BudgetExhausted(
+                        f"not judged: the token budget of {self.token_budget} cannot pay for this request "
+                        f"({'no length cap' if need is None else f'up to {need} tokens'}, "
+                        f"{max(self.token_budget - self.charged, 0)} left); request not sent")
+                self._lock.wait()
+
+    def record(self, exchange: Exchange, reserved: int = 0) -> None:
+        """Count a finished request, and give back the part of its reservation it did not spend."""
         prompt, completion = token_counts(usage_of(exchange))
         with self._lock:
             self.requests += 1 + len(exchange.retries)
             self.retries += len(exchange.retries)
             self.prompt_tokens += prompt
             self.completion_tokens += completion
-
-    def check_budget(self) -> None:
-        if self.token_budget is not None and self.total_tokens >= self.token_budget:
-            raise BudgetExhausted(f"the token budget of {self.token_budget} is spent "
-                                  f"({self.total_tokens} tokens used); request not sent")
+            reported = prompt + completion
+            self.charged += reported if reported or not exchange.ok else reserved
+            self.reserved -= reserved
+            self._lock.notify_all()
 
     @property
     def total_tokens(self) -> int:
@@ -312,7 +368,7 @@ class EndpointClient:
         cassettes). `authorization` replaces the Authorization header (None: send none at all).
         Raises EndpointError when no HTTP response could be had; any HTTP status is returned.
         """
-        self.stats.check_budget()
+        reserved = self.stats.reserve(body)
         url = self.url(path)
         request = self._http.build_request(method, url, json=body if content is None else None,
                                            content=content, headers=headers,
@@ -352,7 +408,7 @@ class EndpointClient:
         except httpx.HTTPError as exc:
             exchange.failure = f"{type(exc).__name__}: {self.redactor.text(str(exc)) or 'connection failed'}"
         exchange.elapsed = time.monotonic() - started
-        self.stats.record(exchange)
+        self.stats.record(exchange, reserved)
         if exchange.failure:
             raise EndpointError(f"{method} {exchange.url}: {exchange.failure}", exchange)
         return exchange
@@ -404,14 +460,19 @@ class _LoggingTransport(httpx.BaseTransport):
             request.extensions = {**request.extensions, CHECK_EXTENSION: self.check}
         redactor = self.owner.redactor
         exchange = describe_request(request, redactor)
+        reserved = self.owner.stats.reserve(exchange.request_body)
         started = time.monotonic()
-        response = self.owner._transport.handle_request(request)
+        try:
+            response = self.owner._transport.handle_request(request)
+        except Exception:  # no answer: counted, and the reservation given back
+            self.owner.stats.record(exchange, reserved)
+            raise
         exchange.status = response.status_code
         exchange.response_headers = redactor.headers(response.headers)
 
         def file(read: bytes) -> None:
             exchange.body, exchange.elapsed = redactor.bytes(read), time.monotonic() - started
-            self.owner.stats.record(exchange)
+            self.owner.stats.record(exchange, reserved)
             self.log.append(exchange)
 
         return httpx.Response(response.status_code, headers=response.headers, stream=TeeStream(response.stream, file),

@@ -1,13 +1,15 @@
 """Which endpoint a run talks to: the URL the user gave (or the environment's), else an embedded
-reference server on a free loopback port; and which model, when none was named."""
+reference server on a free loopback port; which model, when none was named; and a preflight that
+proves the URL, key and model work before any check is allowed to judge anything."""
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from dataclasses import dataclass, field
 
-from conformance.client import EndpointClient, EndpointError, normalize_base_url
+from conformance.client import BudgetExhausted, EndpointClient, EndpointError, Exchange, RunStats, normalize_base_url
 from conformance.reference_server import RunningServer, ServerConfig, start_in_thread
 
 BASE_URL_VARIABLES = ("OPENAI_BASE_URL", "OPENAI_API_BASE")
@@ -52,8 +54,9 @@ def base_url_from_environment() -> str | None:
 
 
 def resolve(base_url: str | None, api_key: str | None, model: str | None, timeout: float,
-            embedded_behaviour: str = "openai") -> Endpoint:
-    """Find the endpoint and model, starting the embedded server when no URL is known."""
+            embedded_behaviour: str = "openai", stats: RunStats | None = None) -> Endpoint:
+    """Find the endpoint and model, starting the embedded server when no URL is known, and prove
+    with one tiny generation that they work. `stats` counts these requests as part of the run."""
     base_url = base_url or base_url_from_environment()
     embedded = None
     if base_url is None:
@@ -63,7 +66,12 @@ def resolve(base_url: str | None, api_key: str | None, model: str | None, timeou
         base_url = embedded.base_url
     try:
         base_url = normalize_base_url(base_url)
-        listed, window = read_models(base_url, api_key, timeout, model)
+        client = EndpointClient(base_url, api_key, timeout, stats)
+        try:
+            listed, window = read_models(client, model)
+            preflight(client, listed)
+        finally:
+            client.close()
         return Endpoint(base_url, api_key, listed, embedded, context_window=window)
     except (ValueError, EndpointUnusable) as problem:
         if embedded:
@@ -75,19 +83,17 @@ def resolve(base_url: str | None, api_key: str | None, model: str | None, timeou
 WINDOW_KEYS = ("context_length", "max_model_len", "context_window")
 
 
-def read_models(base_url: str, api_key: str | None, timeout: float, model: str | None) -> tuple[str, int | None]:
+def read_models(client: EndpointClient, model: str | None) -> tuple[str, int | None]:
     """The run's model (`model`, else the first id `GET /models` lists) and its context window,
     if the listing states it.
 
     Sent even when the model is known: it is how an unreachable endpoint or a refused key is told
     apart from a check's failure. With a model given, a missing listing is no problem."""
-    client = EndpointClient(base_url, api_key, timeout)
+    base_url = client.base_url
     try:
         listing = client.get("models")
     except EndpointError as error:
         raise EndpointUnusable(f"cannot reach {base_url}: {error.exchange.failure if error.exchange else error}") from None
-    finally:
-        client.close()
     if listing.status in (401, 403):
         raise EndpointUnusable(f"{base_url} refused the API key (HTTP {listing.status}); set OPENAI_API_KEY or --api-key")
     data = listing.json.get("data") if isinstance(listing.json, dict) else None
@@ -100,3 +106,51 @@ def read_models(base_url: str, api_key: str | None, timeout: float, model: str |
             windows = [listed[key] for key in WINDOW_KEYS if type(listed.get(key)) is int]
             return chosen, windows[0] if windows else None
     return chosen, None
+
+
+#: The cheapest generation there is: whatever the endpoint, it proves the URL, key and model work.
+PREFLIGHT_MAX_TOKENS = 1
+
+
+def preflight(client: EndpointClient, model: str) -> None:
+    """One tiny chat completion; EndpointUnusable with one line when it shows the base URL, the
+    key or the model is wrong.
+
+    Only answers that say so stop the run: a 5xx, a timeout or a malformed body is the endpoint's
+    fault, which the checks then meet and report as errors with their evidence."""
+    body = {"model": model, "messages": [{"role": "user", "content": "Reply with only the word OK."}],
+            "max_tokens": PREFLIGHT_MAX_TOKENS, "temperature": 0}
+    try:
+        answer = client.post("chat/completions", body)
+    except BudgetExhausted as exhausted:
+        raise EndpointUnusable(f"--max-tokens-budget is too small to judge anything: {exhausted}") from None
+    except EndpointError:
+        return
+    problem = preflight_problem(answer, model)
+    if problem:
+        raise EndpointUnusable(f"{problem} (preflight POST {answer.url}: {answer.describe_status()[:160]})")
+
+
+def preflight_problem(answer: Exchange, model: str) -> str | None:
+    """What a refused preflight says is wrong (the key, the model, the base URL's path), or None."""
+    status = answer.status
+    if status is None or not 400 <= status < 500 or status in (408, 429):
+        return None
+    if status in (401, 403):
+        return "the API key was refused; set OPENAI_API_KEY or --api-key"
+    envelope = answer.error_envelope
+    if envelope is not None and names_model(envelope, model):
+        return f"model {model!r} is not served; pass one the endpoint serves with --model"
+    if status == 404:
+        return "is the base URL's path right? (it should end where /chat/completions can be appended, e.g. /v1)"
+    return "the endpoint refused a minimal chat completion"
+
+
+def names_model(envelope: dict, model: str) -> bool:
+    """Whether an error envelope blames the model: OpenAI's code `model_not_found` or param
+    `model`, or a message naming it (Fireworks: "Model not found, inaccessible, ...")."""
+    message = envelope.get("message")
+    if envelope.get("code") == "model_not_found" or envelope.get("param") == "model":
+        return True
+    return isinstance(message, str) and bool(
+        re.search(rf"(?<![\w./-]){re.escape(model)}(?![\w./-])|\bmodel\b", message, re.IGNORECASE))

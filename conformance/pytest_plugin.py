@@ -21,7 +21,7 @@ from conformance.catalog import load_catalog
 from conformance.client import RunStats
 from conformance.endpoint import Endpoint, EndpointUnusable, base_url_from_environment, resolve
 from conformance.profiles import ProfileError, load_profile
-from conformance.report import write_reports
+from conformance.report import build_report, traffic, write_reports
 from conformance.runner import ConformanceRun
 
 RUN = pytest.StashKey[ConformanceRun]()
@@ -83,26 +83,29 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     if config.option.collectonly or not items:
         return
     option = config.getoption
+    stats = RunStats(token_budget=option(OPT_BUDGET))
     try:
         profile = load_profile(option(OPT_PROFILE), load_catalog())
-        endpoint, transport, recording = open_endpoint(config)
+        endpoint, transport, recording = open_endpoint(config, stats)
     except (ProfileError, EndpointUnusable) as problem:
         try:
             write_reports(None, Path(option(OPT_REPORT_DIR)), setup_failure=str(problem),
-                          base_url=option(OPT_BASE_URL) or base_url_from_environment())
+                          base_url=option(OPT_BASE_URL) or base_url_from_environment(), stats=stats)
         except OSError as unwritable:
             problem = f"{problem} (and no report: {report_dir_problem(option(OPT_REPORT_DIR), unwritable)})"
         raise pytest.UsageError(str(problem)) from None
     run = ConformanceRun(endpoint, load_catalog(), profile, option(OPT_TIMEOUT),
                          context_window=option(OPT_CONTEXT_WINDOW) or endpoint.context_window,
                          concurrency=option(OPT_CONCURRENCY), transport=transport, recording=recording,
-                         stats=RunStats(token_budget=option(OPT_BUDGET)))
+                         stats=stats)
     config.stash[RUN] = run
     run.start([item.callspec.params[CHECK_PARAM] for item in items])
 
 
-def open_endpoint(config: pytest.Config) -> tuple[Endpoint, httpx.BaseTransport | None, CassetteStore | None]:
-    """The endpoint to judge, and how requests reach it: live, live and recorded, or replayed."""
+def open_endpoint(config: pytest.Config, stats: RunStats) -> tuple[Endpoint, httpx.BaseTransport | None,
+                                                                    CassetteStore | None]:
+    """The endpoint to judge, and how requests reach it: live, live and recorded, or replayed.
+    Resolving it (listing, preflight) is counted in `stats`."""
     option = config.getoption
     api_key = option(OPT_API_KEY) or os.environ.get("OPENAI_API_KEY")
     if option(OPT_REPLAY):
@@ -114,7 +117,8 @@ def open_endpoint(config: pytest.Config) -> tuple[Endpoint, httpx.BaseTransport 
         endpoint = Endpoint(recorded["base_url"], None, recorded["model"], label=recorded["endpoint"],
                             context_window=recorded.get("context_window"))
         return endpoint, ReplayTransport(store, api_key), None
-    endpoint = resolve(option(OPT_BASE_URL), api_key, option(OPT_MODEL), option(OPT_TIMEOUT), option(OPT_EMBEDDED))
+    endpoint = resolve(option(OPT_BASE_URL), api_key, option(OPT_MODEL), option(OPT_TIMEOUT), option(OPT_EMBEDDED),
+                       stats)
     if option(OPT_RECORD) is None:
         return endpoint, None, None
     store = CassetteStore(Path(option(OPT_RECORD) or Path("cassettes") / endpoint.name))
@@ -132,8 +136,8 @@ def conformance_run(request: pytest.FixtureRequest) -> ConformanceRun:
 def enforce(run: ConformanceRun, check_id: str) -> None:
     """Turn a check's verdict into a pytest outcome (what pytest's own reporting shows)."""
     result = run.result(check_id)
-    if result.outcome in ("fail", "error"):
-        pytest.fail(result.explain(), pytrace=False)
+    if result.outcome in ("fail", "error") or (result.outcome == "skip" and result.expected is not None):
+        pytest.fail(result.explain(), pytrace=False)  # a check the profile expects, not judged, is no pass
     if result.outcome in ("inconclusive", "skip"):
         pytest.skip(result.headline())
 
@@ -149,7 +153,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     try:
         run.written = write_reports(run, Path(directory))
         if run.recording is not None:
-            run.recording.save(recording_metadata(run))
+            replaced = run.recording.save(recording_metadata(run))
+            if replaced:
+                sys.stderr.write(f"conformance: {run.recording.directory} held another endpoint's or model's "
+                                 f"recording; its {len(replaced)} cassettes were replaced, not mixed\n")
     except OSError as problem:
         # One line, not an internal-error traceback; a run without its reports is not a success.
         sys.stderr.write(f"conformance: error: {report_dir_problem(directory, problem)}\n")
@@ -177,8 +184,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     terminalreporter.write_sep("=", "conformance")
     terminalreporter.write_line(f"endpoint {run.endpoint.base_url}  model {run.endpoint.model}  profile {run.profile.name}")
     retried = f" ({run.stats.retries} retried: Retry-After or a dropped connection)" if run.stats.retries else ""
-    terminalreporter.write_line(f"{summary}; {run.stats.requests} requests{retried}, {run.stats.prompt_tokens} "
-                                f"prompt + {run.stats.completion_tokens} completion tokens, {run.duration_s:.1f}s")
+    terminalreporter.write_line(f"{summary}; {traffic(build_report(run))}{retried}, {run.duration_s:.1f}s")
+    if run.unjudged_summary():
+        terminalreporter.write_line(run.unjudged_summary(), yellow=True, bold=True)
     for result in run.ordered_results():
         if result.outcome != "pass":
             markup = {"fail": {"red": True}, "error": {"red": True, "bold": True}}.get(result.outcome, {"yellow": True})

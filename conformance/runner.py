@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 
 import httpx
 
-from conformance.cassettes import CassetteStore
+from conformance.cassettes import CassetteStore, ReplayTransport
 from conformance.catalog import Catalog, Entry
 from conformance.checks import REGISTRY, Check
 from conformance.checks.base import ProbeContext, ProbeFailed
@@ -51,10 +51,13 @@ def execute(check: Check, entry: Entry, profile: Profile, client: EndpointClient
         failure = str(error)
         if error.exchange is not None and error.exchange not in context.exchanges:
             context.exchanges.append(error.exchange)
-    except ProbeFailed as error:
-        failure = str(error)
-    except Exception as error:  # a bug in a check must not take the run down
-        failure = f"internal error in the check: {type(error).__name__}: {error}"
+    except Exception as error:  # ProbeFailed, or a bug in a check: it must not take the run down
+        exhausted = budget_exhausted(error)
+        if exhausted is not None:  # raised inside a foreign client (the SDK), which wrapped it
+            skipped = str(exhausted)
+        else:
+            failure = str(error) if isinstance(error, ProbeFailed) else \
+                f"internal error in the check: {type(error).__name__}: {error}"
     expected = profile.expected(entry.id)
     result = CheckResult(
         check_id=check.id, entry_id=entry.id, title=check.title, expected=expected,
@@ -73,6 +76,27 @@ def execute(check: Check, entry: Entry, profile: Profile, client: EndpointClient
         result.details["schema_violations"] = list(dict.fromkeys(context.violations))
     attach_evidence(result, context.exchanges)
     return result
+
+
+def budget_exhausted(error: BaseException | None) -> BudgetExhausted | None:
+    """The BudgetExhausted behind an exception, however many wrappers (the SDK's) hide it."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, BudgetExhausted):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+#: The reason of a check the run never judged because it stopped first.
+INTERRUPTED = "not judged: the run was interrupted before this check finished"
+
+
+def not_judged(check: Check, entry: Entry, profile: Profile, reason: str) -> CheckResult:
+    """The row of a check that was never judged: `skip`, with why."""
+    return CheckResult(check_id=check.id, entry_id=entry.id, title=check.title, expected=profile.expected(entry.id),
+                       outcome="skip", observed=None, reason=reason)
 
 
 def attach_evidence(result: CheckResult, exchanges: list[Exchange]) -> None:
@@ -111,6 +135,20 @@ class ConformanceRun:
         self.selected: list[str] = []
 
     @property
+    def mode(self) -> str:
+        """`replay` (answered from cassettes, no live request), `record`, or `live`."""
+        if isinstance(self.transport, ReplayTransport):
+            return "replay"
+        return "record" if self.recording is not None else "live"
+
+    @property
+    def cassettes(self) -> Path | None:
+        """The cassette directory replayed from or recorded into, if any."""
+        if isinstance(self.transport, ReplayTransport):
+            return self.transport.store.directory
+        return self.recording.directory if self.recording is not None else None
+
+    @property
     def duration_s(self) -> float:
         return round(time.monotonic() - self._clock, 3)
 
@@ -131,12 +169,33 @@ class ConformanceRun:
     def ordered_results(self) -> list[CheckResult]:
         return [self.results[c] for c in self.selected if c in self.results]
 
+    def unjudged(self) -> list[CheckResult]:
+        """Checks the profile judges that got no verdict (out of budget, or the run stopped first):
+        such a run is not a pass, whatever else it found."""
+        return [r for r in self.ordered_results() if r.outcome == "skip" and r.expected is not None]
+
+    def unjudged_summary(self) -> str | None:
+        """One line for the console: how many expected checks were not judged, and why."""
+        unjudged = self.unjudged()
+        if not unjudged:
+            return None
+        reasons: dict[str, int] = {}
+        for result in unjudged:
+            why = result.reason.removeprefix("not judged: ").split(" (")[0].split(";")[0]
+            reasons[why] = reasons.get(why, 0) + 1
+        return (f"{len(unjudged)} check(s) the profile expects were not judged: "
+                + "; ".join(f"{n} because {why}" for why, n in reasons.items()))
+
     def finish(self, status: str, message: str | None = None) -> None:
         """Close the run; verdicts already reached are kept even if no pytest item asked for them."""
         self.status, self.message = status, message
         for check_id, future in self._futures.items():
             if check_id not in self.results and future.done() and not future.cancelled():
                 self.results[check_id] = future.result()
+        for check_id in self.selected:
+            if check_id not in self.results:
+                check = REGISTRY[check_id]
+                self.results[check_id] = not_judged(check, self.catalog[check.entry], self.profile, INTERRUPTED)
         self._pool.shutdown(wait=status == "completed", cancel_futures=True)
         self.client.close()
         self.endpoint.close()

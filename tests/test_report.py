@@ -47,11 +47,11 @@ def run(directory: Path, *arguments: str) -> tuple[int, dict]:
     return code, json.loads((directory / "report.json").read_text(encoding="utf-8"))
 
 
-# The runs the report tests read: (server vendor, extra flags, expected exit code).
+# The runs the report tests read: (server vendor, server faults, extra flags, expected exit code).
 RUNS = {
-    "openai-passes": ("openai", ["--profile", "openai"], 0),
-    "fireworks-fails": ("fireworks", ["--profile", "openai"], 1),
-    "unknown-model-errors": ("openai", ["--profile", "openai", "--model", "no-such-model"], 1),
+    "openai-passes": ("openai", (), ["--profile", "openai"], 0),
+    "fireworks-fails": ("fireworks", (), ["--profile", "openai"], 1),
+    "server-errors": ("openai", ("http-500",), ["--profile", "openai"], 1),
 }
 
 
@@ -59,9 +59,10 @@ RUNS = {
 def reports(reference_server, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Each kind of run once per module; the tests only read the directories."""
     directories = {}
-    for name, (vendor, flags, expected_code) in RUNS.items():
+    for name, (vendor, faults, flags, expected_code) in RUNS.items():
         directory = tmp_path_factory.mktemp(name)
-        code = main(["run", "--base-url", reference_server(vendor).base_url, "--report-dir", str(directory), *flags])
+        server = reference_server(vendor, faults=frozenset(faults))
+        code = main(["run", "--base-url", server.base_url, "--report-dir", str(directory), *flags])
         assert code == expected_code, f"{name}: exit {code}"
         directories[name] = directory
     return directories
@@ -107,7 +108,7 @@ def test_report_json_is_consistent(report_dir: Path) -> None:
 def test_the_runs_show_each_outcome_they_should(reports: dict[str, Path]) -> None:
     assert set(r["outcome"] for r in load(reports["openai-passes"])["results"]) <= {"pass", "inconclusive", "skip"}
     assert load(reports["fireworks-fails"])["summary"]["fail"] > 0
-    errors = [r for r in load(reports["unknown-model-errors"])["results"] if r["outcome"] == "error"]
+    errors = [r for r in load(reports["server-errors"])["results"] if r["outcome"] == "error"]
     assert errors and all(r["observed"] is None and r["curl"] for r in errors)
 
 
@@ -208,7 +209,7 @@ def test_setup_failure_report(validator, tmp_path: Path) -> None:
     assert UNREACHABLE in report["message"]
     assert report["results"] == [] and report["entries"] == [] and report["profile"] is None
     suite = ElementTree.parse(tmp_path / "junit.xml").getroot()
-    assert suite.get("tests") == "0" and suite.get("failures") == "0"
+    assert (suite.get("tests"), suite.get("errors"), suite.get("failures")) == ("1", "1", "0")
     assert UNREACHABLE in suite.find("testcase/error").get("message")
     assert UNREACHABLE in (tmp_path / "report.md").read_text(encoding="utf-8")
     page = Page()

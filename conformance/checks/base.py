@@ -7,11 +7,13 @@ never knows which profile is in force or which CLI flag was used; judging is don
 
 from __future__ import annotations
 
+import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from conformance.client import EndpointClient, Exchange
 from conformance.results import Observation
@@ -81,6 +83,8 @@ class ProbeContext:
     check_id: str | None = None
     exchanges: list[Exchange] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
+    #: Control requests sent (`refused_for`), by request: one control serves every refusal it explains.
+    _controls: dict[str, Exchange] = field(default_factory=dict, repr=False)
     #: Validations done, by (schema, set, object): a body is judged once however many ask.
     _validated: dict[tuple[str, str, int], list[Violation]] = field(default_factory=dict, repr=False)
 
@@ -118,6 +122,19 @@ class ProbeContext:
         for (path, _), exchange in zip(requests, exchanges):
             self.validate_exchange(path, exchange)
         return exchanges
+
+    def control(self, path: str, body: dict[str, Any], method: str = "POST") -> Exchange:
+        """The answer to a control request (one that must succeed for a refusal to mean anything):
+        sent once per check, however many refusals it explains."""
+        key = json.dumps([method, path, body], sort_keys=True, default=str)
+        if key not in self._controls:
+            self._controls[key] = self.send(path, body, method=method)
+        return self._controls[key]
+
+    def path_of(self, exchange: Exchange) -> str:
+        """The path an exchange was sent to, relative to the base URL (`chat/completions`)."""
+        base = urlsplit(self.client.base_url).path.rstrip("/")
+        return urlsplit(exchange.url).path[len(base):].lstrip("/")
 
     def generate(self, api: Api, prompt: str | list[dict[str, Any]], **params: Any) -> Exchange:
         """One chat or completions request with deterministic sampling and the given params."""
@@ -220,11 +237,35 @@ def check_per_api(entry: str, title: str, apis: tuple[Api, ...] = APIS):
     return register
 
 
-def is_rejection(exchange: Exchange) -> bool:
-    """A 4xx answer: the endpoint refused the request (a 5xx is a fault, not a refusal)."""
+def is_refused(exchange: Exchange) -> bool:
+    """A 4xx answer: the endpoint refused the request (a 5xx is a fault, not a refusal). Says
+    nothing about why: to blame a parameter, use `refused_for`."""
     if exchange.status is not None and exchange.status >= 500:
         raise ProbeFailed(f"server error instead of an answer: {exchange.describe_status()}")
     return exchange.status is not None and 400 <= exchange.status < 500
+
+
+def refused_for(ctx: ProbeContext, exchange: Exchange, *params: str) -> bool:
+    """Whether the endpoint refused `exchange` because of `params`: a 4xx, and the same request
+    without them (the control) succeeds. When the control fails too, the refusal is not the
+    parameters' (an unserved model, a wrong base URL, a refused key): ProbeFailed naming both.
+
+    The control is sent only on a refusal, and once per distinct request in a check."""
+    if not is_refused(exchange):
+        return False
+    body = exchange.request_body if isinstance(exchange.request_body, dict) else {}
+    control = ctx.control(ctx.path_of(exchange), {key: value for key, value in body.items() if key not in params},
+                          exchange.method)
+    require_control(control, f"{', '.join(params)} {rejection_reason(exchange)}",
+                    f"the same request without {'it' if len(params) == 1 else 'them'}")
+    return True
+
+
+def require_control(control: Exchange, refusal: str, what: str) -> None:
+    """ProbeFailed naming both answers when the control request did not succeed either."""
+    if not control.ok:
+        raise ProbeFailed(f"{refusal}; but {what} failed too ({control.describe_status()}), "
+                          "so the refusal says nothing about the parameter")
 
 
 def as_dict(value: Any) -> dict[str, Any]:

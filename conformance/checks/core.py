@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from conformance.checks.base import (
-    CHAT, COMPLETIONS, Api, ProbeContext, as_dict, check, check_per_api, choices_of, is_rejection,
+    CHAT, COMPLETIONS, Api, ProbeContext, as_dict, check, check_per_api, choices_of, refused_for,
     rejection_reason, usage_problem,
 )
 from conformance.results import Observation, inconclusive, observe
@@ -68,7 +68,7 @@ def n_choices(ctx: ProbeContext, api: Api) -> Observation:
     """n choices indexed 0..n-1, and usage counting every one of them: a choice stopped by
     max_tokens produced exactly max_tokens, any other non-empty choice at least one token."""
     exchange = ctx.generate(api, N_PROMPT[api.name], max_tokens=N_MAX_TOKENS, n=N_CHOICES)
-    if is_rejection(exchange):
+    if refused_for(ctx, exchange, "n"):
         return observe("unsupported", f"n={N_CHOICES} {rejection_reason(exchange)}")
     choices = choices_of(ctx.require_success(exchange, f"{api.name} with n={N_CHOICES}"))
     indexes = [choice.get("index") for choice in choices]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from conformance.checks.base import (
-    CHAT, ProbeContext, as_dict, check, is_rejection, rejection_reason, streamed_finish_reason,
+    CHAT, ProbeContext, as_dict, check, refused_for, rejection_reason, streamed_finish_reason,
 )
 from conformance.checks.streaming import finish_chunk_index
 from conformance.results import Observation, observe
@@ -32,7 +32,7 @@ def perf_metrics_headers(ctx: ProbeContext) -> Observation:
 @check("perf-metrics-in-response/chat", "perf-metrics-in-response", "perf_metrics_in_response adds perf_metrics (chat)")
 def perf_metrics_in_body(ctx: ProbeContext) -> Observation:
     exchange = ctx.generate(CHAT, SAY_OK, max_tokens=4, perf_metrics_in_response=True)
-    if is_rejection(exchange):
+    if refused_for(ctx, exchange, "perf_metrics_in_response"):
         return observe("openai", f"perf_metrics_in_response {rejection_reason(exchange)}")
     metrics = ctx.require_success(exchange, "chat completion with perf_metrics_in_response").get("perf_metrics")
     if isinstance(metrics, dict):
@@ -44,7 +44,7 @@ def perf_metrics_in_body(ctx: ProbeContext) -> Observation:
        "perf_metrics_in_response puts perf_metrics on the finish chunk (chat, streaming)")
 def perf_metrics_in_stream(ctx: ProbeContext) -> Observation:
     exchange = ctx.generate(CHAT, SAY_OK, max_tokens=4, stream=True, perf_metrics_in_response=True)
-    if is_rejection(exchange):
+    if refused_for(ctx, exchange, "perf_metrics_in_response"):
         return observe("openai", f"perf_metrics_in_response {rejection_reason(exchange)}")
     chunks = ctx.require_stream(exchange, "stream with perf_metrics_in_response")
     carrying = [i for i, chunk in enumerate(chunks) if isinstance(chunk.get("perf_metrics"), dict)]

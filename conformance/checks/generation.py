@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from conformance.checks.base import (
-    CHAT, COMPLETIONS, Api, ProbeContext, as_dict, check, check_per_api, first_choice, is_rejection,
+    CHAT, COMPLETIONS, Api, ProbeContext, as_dict, check, check_per_api, first_choice, is_refused, refused_for,
     rejection_reason, streamed_finish_reason, streamed_text,
 )
 from conformance.client import token_counts
@@ -82,7 +82,7 @@ def context_overflow_default(ctx: ProbeContext, api: Api) -> Observation:
     window = ctx.context_window  # --context-window, else what /models stated (endpoint.read_models)
     require_prompt_fits(ctx, api)
     exchange = overflow_request(ctx, api, window)
-    if is_rejection(exchange):
+    if is_refused(exchange):  # the prompt fits (require_prompt_fits): the refusal is the overflow's
         envelope = exchange.error_envelope or {}
         return observe("openai", rejection_reason(exchange), status=exchange.status, code=envelope.get("code"))
     body = ctx.require_success(exchange, "overflowing request")
@@ -98,16 +98,16 @@ def context_overflow_default(ctx: ProbeContext, api: Api) -> Observation:
        "context_length_exceeded_behavior is honoured (chat)")
 def context_length_exceeded_behavior(ctx: ProbeContext) -> Observation:
     probe = ctx.generate(CHAT, OVERFLOW_PROMPT, max_tokens=4, context_length_exceeded_behavior="error")
-    if is_rejection(probe):
+    if refused_for(ctx, probe, "context_length_exceeded_behavior"):
         return observe("openai", f"the field is not accepted: {rejection_reason(probe)}")
     ctx.require_success(probe, "a small request with context_length_exceeded_behavior=error")
     window = ctx.context_window
     erring = overflow_request(ctx, CHAT, window, context_length_exceeded_behavior="error")
     truncating = overflow_request(ctx, CHAT, window, context_length_exceeded_behavior="truncate")
-    if not is_rejection(erring):
+    if not is_refused(erring):
         return observe("other", f"accepted, but `error` did not refuse an overflowing request "
                        f"(HTTP {erring.status})")
-    if is_rejection(truncating):
+    if is_refused(truncating):
         return observe("other", f"`error` refused the overflow, but `truncate` was refused too: "
                        f"{rejection_reason(truncating)}")
     ctx.require_success(truncating, "overflowing request with truncate")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conformance.checks.base import CHAT, ProbeContext, as_dict, check, first_choice, is_rejection, rejection_reason
+from conformance.checks.base import CHAT, ProbeContext, as_dict, check, first_choice, refused_for, rejection_reason
 from conformance.results import Observation, observe
 
 PROMPT = "Reply with only the word OK."
@@ -20,7 +20,7 @@ def logprobs_content(ctx: ProbeContext, exchange, what: str) -> tuple[object, li
 @check("chat-logprobs-boolean/chat", "chat-logprobs-boolean", "logprobs: true with top_logprobs (chat)")
 def chat_logprobs_boolean(ctx: ProbeContext) -> Observation:
     exchange = ctx.generate(CHAT, PROMPT, max_tokens=3, logprobs=True, top_logprobs=2)
-    if is_rejection(exchange):
+    if refused_for(ctx, exchange, "logprobs", "top_logprobs"):
         return observe("unsupported", f"logprobs {rejection_reason(exchange)}")
     logprobs, content = logprobs_content(ctx, exchange, "chat with logprobs")
     if content is None:
@@ -37,7 +37,7 @@ def chat_logprobs_boolean(ctx: ProbeContext) -> Observation:
 @check("chat-logprobs-integer/chat", "chat-logprobs-integer", "logprobs as an integer (chat)")
 def chat_logprobs_integer(ctx: ProbeContext) -> Observation:
     exchange = ctx.generate(CHAT, PROMPT, max_tokens=3, logprobs=2)
-    if is_rejection(exchange):
+    if refused_for(ctx, exchange, "logprobs"):
         return observe("openai", f"an integer logprobs is {rejection_reason(exchange)}")
     logprobs = first_choice(ctx.require_success(exchange, "chat with integer logprobs")).get("logprobs")
     if isinstance(logprobs, dict) and isinstance(logprobs.get("tokens"), list) \
@@ -49,7 +49,7 @@ def chat_logprobs_integer(ctx: ProbeContext) -> Observation:
 @check("top-logprobs-range/chat", "top-logprobs-range", "top_logprobs above 5 (chat)")
 def top_logprobs_range(ctx: ProbeContext) -> Observation:
     exchange = ctx.generate(CHAT, PROMPT, max_tokens=2, logprobs=True, top_logprobs=10)
-    if is_rejection(exchange):
+    if refused_for(ctx, exchange, "top_logprobs"):
         return observe("fireworks", f"top_logprobs 10 is {rejection_reason(exchange)}")
     logprobs, content = logprobs_content(ctx, exchange, "chat with top_logprobs 10")
     if content is None:

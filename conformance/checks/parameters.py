@@ -8,7 +8,7 @@ can be seen without knowing the model's tokenizer (functions), they look at the 
 from __future__ import annotations
 
 from conformance.checks.base import (
-    CHAT, COMPLETIONS, Api, ProbeContext, as_dict, as_list, check, first_choice, is_rejection, rejection_reason,
+    CHAT, COMPLETIONS, Api, ProbeContext, as_dict, as_list, check, first_choice, refused_for, rejection_reason,
 )
 from conformance.results import Observation, observe
 
@@ -18,7 +18,7 @@ SAY_OK = "Reply with only the word OK."
 def acceptance(ctx: ProbeContext, api: Api, prompt: str, name: str, **params) -> Observation:
     """openai when the parameter is accepted; fireworks ("not supported") when refused with a 4xx."""
     exchange = ctx.generate(api, prompt, max_tokens=4, **params)
-    if is_rejection(exchange):
+    if refused_for(ctx, exchange, *params):
         return observe("fireworks", f"{name} {rejection_reason(exchange)}")
     ctx.require_success(exchange, f"request with {name}")
     return observe("openai", f"{name} accepted (HTTP {exchange.status}); its effect is not measured")
@@ -48,7 +48,7 @@ GET_TIME = {"name": "get_time", "description": "Returns the current time.",
 def legacy_functions(ctx: ProbeContext) -> Observation:
     exchange = ctx.generate(CHAT, "What time is it?", max_tokens=32, functions=[GET_TIME],
                             function_call={"name": "get_time"})
-    if is_rejection(exchange):
+    if refused_for(ctx, exchange, "functions", "function_call"):
         return observe("fireworks", f"functions {rejection_reason(exchange)}")
     message = as_dict(first_choice(ctx.require_success(exchange, "request with functions")).get("message"))
     call = message.get("function_call")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from conformance.checks.base import (
-    CHAT, COMPLETIONS, ProbeContext, check, first_choice, is_rejection, rejection_reason,
+    CHAT, COMPLETIONS, ProbeContext, check, first_choice, refused_for, rejection_reason,
 )
 from conformance.results import Observation, observe
 
@@ -14,7 +14,7 @@ COMPLETION_PROMPT = "The quick brown fox"
 @check("echo-on-chat/chat", "echo-on-chat", "echo on chat returns the formatted prompt")
 def echo_on_chat(ctx: ProbeContext) -> Observation:
     exchange = ctx.generate(CHAT, USER_TEXT, max_tokens=1, echo=True)
-    if is_rejection(exchange):
+    if refused_for(ctx, exchange, "echo"):
         return observe("openai", f"echo on chat is {rejection_reason(exchange)}")
     content = CHAT.text(first_choice(ctx.require_success(exchange, "chat with echo")))
     if isinstance(content, str) and USER_TEXT in content and len(content) > len(USER_TEXT):
@@ -25,7 +25,7 @@ def echo_on_chat(ctx: ProbeContext) -> Observation:
 @check("completion-echo/completions", "completion-echo", "completions echo the prompt untouched")
 def completion_echo(ctx: ProbeContext) -> Observation:
     exchange = ctx.generate(COMPLETIONS, COMPLETION_PROMPT, max_tokens=1, echo=True)
-    if is_rejection(exchange):
+    if refused_for(ctx, exchange, "echo"):
         return observe("unsupported", f"echo on completions is {rejection_reason(exchange)}")
     text = COMPLETIONS.text(first_choice(ctx.require_success(exchange, "completion with echo")))
     if isinstance(text, str) and text.startswith(COMPLETION_PROMPT):
@@ -36,7 +36,7 @@ def completion_echo(ctx: ProbeContext) -> Observation:
 @check("raw-output/chat", "raw-output", "raw_output shows prompt token ids (chat)")
 def raw_output(ctx: ProbeContext) -> Observation:
     exchange = ctx.generate(CHAT, USER_TEXT, max_tokens=2, raw_output=True)
-    if is_rejection(exchange):
+    if refused_for(ctx, exchange, "raw_output"):
         return observe("openai", f"raw_output {rejection_reason(exchange)}")
     body = ctx.require_success(exchange, "chat with raw_output")
     raw = first_choice(body).get("raw_output")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conformance.checks.base import ProbeContext, as_dict, as_list, check
+from conformance.checks.base import CHAT, ProbeContext, as_dict, as_list, check, require_control
 from conformance.results import Observation, observe
 
 PATH = "responses"
@@ -14,6 +14,16 @@ NOT_SERVED = (404, 405, 501)
 def _request(ctx: ProbeContext, stream: bool) -> dict[str, Any]:
     return {"model": ctx.model, "input": "Reply with only the word OK.", "max_output_tokens": 16,
             "temperature": 0, "stream": stream}
+
+
+def not_served(ctx: ProbeContext, exchange) -> bool:
+    """Whether /responses is missing here: a 404/405/501, while a chat completion for the same
+    model succeeds (else the model or the base URL is what is wrong: ProbeFailed)."""
+    if exchange.status not in NOT_SERVED:
+        return False
+    control = ctx.control(CHAT.path, CHAT.body(ctx.model, "Reply with only the word OK.", {"max_tokens": 1}))
+    require_control(control, f"/responses answered {exchange.describe_status()}", "a chat completion for the same model")
+    return True
 
 
 def output_text(response: Any) -> str:
@@ -26,7 +36,7 @@ def output_text(response: Any) -> str:
 @check("responses-api/create", "responses-api", "Responses API: create a response")
 def responses_create(ctx: ProbeContext) -> Observation:
     exchange = ctx.send(PATH, _request(ctx, stream=False))
-    if exchange.status in NOT_SERVED:
+    if not_served(ctx, exchange):
         return observe("unsupported", f"/responses is not served: {exchange.describe_status()}")
     body = ctx.require_success(exchange, "POST /responses")
     problems = ctx.schema_violations("response", body, "core")
@@ -40,7 +50,7 @@ def responses_create(ctx: ProbeContext) -> Observation:
 @check("responses-api/stream", "responses-api", "Responses API: stream a response")
 def responses_stream(ctx: ProbeContext) -> Observation:
     exchange = ctx.send(PATH, _request(ctx, stream=True))
-    if exchange.status in NOT_SERVED:
+    if not_served(ctx, exchange):
         return observe("unsupported", f"/responses is not served: {exchange.describe_status()}")
     events = ctx.require_stream(exchange, "POST /responses (stream)", expect_done=False)
     types = [event.get("type") for event in events]

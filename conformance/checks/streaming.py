@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from conformance.checks.base import (
-    CHAT, Api, ProbeContext, ProbeFailed, check, check_per_api, choices_of, is_rejection, rejection_reason,
+    CHAT, Api, ProbeContext, ProbeFailed, check, check_per_api, choices_of, refused_for, rejection_reason,
     usage_problem,
 )
 from conformance.results import Observation, inconclusive, observe
@@ -49,7 +49,7 @@ def stream_usage_default(ctx: ProbeContext, api: Api) -> Observation:
 def stream_options_include_usage(ctx: ProbeContext, api: Api) -> Observation:
     exchange = ctx.generate(api, STREAM_PROMPT[api.name], stream=True, max_tokens=8,
                             stream_options={"include_usage": True})
-    if is_rejection(exchange):
+    if refused_for(ctx, exchange, "stream_options"):
         return observe("unsupported", f"stream_options {rejection_reason(exchange)}")
     chunks = ctx.require_stream(exchange, "stream")
     finish = finish_chunk_index(chunks)

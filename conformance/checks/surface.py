@@ -18,7 +18,9 @@ from hypothesis import strategies as st
 from openai.types import Completion
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from conformance.checks.base import CHAT, Api, ProbeContext, ProbeFailed, check, check_per_api, choices_of
+from conformance.checks.base import (
+    CHAT, Api, ProbeContext, ProbeFailed, check, check_per_api, choices_of, require_control,
+)
 from conformance.client import Exchange
 from conformance.results import Observation, inconclusive, observe
 
@@ -256,8 +258,12 @@ def invalid_parameters(ctx: ProbeContext) -> Observation:
     if accepted:
         return observe("other", f"{len(accepted)} of {len(ctx.exchanges)} invalid requests not refused with a 4xx "
                        "envelope (400 for a malformed required field): " + "; ".join(accepted[:4]))
-    return observe("openai", f"all {len(ctx.exchanges)} invalid requests refused with a 4xx error envelope "
-                   f"(400 for each of the {len(MALFORMED_BODIES)} malformed required fields)")
+    require_control(ctx.control(CHAT.path, base), f"all {len(exchanges)} invalid requests were refused (HTTP "
+                    f"{', '.join(sorted({str(e.status) for e in exchanges}))})",
+                    "the same request with valid parameters only")
+    return observe("openai", f"all {len(exchanges)} invalid requests refused with a 4xx error envelope "
+                   f"(400 for each of the {len(MALFORMED_BODIES)} malformed required fields), "
+                   "and the same request without them succeeded")
 
 
 @check("parameter-validation/valid", "parameter-validation", "Valid parameter combinations succeed")

@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conformance import __version__
+from conformance.client import RunStats
 from conformance.results import OUTCOMES
+from conformance.runner import INTERRUPTED
 
 if TYPE_CHECKING:
     from conformance.runner import ConformanceRun
@@ -20,20 +22,25 @@ REPORT_FORMAT = 1
 
 
 def build_report(run: "ConformanceRun | None", setup_failure: str | None = None,
-                 base_url: str | None = None) -> dict[str, Any]:
-    """The report as data. With no run (it could not start), a complete report of why."""
+                 base_url: str | None = None, stats: RunStats | None = None) -> dict[str, Any]:
+    """The report as data. With no run (it could not start), a complete report of why, counting
+    the requests that found out (`stats`: the listing, the preflight)."""
     if run is None:
+        stats = stats or RunStats()
         return {
             "format": REPORT_FORMAT, "tool": {"name": "conformance", "version": __version__},
             "endpoint": {"base_url": base_url, "name": None, "embedded": False}, "model": None,
             "profile": None, "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "duration_s": 0.0, "status": "not-started", "complete": False, "message": setup_failure,
-            "requests": 0, "retries": 0, "tokens": {"prompt": 0, "completion": 0, "total": 0},
+            "mode": "live", "cassettes": None,
+            "requests": stats.requests, "retries": stats.retries,
+            "tokens": {"prompt": stats.prompt_tokens, "completion": stats.completion_tokens,
+                       "total": stats.total_tokens},
             "summary": {outcome: 0 for outcome in OUTCOMES}, "entries": [], "results": [],
         }
     results = run.ordered_results()
     summary = {outcome: sum(1 for r in results if r.outcome == outcome) for outcome in OUTCOMES}
-    missing = [check_id for check_id in run.selected if check_id not in run.results]
+    missing = [r.check_id for r in results if r.reason == INTERRUPTED]
     complete = run.status == "completed" and not missing
     return {
         "format": REPORT_FORMAT,
@@ -46,6 +53,8 @@ def build_report(run: "ConformanceRun | None", setup_failure: str | None = None,
         "duration_s": run.duration_s,
         "status": run.status,
         "complete": complete,
+        "mode": run.mode,
+        "cassettes": str(run.cassettes) if run.cassettes is not None else None,
         "message": run.message if not missing else f"{run.message or 'incomplete'}: not judged: {', '.join(missing)}",
         "requests": run.stats.requests,
         "retries": run.stats.retries,
@@ -55,6 +64,19 @@ def build_report(run: "ConformanceRun | None", setup_failure: str | None = None,
         "entries": entry_rows(run, results),
         "results": [result.to_dict() for result in results],
     }
+
+
+def traffic(report: dict[str, Any]) -> str:
+    """What the run sent, in words: live requests and tokens spent, or, for a replay, that nothing
+    live was sent (every format and the console say it the same way)."""
+    tokens = report["tokens"]
+    if report.get("mode") == "replay":
+        return (f"replayed from cassettes in {report.get('cassettes')}, no live requests: {report['requests']} "
+                f"recorded requests replayed (usage as recorded: {tokens['prompt']} prompt + "
+                f"{tokens['completion']} completion tokens)")
+    recorded = f", recorded into {report.get('cassettes')}" if report.get("mode") == "record" else ""
+    return (f"{report['requests']} requests, {tokens['prompt']} prompt + {tokens['completion']} completion "
+            f"tokens{recorded}")
 
 
 def entry_rows(run: "ConformanceRun", results) -> list[dict[str, Any]]:
@@ -67,6 +89,7 @@ def entry_rows(run: "ConformanceRun", results) -> list[dict[str, Any]]:
         observed = sorted({r.observed for r in mine if r.observed})
         rows.append({
             "id": entry.id, "title": entry.title, "expected": run.profile.expected(entry.id),
+            "expected_from": run.profile.source_of(entry.id),
             "observed": observed,
             "outcome": worst([r.outcome for r in mine]),
             "matches": sorted({label for r in mine for label in r.matches}),
@@ -82,11 +105,11 @@ def worst(outcomes: list[str]) -> str:
 
 
 def write_reports(run: "ConformanceRun | None", directory: Path, setup_failure: str | None = None,
-                  base_url: str | None = None) -> list[Path]:
+                  base_url: str | None = None, stats: RunStats | None = None) -> list[Path]:
     """Write every format; returns the paths written."""
     from conformance.report import html, json_report, junit, markdown
 
-    report = build_report(run, setup_failure, base_url)
+    report = build_report(run, setup_failure, base_url, stats)
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for name, render in (("report.json", json_report.render), ("report.md", markdown.render),

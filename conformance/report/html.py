@@ -15,6 +15,8 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 
+from conformance.report import traffic
+
 _environment = Environment(loader=PackageLoader("conformance.report", "templates"),
                            autoescape=select_autoescape(["html", "j2"]), trim_blocks=True, lstrip_blocks=True)
 _environment.filters["pretty"] = lambda value: json.dumps(value, indent=2, ensure_ascii=False) \
@@ -38,7 +40,7 @@ def render_page(template: str, **context: Any) -> str:
 
 
 def render(report: dict[str, Any]) -> str:
-    return render_page("report.html.j2", report=report, chart=latency_chart(report))
+    return render_page("report.html.j2", report=report, chart=latency_chart(report), traffic=traffic(report))
 
 
 # The chart's geometry, in SVG user units (the SVG scales to the page's width); labels are 11px

@@ -1,35 +1,44 @@
-"""junit.xml: one testcase per check, for CI systems (inconclusive and skip become <skipped>)."""
+"""junit.xml: one testcase per check, for CI systems (inconclusive and skip become <skipped>).
+
+The suite's counts are those of the testcases written, so they always agree with report.json: a
+run that never started is one errored testcase saying why, and checks an interrupted run never
+judged are there too, as skipped "not judged" (report.json lists them the same way).
+"""
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ElementTree
 from typing import Any
 
+#: How each outcome shows in JUnit (pass: no child element).
+TAGS = {"fail": "failure", "error": "error", "inconclusive": "skipped", "skip": "skipped"}
+
 
 def render(report: dict[str, Any]) -> str:
-    summary = report["summary"]
-    suite = ElementTree.Element("testsuite", {
-        "name": "conformance", "tests": str(len(report["results"])), "failures": str(summary["fail"]),
-        "errors": str(summary["error"]), "skipped": str(summary["skip"] + summary["inconclusive"]),
-        "time": f"{report['duration_s']:.3f}", "timestamp": report["started_at"],
-    })
+    suite = ElementTree.Element("testsuite", {"name": "conformance", "time": f"{report['duration_s']:.3f}",
+                                              "timestamp": report["started_at"]})
     properties = ElementTree.SubElement(suite, "properties")
     for name, value in (("endpoint", report["endpoint"]["base_url"]), ("model", report["model"]),
                         ("profile", (report["profile"] or {}).get("name")), ("status", report["status"])):
         ElementTree.SubElement(properties, "property", {"name": name, "value": str(value)})
-    if report.get("message") and not report["results"]:
-        error = ElementTree.SubElement(ElementTree.SubElement(suite, "testcase", {"classname": "conformance",
-                                                                                  "name": "run"}), "error")
-        error.set("message", report["message"])
+    if report["status"] == "not-started":
+        case = ElementTree.SubElement(suite, "testcase", {"classname": "conformance", "name": "run", "time": "0.000"})
+        ElementTree.SubElement(case, "error", {"message": report.get("message") or "the run did not start"})
     for result in report["results"]:
         case = ElementTree.SubElement(suite, "testcase", {
             "classname": f"conformance.{result['entry_id']}", "name": result["check_id"],
             "time": f"{result['duration_s']:.3f}"})
         headline = (f"expected {' or '.join(result['expected']) if result['expected'] else 'any'}, "
                     f"observed {result['observed'] or 'nothing'}: {result['reason']}")
-        tag = {"fail": "failure", "error": "error", "inconclusive": "skipped", "skip": "skipped"}.get(result["outcome"])
+        tag = TAGS.get(result["outcome"])
         if tag:
             element = ElementTree.SubElement(case, tag, {"message": headline[:1000]})
             element.text = "\n".join([headline, *(f"reproduce: {line}" for line in result["curl"])])
+    cases = suite.findall("testcase")
+    suite.attrib.update({
+        "tests": str(len(cases)),
+        **{f"{tag}s" if tag != "skipped" else tag: str(sum(1 for case in cases if case.find(tag) is not None))
+           for tag in ("failure", "error", "skipped")},
+    })
     ElementTree.indent(suite)
     return ElementTree.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"

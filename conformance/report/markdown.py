@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from conformance.report import traffic
+
 MARK = {"pass": "✅ pass", "fail": "❌ fail", "error": "💥 error", "inconclusive": "❔ inconclusive", "skip": "⏭️ skip"}
 
 
@@ -21,8 +23,7 @@ def render(report: dict[str, Any]) -> str:
         f"- Model: `{report['model']}`",
         f"- Profile: `{profile['name']}`",
         f"- Started: {report['started_at']}, took {report['duration_s']:.1f}s, status **{report['status']}**",
-        f"- Requests: {report['requests']}; tokens: {report['tokens']['prompt']} prompt + "
-        f"{report['tokens']['completion']} completion",
+        f"- Traffic: {traffic(report)}",
         f"- conformance {report['tool']['version']}",
     ]
     if report.get("message"):
@@ -34,6 +35,8 @@ def render(report: dict[str, Any]) -> str:
                   "|---|---|---|---|---|"]
         for row in report["entries"]:
             expected = " or ".join(row["expected"]) if row["expected"] else "any"
+            if row.get("expected_from"):
+                expected += f" ({cell(row['expected_from'])})"
             lines.append(f"| `{row['id']}` {cell(row['title'])} | {expected} | {', '.join(row['observed']) or '-'} "
                          f"| {MARK[row['outcome']]} | {cell('; '.join(row['matches'])) or '-'} |")
         lines.append("")
