@@ -20,13 +20,11 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from conformance import __version__
+from conformance.redaction import REDACTED, Redactor
 from conformance.sse import ParsedStream, parse_stream
 
-REDACTED = "<redacted>"
 #: The request extension naming the check a request belongs to (read by the cassette transports).
 CHECK_EXTENSION = "conformance.check"
-#: Headers whose values are credentials, whatever the key is.
-SECRET_HEADERS = frozenset({"authorization", "api-key", "x-api-key", "cookie", "set-cookie", "proxy-authorization"})
 #: Bodies larger than this are cut in evidence (the check still judged the whole body).
 EVIDENCE_BODY_LIMIT = 8_000
 #: A response body larger than this is not read further: the endpoint is misbehaving.
@@ -58,35 +56,6 @@ def normalize_base_url(url: str) -> str:
         raise ValueError(f"not an http(s) URL: {url!r}")
     path = parts.path.rstrip("/") or "/v1"
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
-
-
-@dataclass
-class Redactor:
-    """Removes one secret value, wherever it appears, before anything is kept."""
-
-    secret: str | None
-
-    def text(self, value: str) -> str:
-        if self.secret and len(self.secret) >= 4:
-            return value.replace(self.secret, REDACTED)
-        return value
-
-    def bytes(self, value: bytes) -> bytes:
-        if self.secret and len(self.secret) >= 4:
-            return value.replace(self.secret.encode(), REDACTED.encode())
-        return value
-
-    def headers(self, headers: httpx.Headers | dict[str, str]) -> dict[str, str]:
-        """Credential headers are dropped to a marker; an Authorization that does not carry the
-        run's key (a probe's deliberately wrong one) is kept, so its curl line reproduces it."""
-        kept = {}
-        for name, value in headers.items():
-            name = name.lower()
-            if name == "authorization" and not (self.secret and self.secret in value):
-                kept[name] = value
-            else:
-                kept[name] = REDACTED if name in SECRET_HEADERS else self.text(value)
-        return kept
 
 
 @dataclass

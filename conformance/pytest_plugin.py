@@ -19,12 +19,16 @@ from conformance.cassettes import CassetteStore, RecordingTransport, ReplayTrans
 
 from conformance.catalog import load_catalog
 from conformance.client import RunStats
+from conformance.console import printable
 from conformance.endpoint import Endpoint, EndpointUnusable, base_url_from_environment, resolve
 from conformance.profiles import ProfileError, load_profile
+from conformance.redaction import Redactor, run_redactor
 from conformance.report import write_reports
 from conformance.runner import ConformanceRun
 
 RUN = pytest.StashKey[ConformanceRun]()
+#: The run's secrets, known before the endpoint is resolved, so even a failed start is redacted.
+REDACTOR = pytest.StashKey[Redactor]()
 CHECK_PARAM = "check_id"
 
 OPT_BASE_URL = "--base-url"
@@ -83,16 +87,17 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     if config.option.collectonly or not items:
         return
     option = config.getoption
+    redactor = config.stash[REDACTOR] = run_redactor(api_key_of(config), base_url_of(config))
     try:
         profile = load_profile(option(OPT_PROFILE), load_catalog())
         endpoint, transport, recording = open_endpoint(config)
     except (ProfileError, EndpointUnusable) as problem:
         try:
             write_reports(None, Path(option(OPT_REPORT_DIR)), setup_failure=str(problem),
-                          base_url=option(OPT_BASE_URL) or base_url_from_environment())
+                          base_url=base_url_of(config), redactor=redactor)
         except OSError as unwritable:
             problem = f"{problem} (and no report: {report_dir_problem(option(OPT_REPORT_DIR), unwritable)})"
-        raise pytest.UsageError(str(problem)) from None
+        raise pytest.UsageError(printable(redactor.text(str(problem)))) from None
     run = ConformanceRun(endpoint, load_catalog(), profile, option(OPT_TIMEOUT),
                          context_window=option(OPT_CONTEXT_WINDOW) or endpoint.context_window,
                          concurrency=option(OPT_CONCURRENCY), transport=transport, recording=recording,
@@ -104,21 +109,29 @@ def pytest_runtestloop(session: pytest.Session) -> None:
 def open_endpoint(config: pytest.Config) -> tuple[Endpoint, httpx.BaseTransport | None, CassetteStore | None]:
     """The endpoint to judge, and how requests reach it: live, live and recorded, or replayed."""
     option = config.getoption
-    api_key = option(OPT_API_KEY) or os.environ.get("OPENAI_API_KEY")
+    api_key = api_key_of(config)
     if option(OPT_REPLAY):
-        store = CassetteStore(Path(option(OPT_REPLAY)))
+        store = CassetteStore(Path(option(OPT_REPLAY)), config.stash[REDACTOR])
         try:
             recorded = CassetteStore.metadata(store.directory)
         except (OSError, ValueError) as problem:
             raise EndpointUnusable(f"cannot replay: {problem}") from None
         endpoint = Endpoint(recorded["base_url"], None, recorded["model"], label=recorded["endpoint"],
                             context_window=recorded.get("context_window"))
-        return endpoint, ReplayTransport(store, api_key), None
+        return endpoint, ReplayTransport(store), None
     endpoint = resolve(option(OPT_BASE_URL), api_key, option(OPT_MODEL), option(OPT_TIMEOUT), option(OPT_EMBEDDED))
     if option(OPT_RECORD) is None:
         return endpoint, None, None
-    store = CassetteStore(Path(option(OPT_RECORD) or Path("cassettes") / endpoint.name))
-    return endpoint, RecordingTransport(store, api_key), store
+    store = CassetteStore(Path(option(OPT_RECORD) or Path("cassettes") / endpoint.name), config.stash[REDACTOR])
+    return endpoint, RecordingTransport(store), store
+
+
+def api_key_of(config: pytest.Config) -> str | None:
+    return config.getoption(OPT_API_KEY) or os.environ.get("OPENAI_API_KEY")
+
+
+def base_url_of(config: pytest.Config) -> str | None:
+    return config.getoption(OPT_BASE_URL) or base_url_from_environment()
 
 
 @pytest.fixture
@@ -129,13 +142,14 @@ def conformance_run(request: pytest.FixtureRequest) -> ConformanceRun:
     return run
 
 
-def enforce(run: ConformanceRun, check_id: str) -> None:
+def enforce(run: ConformanceRun, check_id: str, config: pytest.Config) -> None:
     """Turn a check's verdict into a pytest outcome (what pytest's own reporting shows)."""
     result = run.result(check_id)
+    redactor = config.stash[REDACTOR]
     if result.outcome in ("fail", "error"):
-        pytest.fail(result.explain(), pytrace=False)
+        pytest.fail("\n".join(printable(redactor.text(line)) for line in result.explain().split("\n")), pytrace=False)
     if result.outcome in ("inconclusive", "skip"):
-        pytest.skip(result.headline())
+        pytest.skip(printable(redactor.text(result.headline())))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -147,7 +161,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                "the run was interrupted; the report holds the checks finished by then" if interrupted else None)
     directory = session.config.getoption(OPT_REPORT_DIR)
     try:
-        run.written = write_reports(run, Path(directory))
+        run.written = write_reports(run, Path(directory), redactor=session.config.stash[REDACTOR])
         if run.recording is not None:
             run.recording.save(recording_metadata(run))
     except OSError as problem:
@@ -170,22 +184,27 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     run = config.stash.get(RUN, None)
     if run is None:
         return
+    redactor = config.stash[REDACTOR]
+
+    def write(line: str, **markup: bool) -> None:
+        terminalreporter.write_line(printable(redactor.text(line)), **markup)
+
     counts: dict[str, int] = {}
     for result in run.ordered_results():
         counts[result.outcome] = counts.get(result.outcome, 0) + 1
     summary = ", ".join(f"{n} {outcome}" for outcome, n in counts.items()) or "no checks finished"
     terminalreporter.write_sep("=", "conformance")
-    terminalreporter.write_line(f"endpoint {run.endpoint.base_url}  model {run.endpoint.model}  profile {run.profile.name}")
+    write(f"endpoint {run.endpoint.base_url}  model {run.endpoint.model}  profile {run.profile.name}")
     retried = f" ({run.stats.retries} retried: Retry-After or a dropped connection)" if run.stats.retries else ""
-    terminalreporter.write_line(f"{summary}; {run.stats.requests} requests{retried}, {run.stats.prompt_tokens} "
-                                f"prompt + {run.stats.completion_tokens} completion tokens, {run.duration_s:.1f}s")
+    write(f"{summary}; {run.stats.requests} requests{retried}, {run.stats.prompt_tokens} "
+          f"prompt + {run.stats.completion_tokens} completion tokens, {run.duration_s:.1f}s")
     for result in run.ordered_results():
         if result.outcome != "pass":
             markup = {"fail": {"red": True}, "error": {"red": True, "bold": True}}.get(result.outcome, {"yellow": True})
-            terminalreporter.write_line(result.headline(), **markup)
+            write(result.headline(), **markup)
     for path in run.written:
-        terminalreporter.write_line(f"report: {path}")
+        write(f"report: {path}")
     if run.recording is not None:
-        terminalreporter.write_line(f"cassettes: {run.recording.directory}")
+        write(f"cassettes: {run.recording.directory}")
 
 

@@ -1,0 +1,191 @@
+"""What a hostile or broken endpoint can do to what the suite writes and prints, and cannot.
+
+A small loopback server answers every request with what one test wants (echoes of the key in
+every spelling, NaN counts, deep nesting, status 999, Markdown/HTML/ANSI in model ids and
+messages) and can hold `GET /models` until the test has sent a signal. The suite then runs for real
+(`python3 -m conformance run` in a subprocess where the console matters) and the tests read every
+file it wrote.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import xml.etree.ElementTree as ElementTree
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import quote
+
+import jsonschema
+import pytest
+
+from conformance.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+REPORT_SCHEMA = jsonschema.Draft202012Validator(
+    json.loads((ROOT / "schemas" / "report.schema.json").read_text(encoding="utf-8")),
+    format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+KEY = "sk-sentinel-0123456789abcdef"
+PASSWORD = "pw-sentinel-9876543210"
+#: How long a test waits for anything at all before it fails (never a pacing sleep).
+PATIENCE_S = 60
+
+Answer = tuple[int, list[tuple[str, str]], bytes]
+
+
+def json_answer(body: object, status: int = 200, headers: list[tuple[str, str]] | None = None) -> Answer:
+    return status, [("content-type", "application/json"), *(headers or [])], json.dumps(body).encode()
+
+
+class HostileServer(ThreadingHTTPServer):
+    """Answers `GET .../models` with `models` and everything else with `answer(path, body)`;
+    with `hold_models`, it signals `models_requested` and keeps that request open until `release`."""
+
+    daemon_threads = True
+
+    def __init__(self, models: Answer, answer: Callable[[str, bytes], Answer], hold_models: bool = False):
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.models, self.answer, self.hold_models = models, answer, hold_models
+        self.models_requested, self.release = threading.Event(), threading.Event()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: HostileServer
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if self.path.endswith("/models"):
+            if self.server.hold_models:
+                self.server.models_requested.set()
+                self.server.release.wait(PATIENCE_S)
+            self._send(self.server.models)
+        else:
+            self._send(self.server.answer(self.path, b""))
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        self._send(self.server.answer(self.path, body))
+
+    def _send(self, answer: Answer) -> None:
+        status, headers, body = answer
+        try:
+            self.send_response(status)
+            for name, value in headers:
+                self.send_header(name, value)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except OSError:  # the client went away (a stream-abort probe, an interrupted run)
+            pass
+
+
+@pytest.fixture
+def hostile() -> Iterator[Callable[..., HostileServer]]:
+    started: list[HostileServer] = []
+
+    def start(models: Answer, answer: Callable[[str, bytes], Answer], hold_models: bool = False) -> HostileServer:
+        server = HostileServer(models, answer, hold_models)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.release.set()
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(autouse=True)
+def no_endpoint_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for variable in ("OPENAI_BASE_URL", "OPENAI_API_BASE", "OPENAI_API_KEY"):
+        monkeypatch.delenv(variable, raising=False)
+
+
+def models_listing(model: str = "m", **extra: object) -> Answer:
+    return json_answer({"object": "list", "data": [{"id": model, "object": "model", **extra}]})
+
+
+def conformance_process(*arguments: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`python3 -m conformance ...` from this checkout, with no endpoint from the environment."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "GITHUB_"))}
+    return subprocess.Popen([sys.executable, "-m", "conformance", *arguments], cwd=ROOT,
+                            env={**environment, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def written_files(*directories: Path) -> list[Path]:
+    return [path for directory in directories for path in directory.rglob("*") if path.is_file()]
+
+
+def assert_valid_report(directory: Path) -> dict:
+    text = (directory / "report.json").read_text(encoding="utf-8")
+    report = json.loads(text, parse_constant=lambda name: pytest.fail(f"report.json holds {name}"))
+    problems = [f"{e.json_path}: {e.message[:200]}" for e in REPORT_SCHEMA.iter_errors(report)]
+    assert not problems, "report.json does not match its schema:\n" + "\n".join(problems)
+    ElementTree.parse(directory / "junit.xml")  # well-formed
+    return report
+
+
+# --- The key never leaves the process ---------------------------------------------------------
+
+def spellings_of(secret: str) -> list[str]:
+    """How the echoing server spells a secret: as sent, JSON-escaped, URL-encoded, hex, and base64
+    (standard and URL-safe, padded and not, after 0, 1 and 2 bytes of prefix)."""
+    raw = secret.encode()
+    forms = [secret, "".join(f"\\u{ord(c):04x}" for c in secret), quote(secret, safe=""),
+             "".join(f"%{byte:02x}" for byte in raw), raw.hex(), raw.hex().upper(), repr(f"Bearer {secret}\n".encode())]
+    for prefix in (b"", b"B", b"Be", b"Bearer "):
+        encoded = base64.b64encode(prefix + raw).decode()
+        forms += [encoded, encoded.rstrip("="), base64.urlsafe_b64encode(prefix + raw).decode().rstrip("=")]
+    return forms
+
+
+def core_of(form: str) -> str:
+    """What of a spelling must not survive: the part only the secret determines (a base64 form's
+    first and last characters also depend on its neighbours)."""
+    return form[4:-4] if len(form) > 16 else form
+
+
+def echo_everything(path: str, body: bytes) -> Answer:
+    forms = spellings_of(KEY) + spellings_of(PASSWORD)
+    message = f"Incorrect API key provided: Bearer {KEY} (password {PASSWORD}); seen as " + " ".join(forms)
+    envelope = {"error": {"message": message, "type": "invalid_request_error", "code": "invalid_api_key",
+                          "param": forms}}
+    text = json.dumps(envelope, ensure_ascii=True).replace(KEY, "".join(f"\\u{ord(c):04x}" for c in KEY), 1)
+    headers = [("x-echo", KEY), ("x-echo-b64", base64.b64encode(KEY.encode()).decode()),
+               ("set-cookie", f"session={KEY}; Path=/"), ("set-cookie", f"pw={quote(PASSWORD)}")]
+    return 400, [("content-type", "application/json"), *headers], text.encode()
+
+
+def test_no_spelling_of_a_secret_reaches_any_file_or_stream(hostile, tmp_path):
+    """The whole suite, recorded, against a server echoing the key and the URL's password in every
+    spelling: no file written and neither output stream holds any of them."""
+    server = hostile(models_listing(owned_by=" ".join(spellings_of(KEY))), echo_everything)
+    base_url = server.base_url.replace("://", f"://user:{PASSWORD}@")
+    run = conformance_process("run", "--base-url", base_url, "--profile", "none", "--report-dir",
+                              str(tmp_path / "reports"), "--record", str(tmp_path / "cassettes"),
+                              env={"OPENAI_API_KEY": KEY})
+    out, err = run.communicate(timeout=PATIENCE_S * 3)
+    assert run.returncode in (0, 1), err.decode()
+    files = written_files(tmp_path)
+    assert {"report.json", "report.md", "report.html", "junit.xml", "run.json"} <= {p.name for p in files}
+    assert len(files) > 20
+    sources = {str(path): path.read_bytes() for path in files} | {"stdout": out, "stderr": err}
+    leaks = sorted({(name, core_of(form)) for name, content in sources.items()
+                    for form in spellings_of(KEY) + spellings_of(PASSWORD)
+                    if core_of(form).lower().encode() in content.lower()})
+    assert leaks == []
+    report = assert_valid_report(tmp_path / "reports")
+    assert any("<redacted>" in json.dumps(result) for result in report["results"])
