@@ -90,7 +90,7 @@ class Exchange:
         """The body as JSON, or None when it is not JSON."""
         try:
             return json.loads(self.body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
             return None
 
     @cached_property
@@ -141,10 +141,12 @@ class Exchange:
             body = self.json
         else:
             body = self.text[:EVIDENCE_BODY_LIMIT]
+        # HTTP has no status outside 100-599 (RFC 9110 15); one is kept as an observation, not a status
+        invalid = self.status is not None and not 100 <= self.status <= 599
         return {
             "request": {"method": self.method, "url": self.url, "body": self.request_body},
-            "status": self.status,
-            "failure": self.failure,
+            "status": None if invalid else self.status,
+            "failure": f"invalid HTTP status {self.status}" if invalid and not self.failure else self.failure,
             "response_headers": self.response_headers,
             "response_body": body,
             "truncated": len(self.body) > EVIDENCE_BODY_LIMIT,
@@ -191,13 +193,23 @@ def usage_of(exchange: Exchange) -> dict | None:
     return found
 
 
+#: No single response spends more tokens than this; a larger count is not summed into the run's.
+MAX_COUNTED_TOKENS = 10**9
+
+
 def token_counts(usage: dict | None) -> tuple[int, int]:
-    """(prompt, completion) tokens from a chat/completions or Responses usage object."""
+    """(prompt, completion) tokens from a chat/completions or Responses usage object. A count that
+    is not a whole number from 0 to MAX_COUNTED_TOKENS (NaN, -5, true, 1e30) counts as 0: the
+    evidence keeps it, and the checks judge it, but the run's totals stay true numbers."""
     if not usage:
         return 0, 0
     prompt = usage.get("prompt_tokens", usage.get("input_tokens", 0))
     completion = usage.get("completion_tokens", usage.get("output_tokens", 0))
-    return (prompt if isinstance(prompt, int) else 0, completion if isinstance(completion, int) else 0)
+    return countable(prompt), countable(completion)
+
+
+def countable(count: Any) -> int:
+    return count if type(count) is int and 0 <= count <= MAX_COUNTED_TOKENS else 0
 
 
 @dataclass

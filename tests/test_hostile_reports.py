@@ -189,3 +189,50 @@ def test_no_spelling_of_a_secret_reaches_any_file_or_stream(hostile, tmp_path):
     assert leaks == []
     report = assert_valid_report(tmp_path / "reports")
     assert any("<redacted>" in json.dumps(result) for result in report["results"])
+
+
+# --- The report is always written, always valid -----------------------------------------------
+
+NESTED = "[" * 500 + "]" * 500
+BROKEN_MESSAGE = "bad\x00 \x07request\x0b\x1b[2J\ud800 \ufffe"
+
+
+def broken_answers(path: str, body: bytes) -> Answer:
+    """Bodies a JSON parser accepts but JSON may not hold (NaN, 1e400, lone surrogates, deep
+    nesting), counts no one can sum, a status HTTP does not have, and XML-illegal characters."""
+    if "responses" in path:
+        return 999, [("content-type", "application/json")], b'{"error": {"message": "nine nine nine"}}'
+    if "chat/completions" in path:
+        usage = ('{"prompt_tokens": NaN, "completion_tokens": -5, "total_tokens": 1e400}' if b'"n"' in body
+                 else '{"prompt_tokens": true, "completion_tokens": 1000000000000000000000000000000}')
+        text = ('{"id": "c", "object": "chat.completion", "created": 1, "model": "m", "choices": [{"index": 0, '
+                '"message": {"role": "assistant", "content": "hi \\ud800"}, "finish_reason": "stop"}], '
+                f'"usage": {usage}, "extra": {{"nan": NaN, "inf": -Infinity, "deep": {NESTED}}}}}')
+        return 200, [("content-type", "application/json")], text.encode()
+    return json_answer({"error": {"message": BROKEN_MESSAGE, "type": "invalid_request_error"}}, status=400)
+
+
+def test_whatever_the_server_sends_every_report_is_valid(hostile, tmp_path, capsys):
+    server = hostile(models_listing(), broken_answers)
+    code = main(["run", "--base-url", server.base_url, "--api-key", KEY, "--profile", "none",
+                 "--report-dir", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert code in (0, 1), err
+    assert "Traceback" not in out + err and "INTERNALERROR" not in out + err
+    report = assert_valid_report(tmp_path)
+    assert report["tokens"] == {"prompt": 0, "completion": 0, "total": 0}  # nothing countable was sent
+    assert len(report["results"]) > 20
+    evidence = json.dumps(report["results"])
+    assert "nested deeper than" in evidence and "'nan'" not in evidence and '"nan"' in evidence
+    assert "999" in evidence  # what the server said is kept, as an observation
+    assert "bad" in (tmp_path / "junit.xml").read_text("utf-8")  # the message is there, escaped
+
+
+def test_a_deeply_nested_models_listing_is_a_one_line_usage_error(hostile, tmp_path, capsys):
+    server = hostile((200, [("content-type", "application/json")], b'{"data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
+                     broken_answers)
+    code = main(["run", "--base-url", server.base_url, "--report-dir", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert code == 2 and "Traceback" not in out + err and "INTERNALERROR" not in out + err
+    assert "did not list a model" in err
+    assert assert_valid_report(tmp_path)["status"] == "not-started"
