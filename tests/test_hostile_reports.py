@@ -236,3 +236,67 @@ def test_a_deeply_nested_models_listing_is_a_one_line_usage_error(hostile, tmp_p
     assert code == 2 and "Traceback" not in out + err and "INTERNALERROR" not in out + err
     assert "did not list a model" in err
     assert assert_valid_report(tmp_path)["status"] == "not-started"
+
+
+def test_a_full_disk_leaves_the_previous_report_whole(tmp_path, monkeypatch):
+    from conformance import report as reports
+
+    reports.write_reports(None, tmp_path, setup_failure="the first run", base_url="http://127.0.0.1:9/v1")
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+
+    def full(descriptor: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(reports.os, "fsync", full)
+    with pytest.raises(OSError, match="No space left"):
+        reports.write_reports(None, tmp_path, setup_failure="the second run", base_url="http://127.0.0.1:9/v1")
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before  # no temporary left either
+
+
+@pytest.mark.parametrize("content", ["{not json", "[]", '{"endpoint": "e", "base_url": 1, "model": "m"}',
+                                     "[" * 100_000, '{"endpoint": "e", "base_url": "u", "model": "m", '
+                                                    '"context_window": "big"}'])
+def test_a_broken_recording_is_a_one_line_usage_error(tmp_path, capsys, content):
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "run.json").write_text(content, encoding="utf-8")
+    code = main(["run", "--replay", str(tmp_path / "c"), "--report-dir", str(tmp_path / "r")])
+    out, err = capsys.readouterr()
+    assert code == 2 and "Traceback" not in out + err and "INTERNALERROR" not in out + err
+    assert "run.json" in err and "re-record" in err
+    assert assert_valid_report(tmp_path / "r")["status"] == "not-started"
+
+
+# --- Nothing a server says can inject into what people read -----------------------------------
+
+INJECTION = ("x\r# Injected heading\n![tracker](http://127.0.0.1:9/pixel.png)<img src=x onerror=alert(1)>"
+             "\r\n::set-output name=verdict::pass\n\x1b[2J\x1b]8;;http://127.0.0.1:9\x07link\u2028## also | cell ```")
+
+
+def inject_everywhere(path: str, body: bytes) -> Answer:
+    return json_answer({"error": {"message": INJECTION, "type": INJECTION, "code": INJECTION}}, status=400,
+                       headers=[("x-injection", "::warning::from a header")])
+
+
+def test_server_text_stays_inert_in_markdown_and_on_the_console(hostile, tmp_path):
+    from markdown_it import MarkdownIt
+
+    server = hostile(models_listing(INJECTION), inject_everywhere)
+    run = conformance_process("run", "--base-url", server.base_url, "--profile", "openai", "-v",
+                              "--report-dir", str(tmp_path))
+    out, err = run.communicate(timeout=PATIENCE_S * 3)
+    assert run.returncode == 1, err.decode()
+    tokens = MarkdownIt("commonmark").enable("table").parse((tmp_path / "report.md").read_text(encoding="utf-8"))
+    kinds = {token.type for token in tokens} | {child.type for token in tokens for child in token.children or []}
+    assert not kinds & {"image", "link_open", "html_inline", "html_block"}
+    headings = [tokens[i + 1].content for i, token in enumerate(tokens) if token.type == "heading_open"]
+    assert headings[:2] == ["Conformance report", "By catalog entry"] and "Injected heading" not in str(headings)
+    rows = [i for i, token in enumerate(tokens) if token.type == "tr_open"]
+    for start in rows:  # every row of both tables keeps its five cells
+        cells = [t for t in tokens[start:] if t.type in ("td_open", "th_open", "tr_close")]
+        assert [t.type for t in cells].index("tr_close") == 5
+    assert "::set-output" in (tmp_path / "report.md").read_text(encoding="utf-8")  # shown, as code
+    for stream in (out, err):
+        assert b"\x1b" not in stream and b"\x07" not in stream
+        lines = stream.decode().splitlines()
+        assert not [line for line in lines if line.lstrip().startswith("::")]
+    assert "set-output" in out.decode()  # the text is shown, escaped, not dropped
