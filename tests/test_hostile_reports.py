@@ -238,19 +238,29 @@ def test_a_deeply_nested_models_listing_is_a_one_line_usage_error(hostile, tmp_p
     assert assert_valid_report(tmp_path)["status"] == "not-started"
 
 
-def test_a_full_disk_leaves_the_previous_report_whole(tmp_path, monkeypatch):
-    from conformance import report as reports
+FULL_DISK = """
+import resource, signal, sys
+from pathlib import Path
+from conformance.report import write_reports
+write_reports(None, Path(sys.argv[1]), setup_failure="first", base_url="http://127.0.0.1:9/v1")
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+try:
+    write_reports(None, Path(sys.argv[1]), setup_failure="second " * 2000, base_url="http://127.0.0.1:9/v1")
+except OSError as problem:
+    print(problem.errno)
+"""
 
-    reports.write_reports(None, tmp_path, setup_failure="the first run", base_url="http://127.0.0.1:9/v1")
-    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
 
-    def full(descriptor: int) -> None:
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(reports.os, "fsync", full)
-    with pytest.raises(OSError, match="No space left"):
-        reports.write_reports(None, tmp_path, setup_failure="the second run", base_url="http://127.0.0.1:9/v1")
-    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before  # no temporary left either
+def test_a_full_disk_leaves_the_previous_reports_whole(tmp_path):
+    """No more room after the first run (a file size limit stands in for a full disk): every
+    report of the first run is still there, whole, and no temporary file is left behind."""
+    written = subprocess.run([sys.executable, "-c", FULL_DISK, str(tmp_path)], cwd=ROOT, capture_output=True,
+                             text=True, timeout=PATIENCE_S)
+    assert written.stdout.strip() == "27", written.stderr  # EFBIG
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["junit.xml", "report.html", "report.json",
+                                                                "report.md"]
+    assert assert_valid_report(tmp_path)["message"] == "first"
 
 
 @pytest.mark.parametrize("content", ["{not json", "[]", '{"endpoint": "e", "base_url": 1, "model": "m"}',
