@@ -19,7 +19,7 @@ from conformance.cassettes import CassetteStore, RecordingTransport, ReplayTrans
 
 from conformance.catalog import load_catalog
 from conformance.client import RunStats
-from conformance.console import printable
+from conformance.console import printable, printable_lines
 from conformance.endpoint import Endpoint, EndpointUnusable, base_url_from_environment, resolve
 from conformance.profiles import ProfileError, load_profile
 from conformance.redaction import Redactor, run_redactor
@@ -29,6 +29,9 @@ from conformance.runner import ConformanceRun
 RUN = pytest.StashKey[ConformanceRun]()
 #: The run's secrets, known before the endpoint is resolved, so even a failed start is redacted.
 REDACTOR = pytest.StashKey[Redactor]()
+#: Set once the session has written its reports.
+REPORTED = pytest.StashKey[bool]()
+INTERRUPTED_START = "interrupted before the run started (while starting up or resolving the endpoint)"
 CHECK_PARAM = "check_id"
 
 OPT_BASE_URL = "--base-url"
@@ -92,12 +95,11 @@ def pytest_runtestloop(session: pytest.Session) -> None:
         profile = load_profile(option(OPT_PROFILE), load_catalog())
         endpoint, transport, recording = open_endpoint(config)
     except (ProfileError, EndpointUnusable) as problem:
-        try:
-            write_reports(None, Path(option(OPT_REPORT_DIR)), setup_failure=str(problem),
-                          base_url=base_url_of(config), redactor=redactor)
-        except OSError as unwritable:
-            problem = f"{problem} (and no report: {report_dir_problem(option(OPT_REPORT_DIR), unwritable)})"
-        raise pytest.UsageError(printable(redactor.text(str(problem)))) from None
+        unwritable = report_start_failure(config, str(problem))
+        raise pytest.UsageError(printable(redactor.text(f"{problem}{unwritable}"))) from None
+    except KeyboardInterrupt:  # a signal while the endpoint was being resolved
+        report_start_failure(config, INTERRUPTED_START)
+        raise
     run = ConformanceRun(endpoint, load_catalog(), profile, option(OPT_TIMEOUT),
                          context_window=option(OPT_CONTEXT_WINDOW) or endpoint.context_window,
                          concurrency=option(OPT_CONCURRENCY), transport=transport, recording=recording,
@@ -126,6 +128,33 @@ def open_endpoint(config: pytest.Config) -> tuple[Endpoint, httpx.BaseTransport 
     return endpoint, RecordingTransport(store), store
 
 
+def report_start_failure(config: pytest.Config, problem: str) -> str:
+    """Write the report of a run that could not start; '' or, if even that failed, why."""
+    directory = config.getoption(OPT_REPORT_DIR)
+    try:
+        write_reports(None, Path(directory), setup_failure=problem, base_url=base_url_of(config),
+                      redactor=config.stash[REDACTOR])
+    except OSError as unwritable:
+        return f" (and no report: {report_dir_problem(directory, unwritable)})"
+    config.stash[REPORTED] = True
+    return ""
+
+
+def report_interrupted_start(directory: str, api_key: str | None, base_url: str | None) -> None:
+    """The report of a run a signal stopped before the plugin's session began (for the CLI)."""
+    api_key, base_url = api_key or os.environ.get("OPENAI_API_KEY"), base_url or base_url_from_environment()
+    try:
+        write_reports(None, Path(directory), setup_failure=INTERRUPTED_START, base_url=base_url,
+                      redactor=run_redactor(api_key, base_url))
+    except OSError as unwritable:
+        sys.stderr.write(f"conformance: error: {report_dir_problem(directory, unwritable)}\n")
+
+
+def reported(config: pytest.Config) -> bool:
+    """Whether this session wrote its reports."""
+    return config.stash.get(REPORTED, False)
+
+
 def api_key_of(config: pytest.Config) -> str | None:
     return config.getoption(OPT_API_KEY) or os.environ.get("OPENAI_API_KEY")
 
@@ -147,7 +176,7 @@ def enforce(run: ConformanceRun, check_id: str, config: pytest.Config) -> None:
     result = run.result(check_id)
     redactor = config.stash[REDACTOR]
     if result.outcome in ("fail", "error"):
-        pytest.fail("\n".join(printable(redactor.text(line)) for line in result.explain().split("\n")), pytrace=False)
+        pytest.fail(printable_lines(redactor.text(result.explain())), pytrace=False)
     if result.outcome in ("inconclusive", "skip"):
         pytest.skip(printable(redactor.text(result.headline())))
 
@@ -162,6 +191,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     directory = session.config.getoption(OPT_REPORT_DIR)
     try:
         run.written = write_reports(run, Path(directory), redactor=session.config.stash[REDACTOR])
+        session.config.stash[REPORTED] = True
         if run.recording is not None:
             run.recording.save(recording_metadata(run))
     except OSError as problem:

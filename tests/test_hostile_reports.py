@@ -310,3 +310,49 @@ def test_server_text_stays_inert_in_markdown_and_on_the_console(hostile, tmp_pat
         lines = stream.decode().splitlines()
         assert not [line for line in lines if line.lstrip().startswith("::")]
     assert "set-output" in out.decode()  # the text is shown, escaped, not dropped
+
+
+# --- Every signal, at any moment, ends promptly with a valid report ----------------------------
+
+def held_answers(server_events: dict[str, threading.Event]) -> Callable[[str, bytes], Answer]:
+    """Every generation request is held open (as a stalled endpoint does) after telling the test."""
+    def answer(path: str, body: bytes) -> Answer:
+        server_events["arrived"].set()
+        server_events["release"].wait(PATIENCE_S)
+        return json_answer({"error": {"message": "released"}}, status=503)
+    return answer
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_start_up_leaves_a_report(hostile, tmp_path, signum):
+    """`GET /models` is pending when the signal comes: exit 128+signal, and a report saying so."""
+    server = hostile(models_listing(), echo_everything, hold_models=True)
+    run = conformance_process("run", "--base-url", server.base_url, "--report-dir", str(tmp_path))
+    assert server.models_requested.wait(PATIENCE_S)
+    run.send_signal(signum)
+    out, err = run.communicate(timeout=PATIENCE_S)
+    assert run.returncode == 128 + signum, err.decode()
+    assert b"Traceback" not in out + err
+    report = assert_valid_report(tmp_path)
+    assert report["status"] == "not-started" and "interrupted" in report["message"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_with_every_check_in_flight_ends_promptly(hostile, tmp_path, signum):
+    """Every worker waits on a stalled endpoint with a long timeout: the process still ends now
+    (well within the request timeout, which the test's own patience is shorter than)."""
+    events = {"arrived": threading.Event(), "release": threading.Event()}
+    server = hostile(models_listing(), held_answers(events))
+    run = conformance_process("run", "--base-url", server.base_url, "--timeout", str(PATIENCE_S * 10),
+                              "--report-dir", str(tmp_path))
+    assert events["arrived"].wait(PATIENCE_S)
+    run.send_signal(signum)
+    try:
+        out, err = run.communicate(timeout=PATIENCE_S / 2)
+    finally:
+        run.kill()
+        events["release"].set()
+    assert run.returncode == 128 + signum, err.decode()
+    assert b"Traceback" not in out + err
+    report = assert_valid_report(tmp_path)
+    assert report["status"] == "interrupted" and not report["complete"]
