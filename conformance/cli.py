@@ -19,7 +19,11 @@ from pathlib import Path
 from conformance import __version__, compare
 from conformance import pytest_plugin as plugin
 from conformance.catalog import load_catalog
+from conformance.console import printable, printable_lines
+from conformance.endpoint import base_url_from_environment
 from conformance.profiles import ProfileError, load_profile
+from conformance.redaction import Redactor, run_redactor
+from conformance.report import write_atomically
 from conformance.reference_server.faults import FAULTS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -224,8 +228,9 @@ def command_run(args: argparse.Namespace) -> int:
     if args.baseline is not None and code in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
         current = json.loads((report_dir / "report.json").read_text(encoding="utf-8"))
         changes, regressed = compare.baseline_verdict(args.baseline, current)
-        (report_dir / "changes.md").write_text(changes, encoding="utf-8")
-        print(changes, end="")
+        changes = console_redactor(args).text(changes)
+        write_atomically(report_dir / "changes.md", changes)
+        print(printable_lines(changes), end="")
         if regressed:
             code = pytest.ExitCode.TESTS_FAILED
     if code == pytest.ExitCode.OK:
@@ -277,6 +282,12 @@ def command_catalog(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def console_redactor(args: argparse.Namespace) -> Redactor:
+    """The secrets a command's own messages may echo (a URL's password, a key in a message)."""
+    return run_redactor(getattr(args, "api_key", None) or os.environ.get("OPENAI_API_KEY"),
+                        getattr(args, "base_url", None) or base_url_from_environment())
+
+
 COMMANDS = {"run": command_run, "serve": command_serve, "catalog": command_catalog,
             "compare": compare.command_compare, "diff": compare.command_diff}
 
@@ -289,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except UsageProblem as problem:
-        print(f"conformance: error: {problem}", file=sys.stderr)
+        print(f"conformance: error: {printable(console_redactor(args).text(str(problem)))}", file=sys.stderr)
         return EXIT_USAGE
     except (KeyboardInterrupt, Interrupted) as stop:
         print("conformance: interrupted", file=sys.stderr)
