@@ -77,11 +77,6 @@ class Redactor:
         self._pattern = (re.compile("|".join(f"(?:{spellings(s)})" for s in self.secrets), re.IGNORECASE)
                          if self.secrets else None)
 
-    @property
-    def secret(self) -> str | None:
-        """The first (longest) secret: for callers that only need to know one exists."""
-        return self.secrets[0] if self.secrets else None
-
     def text(self, value: str) -> str:
         return self._pattern.sub(REDACTED, value) if self._pattern else value
 
