@@ -2,7 +2,8 @@
 
 Text a server controls (model ids, messages in reasons) and text a user typed (URL, profile) is
 only ever shown inside a code span, on one line: there it cannot become a heading, a link, an
-image, HTML or a new table row, however it is spelled (see `code`).
+image, HTML or a new table row, however it is spelled (see `code`). Only the catalog's own titles
+and document labels are plain Markdown.
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ def code(text: Any, in_table: bool = True) -> str:
     fence = "`" * (1 + max((len(run) for run in BACKTICKS.findall(shown)), default=0))
     pad = " " if shown.startswith(("`", " ")) or shown.endswith(("`", " ")) else ""
     return f"{fence}{pad}{shown}{pad}{fence}"
+
+
+def cell(text: Any) -> str:
+    """Our own text (labels, timestamps) as plain Markdown in a table cell, on one line. Not for
+    server text: Markdown and HTML in it stay live; `code` is the inert form."""
+    return printable(str(text)).replace("|", "\\|")
 
 
 def words(values: list[str] | None, joiner: str, empty: str) -> str:
@@ -66,9 +73,9 @@ def render(report: dict[str, Any]) -> str:
         lines += ["## By catalog entry", "", "| Entry | Expected | Observed | Outcome | Matches documents |",
                   "|---|---|---|---|---|"]
         for row in report["entries"]:
-            lines.append(f"| {code(row['id'])} {code(row['title'])} | {words(row['expected'], ' or ', 'any')} "
+            lines.append(f"| {code(row['id'])} {cell(row['title'])} | {words(row['expected'], ' or ', 'any')} "
                          f"| {words(row['observed'], ', ', '-')} | {MARK[row['outcome']]} "
-                         f"| {words(row['matches'], '; ', '-')} |")
+                         f"| {cell('; '.join(row['matches'])) or '-'} |")
         lines.append("")
     if report["results"]:
         lines += ["## Checks", "", "| Check | Expected | Observed | Outcome | Why |", "|---|---|---|---|---|"]
@@ -82,10 +89,3 @@ def render(report: dict[str, Any]) -> str:
                 lines += [f"### {code(result['check_id'], in_table=False)}", "",
                           code(result["reason"], in_table=False), "", *fenced(result["curl"], "sh"), ""]
     return "\n".join(lines) + "\n"
-
-
-
-def cell(text: Any) -> str:
-    """Our own text (labels, timestamps) as plain Markdown in a table cell, on one line. Not for
-    server text: Markdown and HTML in it stay live; `code` is the inert form."""
-    return printable(str(text)).replace("|", "\\|")
