@@ -216,14 +216,19 @@ def command_run(args: argparse.Namespace) -> int:
             raise PermissionError(13, "not writable")
     except OSError as problem:
         raise UsageProblem(f"cannot write reports to {str(report_dir)!r}: {problem.strerror or problem}") from None
+    session = SessionRecord()
     with sigterm_as_interrupt() as received:
         try:
-            code = pytest.main(pytest_arguments(args), plugins=[session := SessionRecord()])
+            code = pytest.main(pytest_arguments(args), plugins=[session])
         except KeyboardInterrupt:  # before pytest took over
             code = pytest.ExitCode.INTERRUPTED
         if code == pytest.ExitCode.INTERRUPTED:
-            if not session.reported():
-                plugin.report_interrupted_start(args.report_dir, args.api_key, args.base_url)
+            if not session.reported():  # stopped before the plugin's session began
+                unwritable = plugin.write_start_report(args.report_dir, plugin.INTERRUPTED_START,
+                                                       args.base_url or base_url_from_environment(),
+                                                       console_redactor(args))
+                if unwritable:
+                    print(f"conformance: error: interrupted{unwritable}", file=sys.stderr)
             raise Interrupted(exit_code_of(received))
     if args.baseline is not None and code in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
         current = json.loads((report_dir / "report.json").read_text(encoding="utf-8"))

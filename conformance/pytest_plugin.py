@@ -29,7 +29,7 @@ from conformance.runner import ConformanceRun
 RUN = pytest.StashKey[ConformanceRun]()
 #: The run's secrets, known before the endpoint is resolved, so even a failed start is redacted.
 REDACTOR = pytest.StashKey[Redactor]()
-#: Set once the session has written its reports.
+#: Set once the session has written (or tried to write) its reports.
 REPORTED = pytest.StashKey[bool]()
 INTERRUPTED_START = "interrupted before the run started (while starting up or resolving the endpoint)"
 CHECK_PARAM = "check_id"
@@ -95,10 +95,12 @@ def pytest_runtestloop(session: pytest.Session) -> None:
         profile = load_profile(option(OPT_PROFILE), load_catalog())
         endpoint, transport, recording = open_endpoint(config)
     except (ProfileError, EndpointUnusable) as problem:
-        unwritable = report_start_failure(config, str(problem))
+        config.stash[REPORTED] = True
+        unwritable = write_start_report(option(OPT_REPORT_DIR), str(problem), base_url_of(config), redactor)
         raise pytest.UsageError(printable(redactor.text(f"{problem}{unwritable}"))) from None
     except KeyboardInterrupt:  # a signal while the endpoint was being resolved
-        report_start_failure(config, INTERRUPTED_START)
+        config.stash[REPORTED] = True
+        write_start_report(option(OPT_REPORT_DIR), INTERRUPTED_START, base_url_of(config), redactor)
         raise
     run = ConformanceRun(endpoint, load_catalog(), profile, option(OPT_TIMEOUT),
                          context_window=option(OPT_CONTEXT_WINDOW) or endpoint.context_window,
@@ -128,30 +130,17 @@ def open_endpoint(config: pytest.Config) -> tuple[Endpoint, httpx.BaseTransport 
     return endpoint, RecordingTransport(store), store
 
 
-def report_start_failure(config: pytest.Config, problem: str) -> str:
+def write_start_report(directory: str, problem: str, base_url: str | None, redactor: Redactor) -> str:
     """Write the report of a run that could not start; '' or, if even that failed, why."""
-    directory = config.getoption(OPT_REPORT_DIR)
     try:
-        write_reports(None, Path(directory), setup_failure=problem, base_url=base_url_of(config),
-                      redactor=config.stash[REDACTOR])
+        write_reports(None, Path(directory), setup_failure=problem, base_url=base_url, redactor=redactor)
     except OSError as unwritable:
         return f" (and no report: {report_dir_problem(directory, unwritable)})"
-    config.stash[REPORTED] = True
     return ""
 
 
-def report_interrupted_start(directory: str, api_key: str | None, base_url: str | None) -> None:
-    """The report of a run a signal stopped before the plugin's session began (for the CLI)."""
-    api_key, base_url = api_key or os.environ.get("OPENAI_API_KEY"), base_url or base_url_from_environment()
-    try:
-        write_reports(None, Path(directory), setup_failure=INTERRUPTED_START, base_url=base_url,
-                      redactor=run_redactor(api_key, base_url))
-    except OSError as unwritable:
-        sys.stderr.write(f"conformance: error: {report_dir_problem(directory, unwritable)}\n")
-
-
 def reported(config: pytest.Config) -> bool:
-    """Whether this session wrote its reports."""
+    """Whether this session wrote (or tried to write) its reports."""
     return config.stash.get(REPORTED, False)
 
 
@@ -190,8 +179,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                "the run was interrupted; the report holds the checks finished by then" if interrupted else None)
     directory = session.config.getoption(OPT_REPORT_DIR)
     try:
-        run.written = write_reports(run, Path(directory), redactor=session.config.stash[REDACTOR])
         session.config.stash[REPORTED] = True
+        run.written = write_reports(run, Path(directory), redactor=session.config.stash[REDACTOR])
         if run.recording is not None:
             run.recording.save(recording_metadata(run))
     except OSError as problem:

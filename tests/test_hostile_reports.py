@@ -356,3 +356,25 @@ def test_a_signal_with_every_check_in_flight_ends_promptly(hostile, tmp_path, si
     assert b"Traceback" not in out + err
     report = assert_valid_report(tmp_path)
     assert report["status"] == "interrupted" and not report["complete"]
+
+
+SIGNAL_BEFORE_PYTEST = """
+import os, signal, sys
+import pytest
+from conformance import cli
+
+def signalled_main(*arguments, **options):
+    os.kill(os.getpid(), signal.SIGTERM)  # delivered before pytest has even parsed its arguments
+    return pytest_main(*arguments, **options)
+
+pytest_main, pytest.main = pytest.main, signalled_main
+sys.exit(cli.main(["run", "--base-url", "http://127.0.0.1:9/v1", "--report-dir", sys.argv[1]]))
+"""
+
+
+def test_a_signal_before_the_plugin_starts_still_leaves_a_report(tmp_path):
+    run = subprocess.run([sys.executable, "-c", SIGNAL_BEFORE_PYTEST, str(tmp_path)], cwd=ROOT,
+                         capture_output=True, timeout=PATIENCE_S)
+    assert run.returncode == 143 and b"Traceback" not in run.stdout + run.stderr, run.stderr.decode()
+    report = assert_valid_report(tmp_path)
+    assert report["status"] == "not-started" and "interrupted" in report["message"]
