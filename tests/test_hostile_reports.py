@@ -305,6 +305,8 @@ def test_server_text_stays_inert_in_markdown_and_on_the_console(hostile, tmp_pat
         cells = [t for t in tokens[start:] if t.type in ("td_open", "th_open", "tr_close")]
         assert [t.type for t in cells].index("tr_close") == 5
     assert "::set-output" in (tmp_path / "report.md").read_text(encoding="utf-8")  # shown, as code
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "<img src=x" not in page and "&lt;img src=x" in page
     for stream in (out, err):
         assert b"\x1b" not in stream and b"\x07" not in stream
         lines = stream.decode().splitlines()
