@@ -25,6 +25,7 @@ from urllib.parse import quote
 import jsonschema
 import pytest
 
+from conformance.checks import REGISTRY
 from conformance.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -316,12 +317,19 @@ def test_server_text_stays_inert_in_markdown_and_on_the_console(hostile, tmp_pat
 
 # --- Every signal, at any moment, ends promptly with a valid report ----------------------------
 
-def held_answers(server_events: dict[str, threading.Event]) -> Callable[[str, bytes], Answer]:
-    """Every generation request is held open (as a stalled endpoint does) after telling the test."""
+def stalling_after(answered: int, events: dict[str, threading.Event]) -> Callable[[str, bytes], Answer]:
+    """The first `answered` requests get a 400 at once; every later one is held open (as a stalled
+    endpoint does) after telling the test it arrived."""
+    count = iter(range(1, 1_000_000))
+    lock = threading.Lock()
+
     def answer(path: str, body: bytes) -> Answer:
-        server_events["arrived"].set()
-        server_events["release"].wait(PATIENCE_S)
-        return json_answer({"error": {"message": "released"}}, status=503)
+        with lock:
+            number = next(count)
+        if number > answered:
+            events["arrived"].set()
+            events["release"].wait(PATIENCE_S)
+        return json_answer({"error": {"message": "no", "type": "invalid_request_error"}}, status=400)
     return answer
 
 
@@ -340,13 +348,14 @@ def test_a_signal_during_start_up_leaves_a_report(hostile, tmp_path, signum):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_with_every_check_in_flight_ends_promptly(hostile, tmp_path, signum):
-    """Every worker waits on a stalled endpoint with a long timeout: the process still ends now
-    (well within the request timeout, which the test's own patience is shorter than)."""
+def test_a_signal_while_a_check_waits_on_a_stalled_endpoint_ends_promptly(hostile, tmp_path, signum):
+    """Checks run one at a time; the first ones are answered, then the endpoint stalls under a long
+    timeout. The process still ends now (the test's patience is far shorter than the timeout), and
+    the report holds the checks finished by then and names the others."""
     events = {"arrived": threading.Event(), "release": threading.Event()}
-    server = hostile(models_listing(), held_answers(events))
+    server = hostile(models_listing(), stalling_after(3, events))
     run = conformance_process("run", "--base-url", server.base_url, "--timeout", str(PATIENCE_S * 10),
-                              "--report-dir", str(tmp_path))
+                              "--concurrency", "1", "--report-dir", str(tmp_path))
     assert events["arrived"].wait(PATIENCE_S)
     run.send_signal(signum)
     try:
@@ -358,6 +367,7 @@ def test_a_signal_with_every_check_in_flight_ends_promptly(hostile, tmp_path, si
     assert b"Traceback" not in out + err
     report = assert_valid_report(tmp_path)
     assert report["status"] == "interrupted" and not report["complete"]
+    assert 0 < len(report["results"]) < len(REGISTRY) and "not judged" in report["message"]
 
 
 SIGNAL_BEFORE_PYTEST = """
