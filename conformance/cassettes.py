@@ -7,8 +7,9 @@ httpx transport: it tees the bytes as the client reads them and files each inter
 check named in `request.extensions`. The files are VCR.py cassettes, written and read with VCR.py's
 own serializer, so other VCR.py tooling can open them.
 
-Nothing secret reaches the disk: credential headers are dropped and the key's value is replaced
-wherever it appears (URL, headers, body) before a cassette is written.
+Nothing secret reaches the disk: credential headers are dropped and every spelling of the run's
+secrets is replaced wherever it appears (URL, headers, body) before an interaction is kept, and
+once more in the serialized text, since a serializer may spell a value differently.
 """
 
 from __future__ import annotations
@@ -26,10 +27,13 @@ from vcr.request import Request as VcrRequest
 from vcr.serialize import deserialize, serialize
 from vcr.serializers import yamlserializer
 
-from conformance.client import CHECK_EXTENSION, REDACTED, SECRET_HEADERS, Redactor, TeeStream
+from conformance.client import CHECK_EXTENSION, TeeStream
+from conformance.redaction import REDACTED, SECRET_HEADERS, Redactor
 
 SETUP = "_setup"
 METADATA_FILE = "run.json"
+#: The fields of run.json a replay reads, all strings.
+METADATA_TEXT = ("endpoint", "base_url", "model")
 SECRET_QUERY_KEYS = re.compile(r"(key|token|secret|password|auth)", re.IGNORECASE)
 
 
@@ -43,10 +47,10 @@ def cassette_name(check_id: str) -> str:
 
 
 class Scrubber:
-    """Removes the API key and credential headers from what is about to be written."""
+    """Removes the run's secrets and credential headers from what is about to be written."""
 
-    def __init__(self, secret: str | None):
-        self.text = Redactor(secret).text
+    def __init__(self, redactor: Redactor):
+        self.text = redactor.text
 
     def url(self, url: str) -> str:
         parts = urlsplit(url)
@@ -67,8 +71,9 @@ class Scrubber:
 class CassetteStore:
     """The interactions of one run, by check; written to a directory, or loaded from one."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, redactor: Redactor | None = None):
         self.directory = directory
+        self.redactor = redactor or Redactor()
         self._interactions: dict[str, list[tuple[VcrRequest, dict[str, Any]]]] = defaultdict(list)
         self._lock = threading.Lock()
 
@@ -96,21 +101,32 @@ class CassetteStore:
         with self._lock:
             for check, pairs in sorted(self._interactions.items()):
                 path = self.directory / cassette_name(check)
-                path.write_text(serialize({"requests": [r for r, _ in pairs], "responses": [p for _, p in pairs]},
-                                          yamlserializer), encoding="utf-8")
+                text = serialize({"requests": [r for r, _ in pairs], "responses": [p for _, p in pairs]},
+                                 yamlserializer)
+                path.write_text(self.redactor.text(text), encoding="utf-8")
             recorded = set(self._interactions) - {SETUP}
         kept = set(previous.get("checks", [])) if previous and not removed else set()
         metadata = {**metadata, "checks": sorted(kept | recorded)}
-        (self.directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+        (self.directory / METADATA_FILE).write_text(self.redactor.text(json.dumps(metadata, indent=2)) + "\n",
+                                                    encoding="utf-8")
         return removed
 
     @staticmethod
     def metadata(directory: Path) -> dict[str, Any]:
+        """The recorded run's `run.json`; ValueError (one line) when it is not one."""
         path = directory / METADATA_FILE
         if not path.is_file():
             raise FileNotFoundError(f"{directory} holds no recorded run ({METADATA_FILE} is missing); "
                                     "record one with `conformance run --record DIR`")
-        return json.loads(path.read_text(encoding="utf-8"))
+        try:
+            recorded = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, RecursionError) as problem:
+            raise ValueError(f"{path} is not JSON ({type(problem).__name__}); re-record the run") from None
+        if not isinstance(recorded, dict) or any(not isinstance(recorded.get(name), str) for name in METADATA_TEXT) \
+                or type(recorded.get("context_window")) not in (int, type(None)):
+            raise ValueError(f"{path} is not a recorded run's metadata (it needs the strings "
+                             f"{', '.join(METADATA_TEXT)} and an integer or null context_window); re-record the run")
+        return recorded
 
     def load(self, check: str) -> list[tuple[VcrRequest, dict[str, Any]]]:
         path = self.directory / cassette_name(check)
@@ -131,10 +147,10 @@ def _check_of(request: httpx.Request) -> str:
 
 
 class RecordingTransport(httpx.BaseTransport):
-    """Sends requests for real and records them, scrubbed, into a CassetteStore."""
+    """Sends requests for real and records them, scrubbed of the store's secrets, into a CassetteStore."""
 
-    def __init__(self, store: CassetteStore, secret: str | None, inner: httpx.BaseTransport | None = None):
-        self.store, self.scrub = store, Scrubber(secret)
+    def __init__(self, store: CassetteStore, inner: httpx.BaseTransport | None = None):
+        self.store, self.scrub = store, Scrubber(store.redactor)
         self.inner = inner or httpx.HTTPTransport()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -174,8 +190,8 @@ def _path(url: str) -> tuple[str, str]:
 class ReplayTransport(httpx.BaseTransport):
     """Answers from cassettes, in recorded order per check; never opens a socket."""
 
-    def __init__(self, store: CassetteStore, secret: str | None = None):
-        self.store, self.scrub = store, Scrubber(secret)
+    def __init__(self, store: CassetteStore):
+        self.store, self.scrub = store, Scrubber(store.redactor)
         self._remaining: dict[str, list[tuple[VcrRequest, dict[str, Any]]]] = {}
         self._lock = threading.Lock()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+from collections.abc import Iterator
 from contextlib import contextmanager
 import json
 import os
@@ -18,7 +19,11 @@ from pathlib import Path
 from conformance import __version__, compare
 from conformance import pytest_plugin as plugin
 from conformance.catalog import load_catalog
+from conformance.console import printable, printable_lines
+from conformance.endpoint import base_url_from_environment
 from conformance.profiles import ProfileError, load_profile
+from conformance.redaction import Redactor, run_redactor
+from conformance.report import write_atomically
 from conformance.reference_server.config import TOKEN_DELAY_MS
 from conformance.reference_server.faults import FAULTS
 
@@ -28,6 +33,27 @@ EXIT_INTERRUPTED = 130
 
 class UsageProblem(Exception):
     """A flag's value is unusable; reported as one line with exit 2."""
+
+
+class Interrupted(Exception):
+    """A signal stopped the run after its reports were written; `code` is the exit code."""
+
+    def __init__(self, code: int):
+        super().__init__(code)
+        self.code = code
+
+
+class SessionRecord:
+    """A pytest plugin object that keeps the session's config, so the CLI can read afterwards
+    what the conformance plugin recorded in it."""
+
+    config = None
+
+    def pytest_configure(self, config) -> None:
+        self.config = config
+
+    def reported(self) -> bool:
+        return self.config is not None and plugin.reported(self.config)
 
 
 class Parser(argparse.ArgumentParser):
@@ -144,19 +170,32 @@ def pytest_arguments(args: argparse.Namespace) -> list[str]:
 
 
 @contextmanager
-def sigterm_as_interrupt():
-    """Treat SIGTERM like Ctrl-C, so a stopped run still writes its partial report."""
+def sigterm_as_interrupt() -> Iterator[list[int]]:
+    """Treat SIGTERM like Ctrl-C, so a stopped run still writes its partial report; yields the
+    signals received. After the first, further SIGINT/SIGTERM are only noted: the run is already
+    stopping, and a second KeyboardInterrupt would cut the report being written."""
+    received: list[int] = []
+
     def interrupt(signum, frame):
-        raise KeyboardInterrupt
+        received.append(signum)
+        if len(received) == 1:
+            raise KeyboardInterrupt
+
     try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
+        previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
     except ValueError:  # not the main thread (an in-process caller): leave signals alone
-        yield
+        yield received
         return
     try:
-        yield
+        yield received
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def exit_code_of(received: list[int]) -> int:
+    """128 + the first signal's number, as shells report a process a signal stopped: 130, 143."""
+    return 128 + (received[0] if received else signal.SIGINT)
 
 
 def command_run(args: argparse.Namespace) -> int:
@@ -180,21 +219,32 @@ def command_run(args: argparse.Namespace) -> int:
             raise PermissionError(13, "not writable")
     except OSError as problem:
         raise UsageProblem(f"cannot write reports to {str(report_dir)!r}: {problem.strerror or problem}") from None
-    with sigterm_as_interrupt():
-        code = pytest.main(pytest_arguments(args))
+    session = SessionRecord()
+    with sigterm_as_interrupt() as received:
+        try:
+            code = pytest.main(pytest_arguments(args), plugins=[session])
+        except KeyboardInterrupt:  # before pytest took over
+            code = pytest.ExitCode.INTERRUPTED
+        if code == pytest.ExitCode.INTERRUPTED:
+            if not session.reported():  # stopped before the plugin's session began
+                unwritable = plugin.write_start_report(args.report_dir, plugin.INTERRUPTED_START,
+                                                       args.base_url or base_url_from_environment(),
+                                                       console_redactor(args))
+                if unwritable:
+                    print(f"conformance: error: interrupted{unwritable}", file=sys.stderr)
+            raise Interrupted(exit_code_of(received))
     if args.baseline is not None and code in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
         current = json.loads((report_dir / "report.json").read_text(encoding="utf-8"))
         changes, regressed = compare.baseline_verdict(args.baseline, current)
-        (report_dir / "changes.md").write_text(changes, encoding="utf-8")
-        print(changes, end="")
+        changes = console_redactor(args).text(changes)
+        write_atomically(report_dir / "changes.md", changes)
+        print(printable_lines(changes), end="")
         if regressed:
             code = pytest.ExitCode.TESTS_FAILED
     if code == pytest.ExitCode.OK:
         return EXIT_OK
     if code == pytest.ExitCode.TESTS_FAILED:
         return EXIT_FAILED
-    if code == pytest.ExitCode.INTERRUPTED:
-        return EXIT_INTERRUPTED
     if code == pytest.ExitCode.NO_TESTS_COLLECTED:
         raise UsageProblem(f"no check matches -k {args.keyword!r}; `conformance catalog` lists the entries")
     if code == pytest.ExitCode.USAGE_ERROR:
@@ -241,6 +291,12 @@ def command_catalog(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def console_redactor(args: argparse.Namespace) -> Redactor:
+    """The secrets a command's own messages may echo (a URL's password, a key in a message)."""
+    return run_redactor(getattr(args, "api_key", None) or os.environ.get("OPENAI_API_KEY"),
+                        getattr(args, "base_url", None) or base_url_from_environment())
+
+
 COMMANDS = {"run": command_run, "serve": command_serve, "catalog": command_catalog,
             "compare": compare.command_compare, "diff": compare.command_diff}
 
@@ -253,11 +309,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except UsageProblem as problem:
-        print(f"conformance: error: {problem}", file=sys.stderr)
+        print(f"conformance: error: {printable(console_redactor(args).text(str(problem)))}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted) as stop:
         print("conformance: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Checks still waiting on the endpoint would hold the exit until their timeouts (the
+        # interpreter joins worker threads); the reports are written, so leave now.
+        os._exit(stop.code if isinstance(stop, Interrupted) else EXIT_INTERRUPTED)
     except BrokenPipeError:  # e.g. `conformance catalog | head`: the reader left, which is no error
         try:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the final flush cannot fail again

@@ -20,13 +20,11 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from conformance import __version__
+from conformance.redaction import REDACTED, Redactor
 from conformance.sse import ParsedStream, parse_stream
 
-REDACTED = "<redacted>"
 #: The request extension naming the check a request belongs to (read by the cassette transports).
 CHECK_EXTENSION = "conformance.check"
-#: Headers whose values are credentials, whatever the key is.
-SECRET_HEADERS = frozenset({"authorization", "api-key", "x-api-key", "cookie", "set-cookie", "proxy-authorization"})
 #: Bodies larger than this are cut in evidence (the check still judged the whole body).
 EVIDENCE_BODY_LIMIT = 8_000
 #: A response body larger than this is not read further: the endpoint is misbehaving.
@@ -63,35 +61,6 @@ def normalize_base_url(url: str) -> str:
 
 
 @dataclass
-class Redactor:
-    """Removes one secret value, wherever it appears, before anything is kept."""
-
-    secret: str | None
-
-    def text(self, value: str) -> str:
-        if self.secret and len(self.secret) >= 4:
-            return value.replace(self.secret, REDACTED)
-        return value
-
-    def bytes(self, value: bytes) -> bytes:
-        if self.secret and len(self.secret) >= 4:
-            return value.replace(self.secret.encode(), REDACTED.encode())
-        return value
-
-    def headers(self, headers: httpx.Headers | dict[str, str]) -> dict[str, str]:
-        """Credential headers are dropped to a marker; an Authorization that does not carry the
-        run's key (a probe's deliberately wrong one) is kept, so its curl line reproduces it."""
-        kept = {}
-        for name, value in headers.items():
-            name = name.lower()
-            if name == "authorization" and not (self.secret and self.secret in value):
-                kept[name] = value
-            else:
-                kept[name] = REDACTED if name in SECRET_HEADERS else self.text(value)
-        return kept
-
-
-@dataclass
 class Exchange:
     """One HTTP request and what came back (or why nothing did). Already redacted."""
 
@@ -123,7 +92,7 @@ class Exchange:
         """The body as JSON, or None when it is not JSON."""
         try:
             return json.loads(self.body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
             return None
 
     @cached_property
@@ -174,10 +143,12 @@ class Exchange:
             body = self.json
         else:
             body = self.text[:EVIDENCE_BODY_LIMIT]
+        # HTTP has no status outside 100-599 (RFC 9110 15); one is kept as an observation, not a status
+        invalid = self.status is not None and not 100 <= self.status <= 599
         return {
             "request": {"method": self.method, "url": self.url, "body": self.request_body},
-            "status": self.status,
-            "failure": self.failure,
+            "status": None if invalid else self.status,
+            "failure": f"invalid HTTP status {self.status}" if invalid and not self.failure else self.failure,
             "response_headers": self.response_headers,
             "response_body": body,
             "truncated": len(self.body) > EVIDENCE_BODY_LIMIT,
@@ -224,13 +195,23 @@ def usage_of(exchange: Exchange) -> dict | None:
     return found
 
 
+#: No single response spends more tokens than this; a larger count is not summed into the run's.
+MAX_COUNTED_TOKENS = 10**9
+
+
 def token_counts(usage: dict | None) -> tuple[int, int]:
-    """(prompt, completion) tokens from a chat/completions or Responses usage object."""
+    """(prompt, completion) tokens from a chat/completions or Responses usage object. A count that
+    is not a whole number from 0 to MAX_COUNTED_TOKENS (NaN, -5, true, 1e30) counts as 0: the
+    evidence keeps it, and the checks judge it, but the run's totals stay true numbers."""
     if not usage:
         return 0, 0
     prompt = usage.get("prompt_tokens", usage.get("input_tokens", 0))
     completion = usage.get("completion_tokens", usage.get("output_tokens", 0))
-    return (prompt if isinstance(prompt, int) else 0, completion if isinstance(completion, int) else 0)
+    return countable(prompt), countable(completion)
+
+
+def countable(count: Any) -> int:
+    return count if type(count) is int and 0 <= count <= MAX_COUNTED_TOKENS else 0
 
 
 #: Generation length caps, across chat/completions (`max_tokens`, `max_completion_tokens`) and Responses.

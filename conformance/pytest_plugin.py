@@ -19,12 +19,19 @@ from conformance.cassettes import CassetteStore, RecordingTransport, ReplayTrans
 
 from conformance.catalog import load_catalog
 from conformance.client import RunStats
+from conformance.console import printable, printable_lines
 from conformance.endpoint import Endpoint, EndpointUnusable, base_url_from_environment, resolve
 from conformance.profiles import ProfileError, load_profile
+from conformance.redaction import Redactor, run_redactor
 from conformance.report import build_report, traffic, write_reports
 from conformance.runner import ConformanceRun
 
 RUN = pytest.StashKey[ConformanceRun]()
+#: The run's secrets, known before the endpoint is resolved, so even a failed start is redacted.
+REDACTOR = pytest.StashKey[Redactor]()
+#: Set once the session has written (or tried to write) its reports.
+REPORTED = pytest.StashKey[bool]()
+INTERRUPTED_START = "interrupted before the run started (while starting up or resolving the endpoint)"
 CHECK_PARAM = "check_id"
 
 OPT_BASE_URL = "--base-url"
@@ -84,16 +91,18 @@ def pytest_runtestloop(session: pytest.Session) -> None:
         return
     option = config.getoption
     stats = RunStats(token_budget=option(OPT_BUDGET))
+    redactor = config.stash[REDACTOR] = run_redactor(api_key_of(config), base_url_of(config))
     try:
         profile = load_profile(option(OPT_PROFILE), load_catalog())
         endpoint, transport, recording = open_endpoint(config, stats)
     except (ProfileError, EndpointUnusable) as problem:
-        try:
-            write_reports(None, Path(option(OPT_REPORT_DIR)), setup_failure=str(problem),
-                          base_url=option(OPT_BASE_URL) or base_url_from_environment(), stats=stats)
-        except OSError as unwritable:
-            problem = f"{problem} (and no report: {report_dir_problem(option(OPT_REPORT_DIR), unwritable)})"
-        raise pytest.UsageError(str(problem)) from None
+        config.stash[REPORTED] = True
+        unwritable = write_start_report(option(OPT_REPORT_DIR), str(problem), base_url_of(config), redactor, stats)
+        raise pytest.UsageError(printable(redactor.text(f"{problem}{unwritable}"))) from None
+    except KeyboardInterrupt:  # a signal while the endpoint was being resolved
+        config.stash[REPORTED] = True
+        write_start_report(option(OPT_REPORT_DIR), INTERRUPTED_START, base_url_of(config), redactor, stats)
+        raise
     run = ConformanceRun(endpoint, load_catalog(), profile, option(OPT_TIMEOUT),
                          context_window=option(OPT_CONTEXT_WINDOW) or endpoint.context_window,
                          concurrency=option(OPT_CONCURRENCY), transport=transport, recording=recording,
@@ -107,22 +116,46 @@ def open_endpoint(config: pytest.Config, stats: RunStats) -> tuple[Endpoint, htt
     """The endpoint to judge, and how requests reach it: live, live and recorded, or replayed.
     Resolving it (listing, preflight) is counted in `stats`."""
     option = config.getoption
-    api_key = option(OPT_API_KEY) or os.environ.get("OPENAI_API_KEY")
+    api_key = api_key_of(config)
     if option(OPT_REPLAY):
-        store = CassetteStore(Path(option(OPT_REPLAY)))
+        store = CassetteStore(Path(option(OPT_REPLAY)), config.stash[REDACTOR])
         try:
             recorded = CassetteStore.metadata(store.directory)
         except (OSError, ValueError) as problem:
             raise EndpointUnusable(f"cannot replay: {problem}") from None
         endpoint = Endpoint(recorded["base_url"], None, recorded["model"], label=recorded["endpoint"],
                             context_window=recorded.get("context_window"))
-        return endpoint, ReplayTransport(store, api_key), None
+        return endpoint, ReplayTransport(store), None
     endpoint = resolve(option(OPT_BASE_URL), api_key, option(OPT_MODEL), option(OPT_TIMEOUT), option(OPT_EMBEDDED),
                        stats)
     if option(OPT_RECORD) is None:
         return endpoint, None, None
-    store = CassetteStore(Path(option(OPT_RECORD) or Path("cassettes") / endpoint.name))
-    return endpoint, RecordingTransport(store, api_key), store
+    store = CassetteStore(Path(option(OPT_RECORD) or Path("cassettes") / endpoint.name), config.stash[REDACTOR])
+    return endpoint, RecordingTransport(store), store
+
+
+def write_start_report(directory: str, problem: str, base_url: str | None, redactor: Redactor,
+                       stats: RunStats) -> str:
+    """Write the report of a run that could not start; '' or, if even that failed, why."""
+    try:
+        write_reports(None, Path(directory), setup_failure=problem, base_url=base_url, redactor=redactor,
+                      stats=stats)
+    except OSError as unwritable:
+        return f" (and no report: {report_dir_problem(directory, unwritable)})"
+    return ""
+
+
+def reported(config: pytest.Config) -> bool:
+    """Whether this session wrote (or tried to write) its reports."""
+    return config.stash.get(REPORTED, False)
+
+
+def api_key_of(config: pytest.Config) -> str | None:
+    return config.getoption(OPT_API_KEY) or os.environ.get("OPENAI_API_KEY")
+
+
+def base_url_of(config: pytest.Config) -> str | None:
+    return config.getoption(OPT_BASE_URL) or base_url_from_environment()
 
 
 @pytest.fixture
@@ -133,13 +166,15 @@ def conformance_run(request: pytest.FixtureRequest) -> ConformanceRun:
     return run
 
 
-def enforce(run: ConformanceRun, check_id: str) -> None:
+def enforce(run: ConformanceRun, check_id: str, config: pytest.Config) -> None:
     """Turn a check's verdict into a pytest outcome (what pytest's own reporting shows)."""
     result = run.result(check_id)
+    redactor = config.stash[REDACTOR]
     if result.outcome in ("fail", "error") or (result.outcome == "skip" and result.expected is not None):
-        pytest.fail(result.explain(), pytrace=False)  # a check the profile expects, not judged, is no pass
+        # a check the profile expects, not judged, is no pass
+        pytest.fail(printable_lines(redactor.text(result.explain())), pytrace=False)
     if result.outcome in ("inconclusive", "skip"):
-        pytest.skip(result.headline())
+        pytest.skip(printable(redactor.text(result.headline())))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -151,7 +186,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                "the run was interrupted; the report holds the checks finished by then" if interrupted else None)
     directory = session.config.getoption(OPT_REPORT_DIR)
     try:
-        run.written = write_reports(run, Path(directory))
+        session.config.stash[REPORTED] = True
+        run.written = write_reports(run, Path(directory), redactor=session.config.stash[REDACTOR])
         if run.recording is not None:
             replaced = run.recording.save(recording_metadata(run))
             if replaced:
@@ -177,23 +213,28 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     run = config.stash.get(RUN, None)
     if run is None:
         return
+    redactor = config.stash[REDACTOR]
+
+    def write(line: str, **markup: bool) -> None:
+        terminalreporter.write_line(printable(redactor.text(line)), **markup)
+
     counts: dict[str, int] = {}
     for result in run.ordered_results():
         counts[result.outcome] = counts.get(result.outcome, 0) + 1
     summary = ", ".join(f"{n} {outcome}" for outcome, n in counts.items()) or "no checks finished"
     terminalreporter.write_sep("=", "conformance")
-    terminalreporter.write_line(f"endpoint {run.endpoint.base_url}  model {run.endpoint.model}  profile {run.profile.name}")
+    write(f"endpoint {run.endpoint.base_url}  model {run.endpoint.model}  profile {run.profile.name}")
     retried = f" ({run.stats.retries} retried: Retry-After or a dropped connection)" if run.stats.retries else ""
-    terminalreporter.write_line(f"{summary}; {traffic(build_report(run))}{retried}, {run.duration_s:.1f}s")
+    write(f"{summary}; {traffic(build_report(run))}{retried}, {run.duration_s:.1f}s")
     if run.unjudged_summary():
-        terminalreporter.write_line(run.unjudged_summary(), yellow=True, bold=True)
+        write(run.unjudged_summary(), yellow=True, bold=True)
     for result in run.ordered_results():
         if result.outcome != "pass":
             markup = {"fail": {"red": True}, "error": {"red": True, "bold": True}}.get(result.outcome, {"yellow": True})
-            terminalreporter.write_line(result.headline(), **markup)
+            write(result.headline(), **markup)
     for path in run.written:
-        terminalreporter.write_line(f"report: {path}")
+        write(f"report: {path}")
     if run.recording is not None:
-        terminalreporter.write_line(f"cassettes: {run.recording.directory}")
+        write(f"cassettes: {run.recording.directory}")
 
 

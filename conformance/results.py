@@ -7,7 +7,7 @@ endpoint broke the probe: refused, timed out, answered garbage).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 Outcome = Literal["pass", "fail", "inconclusive", "skip", "error"]
@@ -49,7 +49,9 @@ class CheckResult:
     duration_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The row as a dict. Shallow, unlike `asdict`: evidence nests as deep as a server's JSON
+        did, deeper than recursion allows; the report writers copy it with a depth bound."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def headline(self) -> str:
         """One line for terminals and JUnit: what was expected, what was seen, why."""

@@ -12,6 +12,7 @@ from conformance.cassettes import CassetteStore, RecordingTransport, ReplayTrans
 from conformance.checks import REGISTRY
 from conformance.cli import main
 from conformance.client import EndpointClient
+from conformance.redaction import Redactor
 from conformance.reference_server.config import ServerConfig
 
 SENTINEL = "sk-sentinel-0123456789abcdef"
@@ -59,7 +60,7 @@ def test_a_sentinel_key_reaches_neither_cassettes_nor_reports(reference_server, 
 
 
 def test_the_scrubber_removes_the_key_from_urls_headers_and_bodies():
-    scrub = Scrubber(SENTINEL)
+    scrub = Scrubber(Redactor(SENTINEL))
     assert SENTINEL not in scrub.url(f"https://h/v1/models?api_key={SENTINEL}&x=1")
     assert "token=%3Credacted%3E" in scrub.url("https://h/v1/models?token=abc")
     assert SENTINEL not in scrub.url(f"https://h/{SENTINEL}/v1")
@@ -76,7 +77,7 @@ def test_streams_replay_byte_exact(tmp_path):
     upstream = httpx.MockTransport(lambda request: httpx.Response(
         200, headers={"content-type": "text/event-stream"}, content=RAW_STREAM))
     store = CassetteStore(tmp_path)
-    recorder = EndpointClient("http://127.0.0.1:1/v1", None, 5, transport=RecordingTransport(store, None, upstream))
+    recorder = EndpointClient("http://127.0.0.1:1/v1", None, 5, transport=RecordingTransport(store, upstream))
     live = recorder.request("POST", "chat/completions", {"stream": True}, check="probe/x")
     store.save({"endpoint": "mock", "base_url": "http://127.0.0.1:1/v1", "model": "m"})
     replayer = EndpointClient("http://127.0.0.1:1/v1", None, 5, transport=ReplayTransport(CassetteStore(tmp_path)))
@@ -89,7 +90,7 @@ def test_an_aborted_stream_is_recorded_as_far_as_it_was_read(tmp_path):
         200, headers={"content-type": "text/event-stream"},
         content=iter([b'data: {"n": %d}\n\n' % i for i in range(50)])))  # one event per read
     store = CassetteStore(tmp_path)
-    client = EndpointClient("http://h/v1", None, 5, transport=RecordingTransport(store, None, upstream))
+    client = EndpointClient("http://h/v1", None, 5, transport=RecordingTransport(store, upstream))
     aborted = client.request("POST", "chat/completions", {}, check="abort", abort_after_events=2)
     assert aborted.aborted_after == 2
     store.save({"endpoint": "mock", "base_url": "http://h/v1", "model": "m"})

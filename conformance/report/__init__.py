@@ -6,12 +6,15 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conformance import __version__
 from conformance.client import RunStats
+from conformance.redaction import Redactor
 from conformance.results import OUTCOMES
 from conformance.runner import INTERRUPTED
 
@@ -105,16 +108,37 @@ def worst(outcomes: list[str]) -> str:
 
 
 def write_reports(run: "ConformanceRun | None", directory: Path, setup_failure: str | None = None,
-                  base_url: str | None = None, stats: RunStats | None = None) -> list[Path]:
-    """Write every format; returns the paths written."""
+                  base_url: str | None = None, stats: RunStats | None = None,
+                  redactor: Redactor | None = None) -> list[Path]:
+    """Write every format; returns the paths written.
+
+    Every format renders the same bounded, redacted dict (see `json_report.bounded` and
+    `Redactor.tree`), and each rendered text is redacted once more (an encoder may spell a secret
+    anew). Each file is replaced atomically, so a full disk or a kill leaves the previous file
+    or none, never a truncated one."""
     from conformance.report import html, json_report, junit, markdown
 
-    report = build_report(run, setup_failure, base_url, stats)
+    redactor = redactor or Redactor()
+    report = redactor.tree(json_report.bounded(build_report(run, setup_failure, base_url, stats)))
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for name, render in (("report.json", json_report.render), ("report.md", markdown.render),
                          ("report.html", html.render), ("junit.xml", junit.render)):
-        path = directory / name
-        path.write_text(render(report), encoding="utf-8")
-        written.append(path)
+        written.append(write_atomically(directory / name, redactor.text(render(report))))
     return written
+
+
+def write_atomically(path: Path, text: str) -> Path:
+    """Write `text` to a temporary file beside `path`, then rename it over `path`."""
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide reports from CI artifact uploaders
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path

@@ -7,11 +7,19 @@ judged are there too, as skipped "not judged" (report.json lists them the same w
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ElementTree
 from typing import Any
 
 #: How each outcome shows in JUnit (pass: no child element).
 TAGS = {"fail": "failure", "error": "error", "inconclusive": "skipped", "skip": "skipped"}
+#: Characters XML 1.0 does not allow in a document at all, escaped or not (a server's message may hold them).
+NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_text(value: Any) -> str:
+    """`value` as text XML can hold: each character XML forbids shown as its escape (`\\x1b`)."""
+    return NOT_XML.sub(lambda match: repr(match.group())[1:-1], str(value))
 
 
 def render(report: dict[str, Any]) -> str:
@@ -20,20 +28,20 @@ def render(report: dict[str, Any]) -> str:
     properties = ElementTree.SubElement(suite, "properties")
     for name, value in (("endpoint", report["endpoint"]["base_url"]), ("model", report["model"]),
                         ("profile", (report["profile"] or {}).get("name")), ("status", report["status"])):
-        ElementTree.SubElement(properties, "property", {"name": name, "value": str(value)})
+        ElementTree.SubElement(properties, "property", {"name": name, "value": xml_text(value)})
     if report["status"] == "not-started":
         case = ElementTree.SubElement(suite, "testcase", {"classname": "conformance", "name": "run", "time": "0.000"})
-        ElementTree.SubElement(case, "error", {"message": report.get("message") or "the run did not start"})
+        ElementTree.SubElement(case, "error", {"message": xml_text(report.get("message") or "the run did not start")})
     for result in report["results"]:
         case = ElementTree.SubElement(suite, "testcase", {
             "classname": f"conformance.{result['entry_id']}", "name": result["check_id"],
             "time": f"{result['duration_s']:.3f}"})
-        headline = (f"expected {' or '.join(result['expected']) if result['expected'] else 'any'}, "
-                    f"observed {result['observed'] or 'nothing'}: {result['reason']}")
+        headline = xml_text(f"expected {' or '.join(result['expected']) if result['expected'] else 'any'}, "
+                            f"observed {result['observed'] or 'nothing'}: {result['reason']}")
         tag = TAGS.get(result["outcome"])
         if tag:
             element = ElementTree.SubElement(case, tag, {"message": headline[:1000]})
-            element.text = "\n".join([headline, *(f"reproduce: {line}" for line in result["curl"])])
+            element.text = "\n".join([headline, *(xml_text(f"reproduce: {line}") for line in result["curl"])])
     cases = suite.findall("testcase")
     suite.attrib.update({
         "tests": str(len(cases)),
