@@ -135,7 +135,7 @@ def open_endpoint(config: pytest.Config, stats: RunStats) -> tuple[Endpoint, htt
 
 
 def write_start_report(directory: str, problem: str, base_url: str | None, redactor: Redactor,
-                       stats: RunStats) -> str:
+                       stats: RunStats | None = None) -> str:
     """Write the report of a run that could not start; '' or, if even that failed, why."""
     try:
         write_reports(None, Path(directory), setup_failure=problem, base_url=base_url, redactor=redactor,
