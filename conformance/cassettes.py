@@ -27,6 +27,7 @@ from vcr.serialize import deserialize, serialize
 from vcr.serializers import yamlserializer
 
 from conformance.client import CHECK_EXTENSION, REDACTED, SECRET_HEADERS, Redactor, TeeStream
+from conformance.transport import network_transport
 
 SETUP = "_setup"
 METADATA_FILE = "run.json"
@@ -110,7 +111,7 @@ class RecordingTransport(httpx.BaseTransport):
 
     def __init__(self, store: CassetteStore, secret: str | None, inner: httpx.BaseTransport | None = None):
         self.store, self.scrub = store, Scrubber(secret)
-        self.inner = inner or httpx.HTTPTransport()
+        self.inner = inner or network_transport()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         response = self.inner.handle_request(request)

@@ -60,15 +60,3 @@ def _specificity(error) -> tuple[int, str]:
 
 def _short(message: str, limit: int = 240) -> str:
     return message if len(message) <= limit else message[: limit - 3] + "..."
-
-
-@lru_cache(maxsize=None)
-def file_validator(file_name: str) -> Draft202012Validator:
-    """A validator for one of the suite's own file formats (`profile.schema.json`, ...)."""
-    return Draft202012Validator(json.loads((schema_root() / file_name).read_text(encoding="utf-8")))
-
-
-def file_problems(file_name: str, data: Any) -> list[str]:
-    """How `data` (a parsed profile or catalog) breaks its format, each naming the key: empty when valid."""
-    return [f"{error.json_path}: {_short(error.message)}"
-            for error in sorted(file_validator(file_name).iter_errors(data), key=lambda e: e.json_path)]

@@ -5,16 +5,11 @@ A profile file looks like:
 
     name = "my-provider"
     description = "..."
-    extends = "openai"          # or "fireworks", or "none"; default "openai"
     [expect]
     stream-usage-default = ["fireworks"]
     stop-sequence-in-output = ["openai", "fireworks"]   # either is fine
 
-The file's `[expect]` entries override those of the profile it extends. The core surface (catalog
-entries of area `surface`) is enforced whatever the profile builds on, unless the file lists other
-behaviours for an entry. Only the built-in `none` profile observes without judging anything. Files
-are validated against `schemas/profile.schema.json` first, so a misspelt table or key is an error
-naming it, never a profile that quietly judges nothing.
+Entries a profile does not list are observed and reported, never failed.
 """
 
 from __future__ import annotations
@@ -22,18 +17,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from conformance._toml import toml_reader
 from conformance.catalog import Catalog
-from conformance.schemas import file_problems
 
 SHIPPED = ("openai", "fireworks")
 NO_PROFILE = "none"
-DEFAULT_BASE = "openai"
-#: The catalog area every profile enforces, and how the report names that origin.
-SURFACE_AREA = "surface"
-SURFACE_ORIGIN = "surface (always)"
 
 
 class ProfileError(ValueError):
@@ -46,18 +35,10 @@ class Profile:
     description: str
     expect: dict[str, list[str]] = field(default_factory=dict)
     origin: str = ""
-    #: Where each expectation came from: the file's name, "<base> (extends)" or "surface (always)".
-    expected_from: dict[str, str] = field(default_factory=dict)
 
     def expected(self, entry_id: str) -> list[str] | None:
         """The behaviours accepted for an entry, or None when the profile does not judge it."""
         return self.expect.get(entry_id)
-
-    def source_of(self, entry_id: str) -> str | None:
-        """Where the entry's expectation came from, or None when the profile does not judge it."""
-        if entry_id not in self.expect:
-            return None
-        return self.expected_from.get(entry_id, Path(self.origin).name or self.name)
 
 
 def load_profile(spec: str, catalog: Catalog) -> Profile:
@@ -79,35 +60,26 @@ def load_profile(spec: str, catalog: Catalog) -> Profile:
     return parse_profile(data, catalog, origin)
 
 
-def parse_profile(data: dict[str, Any], catalog: Catalog, origin: str) -> Profile:
-    """A profile from a parsed file: validated, its base's expectations and the surface merged in."""
-    problems = file_problems("profile.schema.json", data)
-    if problems:
-        raise ProfileError(f"profile {origin}: {'; '.join(problems[:3])} (see schemas/profile.schema.json)")
-    own = {entry_id: expectation(entry_id, accepted, catalog, origin)
-           for entry_id, accepted in data.get("expect", {}).items()}
-    base = data.get("extends", DEFAULT_BASE)
-    inherited = load_profile(base, catalog) if base != NO_PROFILE else None
+def parse_profile(data: dict, catalog: Catalog, origin: str) -> Profile:
+    if not isinstance(data.get("name"), str) or not data["name"]:
+        raise ProfileError(f"profile {origin}: `name` must be a non-empty string")
+    if not isinstance(data.get("description", ""), str):
+        raise ProfileError(f"profile {origin}: `description` must be a string")
+    if not isinstance(data.get("expect", {}), dict):
+        raise ProfileError(f"profile {origin}: `[expect]` must be a table of entry = [behaviours]")
     expect: dict[str, list[str]] = {}
-    expected_from: dict[str, str] = {}
-    if inherited is not None:
-        expect.update(inherited.expect)
-        expected_from.update({entry_id: f"{base} (extends)" for entry_id in inherited.expect})
-    for entry in catalog:
-        if entry.area == SURFACE_AREA and entry.id not in expect:
-            expect[entry.id], expected_from[entry.id] = ["openai"], SURFACE_ORIGIN
-    expect.update(own)
-    expected_from.update({entry_id: Path(origin).name for entry_id in own})
-    return Profile(data["name"], data.get("description", ""), expect, origin, expected_from)
-
-
-def expectation(entry_id: str, accepted: str | list[str], catalog: Catalog, origin: str) -> list[str]:
-    """The behaviours a file accepts for one entry, checked against the catalog."""
-    if entry_id not in catalog.entries:
-        raise ProfileError(f"profile {origin}: unknown catalog entry {entry_id!r} in [expect]")
-    accepted = [accepted] if isinstance(accepted, str) else list(accepted)
-    unknown = [word for word in accepted if word not in catalog[entry_id].vocabulary]
-    if unknown:
-        raise ProfileError(f"profile {origin}: {entry_id} expects {unknown!r}; "
-                           f"choose from {', '.join(catalog[entry_id].vocabulary)}")
-    return accepted
+    for entry_id, accepted in data.get("expect", {}).items():
+        if not isinstance(accepted, (str, list)) or not all(isinstance(word, str) for word in (
+                [accepted] if isinstance(accepted, str) else accepted)):
+            raise ProfileError(f"profile {origin}: {entry_id} must be a behaviour or a list of behaviours")
+        if entry_id not in catalog.entries:
+            raise ProfileError(f"profile {origin}: unknown catalog entry {entry_id!r}")
+        accepted = [accepted] if isinstance(accepted, str) else list(accepted)
+        unknown = [word for word in accepted if word not in catalog[entry_id].vocabulary]
+        if unknown or not accepted:
+            raise ProfileError(
+                f"profile {origin}: {entry_id} expects {unknown or accepted!r}; "
+                f"choose from {', '.join(catalog[entry_id].vocabulary)}"
+            )
+        expect[entry_id] = accepted
+    return Profile(data["name"], data.get("description", ""), expect, origin)

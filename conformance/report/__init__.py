@@ -67,7 +67,6 @@ def entry_rows(run: "ConformanceRun", results) -> list[dict[str, Any]]:
         observed = sorted({r.observed for r in mine if r.observed})
         rows.append({
             "id": entry.id, "title": entry.title, "expected": run.profile.expected(entry.id),
-            "expected_from": run.profile.source_of(entry.id),
             "observed": observed,
             "outcome": worst([r.outcome for r in mine]),
             "matches": sorted({label for r in mine for label in r.matches}),

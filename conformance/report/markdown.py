@@ -34,8 +34,6 @@ def render(report: dict[str, Any]) -> str:
                   "|---|---|---|---|---|"]
         for row in report["entries"]:
             expected = " or ".join(row["expected"]) if row["expected"] else "any"
-            if row.get("expected_from"):
-                expected += f" ({cell(row['expected_from'])})"
             lines.append(f"| `{row['id']}` {cell(row['title'])} | {expected} | {', '.join(row['observed']) or '-'} "
                          f"| {MARK[row['outcome']]} | {cell('; '.join(row['matches'])) or '-'} |")
         lines.append("")
