@@ -55,11 +55,23 @@ class RequestTimeout(EndpointError):
     """No complete response within the timeout: the endpoint's fault, or our own load on it."""
 
 
+def without_credentials(url: str) -> str:
+    """The URL as it may be shown: any `user:password@` taken out."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
 def normalize_base_url(url: str) -> str:
-    """`http://host:port` means `http://host:port/v1`, as OpenAI's SDKs expect a versioned base."""
+    """`http://host:port` means `http://host:port/v1`, as OpenAI's SDKs expect a versioned base.
+
+    Credentials in the URL are refused rather than sent: httpx would turn them into Basic auth in
+    place of the Bearer key, and a URL is shown everywhere (reports, endpoint names, folders)."""
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"not an http(s) URL: {url!r}")
+        raise ValueError(f"not an http(s) URL: {without_credentials(url.strip())!r}")
+    if "@" in parts.netloc:
+        raise ValueError(f"the base URL carries credentials ({without_credentials(url.strip())} with user:password@); "
+                         "remove them and pass the key with --api-key or OPENAI_API_KEY")
     path = parts.path.rstrip("/") or "/v1"
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
@@ -332,6 +344,10 @@ class BoundedTransport(httpx.BaseTransport):
         if read is not None:
             exchange.body = self.redactor.bytes(read.body())
             exchange.first_byte = read.first_byte
+            if failure is not None:
+                # An incomplete answer is judged by no check, only shown: keep what evidence shows
+                # (and one byte more, which marks it cut), not up to BODY_SIZE_CAP of it.
+                exchange.body = exchange.body[:EVIDENCE_BODY_LIMIT + 1]
         if failure is not None:
             exchange.failure = self._describe(failure)
         exchange.elapsed = time.monotonic() - lease.sent

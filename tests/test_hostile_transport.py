@@ -1,0 +1,149 @@
+"""Whatever a server sends, a run stays bounded: memory, time, and the report it writes.
+
+Each case runs `conformance run` in its own process against a `HostileServer` mode, so that the
+process's peak memory can be read (`os.wait4`), and asserts: exit 0 or 1 (a verdict, never a
+traceback), a report.json that validates, peak RSS under 300 MB and a wall time bounded by the
+timeout. The process is also given an address-space limit, so a regression fails the test with a
+MemoryError instead of taking the machine's memory.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conformance.client import EndpointClient, normalize_base_url
+from conformance.compare import load_report
+from conformance.transport import BODY_SIZE_CAP, EVENT_CAP
+from tests.hostile_server import HostileServer
+
+ROOT = Path(__file__).resolve().parents[1]
+RSS_LIMIT_MB = 300
+#: Python start-up, imports and the report: what a run costs besides its requests.
+START_UP_S = 8.0
+TIMEOUT_S = 1.0
+SDK = "openai-sdk/completions"
+PLAIN = "completion-schema/completions"
+
+
+@dataclass
+class Run:
+    code: int
+    report: dict
+    rss_mb: float
+    wall_s: float
+    output: str
+
+    def row(self, check_id: str) -> dict:
+        return next(row for row in self.report["results"] if row["check_id"] == check_id)
+
+
+def _address_space_limit() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+
+
+def conformance_run(base_url: str, tmp_path: Path, keyword: str, *extra: str) -> Run:
+    """`conformance run` in a child process; its own peak RSS, read from the kernel at exit."""
+    out = tmp_path / "output.txt"
+    started = time.monotonic()
+    with out.open("wb") as sink:
+        child = subprocess.Popen([sys.executable, "-m", "conformance", "run", "--base-url", base_url,
+                                  "--timeout", str(TIMEOUT_S), "-k", keyword, "--report-dir", str(tmp_path), *extra],
+                                 cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, preexec_fn=_address_space_limit)
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.monotonic() - started
+    output = out.read_text(errors="replace")
+    report = load_report(tmp_path / "report.json")
+    return Run(child.returncode, report, usage.ru_maxrss / 1024, wall, output)
+
+
+def assert_bounded(run: Run, requests_in_a_row: int = 2) -> None:
+    """A verdict, a valid report, bounded memory, and a wall time the timeout explains (each
+    check's requests in a row, each possibly re-run once alone)."""
+    assert run.code in (0, 1), run.output
+    assert "Traceback" not in run.output and "MemoryError" not in run.output, run.output
+    assert run.rss_mb < RSS_LIMIT_MB, f"peak RSS {run.rss_mb:.0f} MB"
+    assert run.wall_s < START_UP_S + 2 * requests_in_a_row * TIMEOUT_S, f"{run.wall_s:.1f} s"
+
+
+@pytest.mark.parametrize(("mode", "words"), [
+    ("gzip-bomb", "compressed (Content-Encoding: gzip)"),
+    ("double-gzip", "compressed (Content-Encoding: gzip)"),
+    ("huge-body", f"exceeded {BODY_SIZE_CAP} bytes"),
+    ("long-line", f"exceeded {BODY_SIZE_CAP} bytes"),
+    ("many-events", f"exceeded {EVENT_CAP} events"),
+    ("drip", f"no complete response within the {TIMEOUT_S:g}s timeout"),
+    ("slow-headers", f"no complete response within the {TIMEOUT_S:g}s timeout"),
+])
+def test_a_hostile_answer_is_an_error_within_bounds_on_every_path(reference_server, tmp_path, mode, words):
+    with HostileServer(mode, reference_server("openai").base_url) as server:
+        run = conformance_run(server.base_url, tmp_path, f"{PLAIN} or {SDK}")
+    assert_bounded(run)
+    for check_id in (PLAIN, SDK):
+        row = run.row(check_id)
+        assert row["outcome"] == "error", row
+        assert words in row["reason"] or any(words in (e["failure"] or "") for e in row["evidence"]), row
+
+
+def test_a_429_with_retry_after_is_ridden_out_by_the_sdk_too(reference_server, tmp_path):
+    with HostileServer("throttle-once", reference_server("openai").base_url) as server:
+        run = conformance_run(server.base_url, tmp_path, f"{PLAIN} or {SDK}")
+    assert_bounded(run)
+    for check_id in (PLAIN, SDK):
+        row = run.row(check_id)
+        assert row["outcome"] == "pass", row
+        assert any(e["retries"] for e in row["evidence"]), row
+
+
+def test_a_server_error_on_the_sdk_path_is_an_error_not_a_behaviour(reference_server, tmp_path):
+    with HostileServer("server-error", reference_server("openai").base_url) as server:
+        run = conformance_run(server.base_url, tmp_path, SDK)
+    assert_bounded(run)
+    row = run.row(SDK)
+    assert row["outcome"] == "error" and "HTTP 500" in row["reason"], row
+
+
+def test_a_slow_one_slot_server_gets_verdicts_not_timeouts_from_our_own_queue(reference_server, tmp_path):
+    """16 requests at once against a server serving one at a time in 0.1 s: the last would wait
+    1.6 s for a 1 s timeout. The in-flight limit adapts, and a check that timed out is re-run
+    alone, so every check gets a verdict."""
+    keyword = "completion-schema or error-envelope or openai-sdk or sse-framing"
+    with HostileServer("one-at-a-time", reference_server("openai").base_url, latency=0.1) as server:
+        run = conformance_run(server.base_url, tmp_path, keyword)
+    errors = [(row["check_id"], row["reason"]) for row in run.report["results"] if row["outcome"] == "error"]
+    assert run.code in (0, 1) and len(run.report["results"]) >= 10 and not errors, errors
+
+
+def test_cookies_an_endpoint_sets_are_never_sent_back(reference_server, tmp_path):
+    cookie = (("set-cookie", "session=endpoint-state; Path=/"),)
+    with HostileServer("normal", reference_server("openai").base_url, extra_headers=cookie) as server:
+        run = conformance_run(server.base_url, tmp_path, f"{PLAIN} or {SDK} or chat-completion-schema")
+    assert run.code == 0, run.output
+    assert server.cookies == []
+
+
+def test_surrounding_whitespace_is_not_part_of_the_key():
+    sent = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request.headers["authorization"])
+        return httpx.Response(200, json={"ok": True})
+
+    client = EndpointClient("http://h.invalid/v1", " sk-pasted-key\r\n", 5, transport=httpx.MockTransport(answer))
+    assert client.get("models").ok and sent == ["Bearer sk-pasted-key"]
+
+
+def test_credentials_in_the_base_url_are_refused_without_being_shown():
+    with pytest.raises(ValueError) as refused:
+        normalize_base_url("http://user:s3cret-pass@127.0.0.1:9/v1")
+    assert "s3cret-pass" not in str(refused.value) and "user:s3cret" not in str(refused.value)
+    assert "http://127.0.0.1:9/v1" in str(refused.value)
