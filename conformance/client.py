@@ -82,6 +82,11 @@ class Redactor:
 
     secret: str | None
 
+    def __post_init__(self) -> None:
+        # What is sent is the key without surrounding whitespace (see EndpointClient); that is
+        # the form that can come back.
+        self.secret = self.secret.strip() if self.secret else self.secret
+
     def text(self, value: str) -> str:
         if self.secret and len(self.secret) >= 4:
             return value.replace(self.secret, REDACTED)
