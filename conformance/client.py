@@ -315,7 +315,7 @@ class BoundedTransport(httpx.BaseTransport):
             try:
                 response = self.inner.handle_request(request)
             except httpx.HTTPError as error:
-                lease.release(timed_out=isinstance(error, httpx.TimeoutException))
+                lease.release(overloaded=isinstance(error, httpx.TimeoutException))
                 if isinstance(error, httpx.RemoteProtocolError) and not exchange.retries:
                     # A kept-alive connection the server had just closed: nothing was answered, so
                     # sending again is safe. Once only; a server that keeps hanging up is a fault.
@@ -327,7 +327,7 @@ class BoundedTransport(httpx.BaseTransport):
             if wait is None or len(exchange.retries) >= MAX_RETRIES:
                 return self._bounded(response, exchange, lease)
             response.close()
-            lease.release()
+            lease.release(overloaded=True)
             exchange.retries.append({"status": response.status_code, "retry_after_s": wait})
             time.sleep(wait)
 
@@ -335,8 +335,7 @@ class BoundedTransport(httpx.BaseTransport):
         exchange.status = response.status_code
         exchange.response_headers = self.redactor.headers(response.headers)
         encoding = response.headers.get("content-encoding", "identity").strip().lower()
-        stream = BoundedStream(response.stream, lease, timeout=self.timeout,
-                               event_stream=exchange.is_event_stream,
+        stream = BoundedStream(response.stream, lease, event_stream=exchange.is_event_stream,
                                encoding=None if encoding == "identity" else encoding,
                                on_close=lambda read: self._file(exchange, lease, read.failure, read))
         # Handed up without what would make a client keep state (cookies) or decode the body.

@@ -113,16 +113,17 @@ class Lease:
     deadline: float
     released: bool = False
 
-    def release(self, timed_out: bool = False) -> None:
+    def release(self, overloaded: bool = False) -> None:
+        """`overloaded`: the request timed out, or the endpoint asked us to slow down (429/503)."""
         if not self.released:
             self.released = True
-            self.limit._settle(self, time.monotonic() - self.sent, timed_out)
+            self.limit.settle(self, time.monotonic() - self.sent, overloaded)
 
 
 @dataclass
 class AdaptiveLimit:
     """Requests in flight, adapted to what the endpoint sustains (additive increase, multiplicative
-    decrease): starts at `ceiling`, halves on a timeout, shrinks when an answer takes more than
+    decrease): starts at `ceiling`, halves on a timeout or a 429/503, shrinks when an answer takes more than
     half the timeout, and grows back by about one per `limit` quick answers, never above `ceiling`.
 
     A lease whose deadline has passed no longer counts, so a response nobody closes cannot
@@ -130,7 +131,7 @@ class AdaptiveLimit:
 
     ceiling: int
     timeout: float
-    limit: float = 0.0
+    limit: float = field(init=False)
     _leases: set[Lease] = field(default_factory=set, repr=False)
     _alone: int = field(default=0, repr=False)
     _changed: threading.Condition = field(default_factory=threading.Condition, repr=False)
@@ -153,10 +154,10 @@ class AdaptiveLimit:
                     return lease
                 self._changed.wait(min(lease.deadline for lease in self._leases) - now)
 
-    def _settle(self, lease: Lease, elapsed: float, timed_out: bool) -> None:
+    def settle(self, lease: Lease, elapsed: float, overloaded: bool) -> None:
         with self._changed:
             self._leases.discard(lease)
-            if timed_out:
+            if overloaded:
                 self.limit = max(1.0, self.limit / 2)
             elif elapsed > self.timeout * SLOW_FRACTION:
                 self.limit = max(1.0, self.limit * 0.75)
@@ -182,8 +183,8 @@ class BoundedStream(httpx.SyncByteStream):
     are handed to `on_close` once, when the reader closes it."""
 
     def __init__(self, inner: httpx.SyncByteStream, lease: Lease, *, event_stream: bool, encoding: str | None,
-                 timeout: float, on_close):
-        self._inner, self._lease, self._timeout, self._on_close = inner, lease, timeout, on_close
+                 on_close):
+        self._inner, self._lease, self._on_close = inner, lease, on_close
         self._events = EventCounter() if event_stream else None
         self._encoding = encoding
         self._parts: list[bytes] = []
@@ -223,7 +224,7 @@ class BoundedStream(httpx.SyncByteStream):
         try:
             self._inner.close()
         finally:
-            self._lease.release(timed_out=isinstance(self.failure, httpx.TimeoutException))
+            self._lease.release(overloaded=isinstance(self.failure, httpx.TimeoutException))
             self._on_close(self)
 
     def body(self) -> bytes:
