@@ -18,7 +18,7 @@ from conformance import __version__
 from conformance.cassettes import CassetteStore, RecordingTransport, ReplayTransport
 
 from conformance.catalog import load_catalog
-from conformance.client import RunStats
+from conformance.client import RunStats, without_credentials
 from conformance.endpoint import Endpoint, EndpointUnusable, base_url_from_environment, resolve
 from conformance.profiles import ProfileError, load_profile
 from conformance.report import write_reports
@@ -87,9 +87,10 @@ def pytest_runtestloop(session: pytest.Session) -> None:
         profile = load_profile(option(OPT_PROFILE), load_catalog())
         endpoint, transport, recording = open_endpoint(config)
     except (ProfileError, EndpointUnusable) as problem:
+        url = option(OPT_BASE_URL) or base_url_from_environment()
         try:
             write_reports(None, Path(option(OPT_REPORT_DIR)), setup_failure=str(problem),
-                          base_url=option(OPT_BASE_URL) or base_url_from_environment())
+                          base_url=without_credentials(url) if url else None)
         except OSError as unwritable:
             problem = f"{problem} (and no report: {report_dir_problem(option(OPT_REPORT_DIR), unwritable)})"
         raise pytest.UsageError(str(problem)) from None

@@ -19,7 +19,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conformance.client import EndpointClient, normalize_base_url
+from conformance.checks.base import VIOLATIONS_KEPT, ProbeContext
+from conformance.cli import main
+from conformance.client import EndpointClient
 from conformance.compare import load_report
 from conformance.sse import EventCounter
 from conformance.transport import BODY_SIZE_CAP, EVENT_CAP, AdaptiveLimit
@@ -55,6 +57,7 @@ class Run:
 LAUNCHER = """
 import resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+from conformance.checks.base import VIOLATIONS_KEPT, ProbeContext
 from conformance.cli import main
 try:
     code = main(sys.argv[2:])
@@ -155,11 +158,12 @@ def test_surrounding_whitespace_is_not_part_of_the_key():
     assert client.get("models").ok and sent == ["Bearer sk-pasted-key"]
 
 
-def test_credentials_in_the_base_url_are_refused_without_being_shown():
-    with pytest.raises(ValueError) as refused:
-        normalize_base_url("http://user:s3cret-pass@127.0.0.1:9/v1")
-    assert "s3cret-pass" not in str(refused.value) and "user:s3cret" not in str(refused.value)
-    assert "http://127.0.0.1:9/v1" in str(refused.value)
+def test_credentials_in_the_base_url_are_refused_without_being_shown(tmp_path, capsys):
+    code = main(["run", "--base-url", "http://user:s3cret-pass@127.0.0.1:9/v1", "--report-dir", str(tmp_path)])
+    shown = capsys.readouterr()
+    assert code == 2 and "carries credentials (http://127.0.0.1:9/v1" in shown.err
+    written = [path.read_text() for path in tmp_path.iterdir()]
+    assert written and not any("s3cret" in text for text in [shown.out, shown.err, *written])
 
 
 @given(st.lists(st.sampled_from([b"data: {}", b"\n", b"\r\n", b"\r", b": ping", b"data: [DONE]"]), max_size=40),
@@ -188,3 +192,13 @@ def test_the_in_flight_limit_halves_when_overloaded_and_grows_back_slowly():
     with limit.alone():
         assert limit.allowed() == 1
     assert limit.allowed() == 5
+
+
+def test_schema_violations_are_capped_per_check_with_a_count():
+    context = ProbeContext(client=None, model="m")  # validation needs no endpoint
+    chunks = [{"id": position} for position in range(VIOLATIONS_KEPT * 3)]
+    for position, chunk in enumerate(chunks):
+        context.schema_violations("chat_completion_chunk", chunk, where=f"chunk #{position} ")
+    reported = context.reported_violations()
+    assert len(reported) == VIOLATIONS_KEPT + 1 and reported[-1] == f"... and {context.violations_dropped} more"
+    assert context.violations_dropped > VIOLATIONS_KEPT
