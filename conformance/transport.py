@@ -123,8 +123,9 @@ class Lease:
 @dataclass
 class AdaptiveLimit:
     """Requests in flight, adapted to what the endpoint sustains (additive increase, multiplicative
-    decrease): starts at `ceiling`, halves on a timeout or a 429/503, shrinks when an answer takes more than
-    half the timeout, and grows back by about one per `limit` quick answers, never above `ceiling`.
+    decrease): starts at `ceiling`, halves on a timeout or a 429/503, shrinks by a quarter when an
+    answer takes more than half the timeout (once per round: requests sent before a cut do not cut
+    again), and grows back by about one per `limit` quick answers, never above `ceiling`.
 
     A lease whose deadline has passed no longer counts, so a response nobody closes cannot
     starve the run."""
@@ -134,6 +135,8 @@ class AdaptiveLimit:
     limit: float = field(init=False)
     _leases: set[Lease] = field(default_factory=set, repr=False)
     _alone: int = field(default=0, repr=False)
+    #: When the limit was last cut: answers to requests sent before then were already reacted to.
+    _cut_at: float = field(default=float("-inf"), repr=False)
     _changed: threading.Condition = field(default_factory=threading.Condition, repr=False)
 
     def __post_init__(self) -> None:
@@ -157,10 +160,10 @@ class AdaptiveLimit:
     def settle(self, lease: Lease, elapsed: float, overloaded: bool) -> None:
         with self._changed:
             self._leases.discard(lease)
-            if overloaded:
-                self.limit = max(1.0, self.limit / 2)
-            elif elapsed > self.timeout * SLOW_FRACTION:
-                self.limit = max(1.0, self.limit * 0.75)
+            if overloaded or elapsed > self.timeout * SLOW_FRACTION:
+                if lease.sent > self._cut_at:  # one cut per round of requests, not one per request
+                    self.limit = max(1.0, self.limit / 2 if overloaded else self.limit * 0.75)
+                    self._cut_at = time.monotonic()
             else:
                 self.limit = min(float(self.ceiling), self.limit + 1 / self.limit)
             self._changed.notify_all()

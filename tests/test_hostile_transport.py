@@ -202,3 +202,13 @@ def test_schema_violations_are_capped_per_check_with_a_count():
     reported = context.reported_violations()
     assert len(reported) == VIOLATIONS_KEPT + 1 and reported[-1] == f"... and {context.violations_dropped} more"
     assert context.violations_dropped > VIOLATIONS_KEPT
+
+
+def test_answers_to_requests_sent_before_a_cut_do_not_cut_again():
+    limit = AdaptiveLimit(16, timeout=10)
+    in_flight = [limit.acquire() for _ in range(16)]
+    for lease in in_flight:
+        lease.release(overloaded=True)  # sixteen timeouts of one round: one signal
+    assert limit.allowed() == 8
+    limit.acquire().release(overloaded=True)  # a request sent after the cut
+    assert limit.allowed() == 4
