@@ -1,4 +1,6 @@
-"""The one way the suite talks to an endpoint: httpx, with timeouts, redaction and accounting.
+"""The one way the suite talks to an endpoint: httpx, through one `BoundedTransport` whichever
+client sends (ours, or the openai SDK's), with the bounds of `transport.py`, one retry policy,
+redaction and accounting.
 
 Every request becomes an `Exchange` that keeps what a verdict needs as evidence (the request as
 sent, the status, headers and raw body bytes, timings) with the API key already removed, and can
