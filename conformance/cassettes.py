@@ -26,7 +26,7 @@ from vcr.request import Request as VcrRequest
 from vcr.serialize import deserialize, serialize
 from vcr.serializers import yamlserializer
 
-from conformance.client import CHECK_EXTENSION, REDACTED, SECRET_HEADERS, Redactor, TeeStream
+from conformance.client import CHECK_EXTENSION, EXCHANGE_EXTENSION, REDACTED, SECRET_HEADERS, Redactor, TeeStream
 from conformance.transport import network_transport
 
 SETUP = "_setup"
@@ -119,6 +119,9 @@ class RecordingTransport(httpx.BaseTransport):
                               self.scrub.headers(request.headers))
 
         def file(body: bytes) -> None:
+            exchange = request.extensions.get(EXCHANGE_EXTENSION)
+            if exchange is not None and exchange.failure:
+                return  # no complete answer (a timeout, a cap): nothing a replay could serve as one
             self.store.add(_check_of(request), recorded, {
                 "status": {"code": response.status_code, "message": response.reason_phrase},
                 "headers": self.scrub.headers(response.headers),

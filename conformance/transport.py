@@ -225,10 +225,10 @@ class BoundedStream(httpx.SyncByteStream):
         if self._lease.released:
             return
         try:
-            self._inner.close()
-        finally:
             self._lease.release(overloaded=isinstance(self.failure, httpx.TimeoutException))
-            self._on_close(self)
+            self._on_close(self)  # before the inner stream closes: a recording files only complete answers
+        finally:
+            self._inner.close()
 
     def body(self) -> bytes:
         return b"".join(self._parts)

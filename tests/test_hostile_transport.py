@@ -11,6 +11,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,11 +22,20 @@ from hypothesis import strategies as st
 
 from conformance.checks.base import VIOLATIONS_KEPT, ProbeContext
 from conformance.cli import main
-from conformance.client import EndpointClient
+from conformance.cassettes import CassetteStore, RecordingTransport
+from conformance.client import EndpointClient, EndpointError
 from conformance.compare import load_report
 from conformance.sse import EventCounter
 from conformance.transport import BODY_SIZE_CAP, EVENT_CAP, AdaptiveLimit
 from tests.hostile_server import HostileServer
+
+
+class IteratorStream(httpx.SyncByteStream):
+    def __init__(self, parts: Iterator[bytes]):
+        self.parts = parts
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.parts
 
 ROOT = Path(__file__).resolve().parents[1]
 RSS_LIMIT_MB = 300
@@ -212,3 +222,26 @@ def test_answers_to_requests_sent_before_a_cut_do_not_cut_again():
     assert limit.allowed() == 8
     limit.acquire().release(overloaded=True)  # a request sent after the cut
     assert limit.allowed() == 4
+
+
+def test_only_complete_answers_are_recorded(tmp_path):
+    """A check re-run after a timeout must replay as it ended live: an incomplete answer (here
+    cut at the event cap) is not in the cassette, so a replay meets the complete one."""
+
+    def endless() -> Iterator[bytes]:
+        while True:
+            yield b"data: {}\n\n"
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("endless"):
+            return httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=IteratorStream(endless()))
+        return httpx.Response(200, json={"ok": True})
+
+    store = CassetteStore(tmp_path)
+    client = EndpointClient("http://h.invalid/v1", None, 30,
+                            transport=RecordingTransport(store, None, inner=httpx.MockTransport(answer)))
+    with pytest.raises(EndpointError, match="exceeded"):
+        client.request("POST", "endless", {}, check="a")
+    client.request("POST", "complete", {}, check="a")
+    store.save({})
+    assert [request.uri for request, _ in store.load("a")] == ["http://h.invalid/v1/complete"]
