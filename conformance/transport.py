@@ -108,7 +108,7 @@ def network_transport() -> httpx.HTTPTransport:
 class Lease:
     """One request's slot in the limit, held from sending until its response is closed."""
 
-    limit: "AdaptiveLimit"
+    limit: AdaptiveLimit
     sent: float
     deadline: float
     released: bool = False

@@ -39,9 +39,9 @@ def double_gzip_bomb() -> bytes:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: "_Server"
+    server: _Server
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args) -> None:
         """Quiet: the tests read reports, not access logs."""
 
     def do_GET(self) -> None:
@@ -117,8 +117,8 @@ class Behaviour:
     """What a mode does to the requests it applies to (by default: legacy completions), and what
     it computes before the server starts (so the first answer is not late for that reason)."""
 
-    def __init__(self, answer: Callable[[Handler, bytes, "HostileServer"], None],
-                 applies: Callable[[str, bytes, "HostileServer"], bool] | None = None,
+    def __init__(self, answer: Callable[[Handler, bytes, HostileServer], None],
+                 applies: Callable[[str, bytes, HostileServer], bool] | None = None,
                  prepare: Callable[[], object] = lambda: None):
         self.answer, self.prepare = answer, prepare
         self.applies = applies or (lambda path, body, owner: path.endswith("/v1/completions"))
@@ -170,7 +170,7 @@ def _throttle_first(handler: Handler, *_) -> None:
     handler.raw(head("429 Too Many Requests", length=len(body), extra="retry-after: 0.2"), [body])
 
 
-def _first_time(path: str, body: bytes, owner: "HostileServer") -> bool:
+def _first_time(path: str, body: bytes, owner: HostileServer) -> bool:
     """True the first time a request (path and body) is seen: each is throttled once."""
     with owner.lock:
         seen = (path, body) in owner.seen
@@ -178,7 +178,7 @@ def _first_time(path: str, body: bytes, owner: "HostileServer") -> bool:
     return path.endswith("completions") and not seen
 
 
-def _one_at_a_time(handler: Handler, body: bytes, owner: "HostileServer") -> None:
+def _one_at_a_time(handler: Handler, body: bytes, owner: HostileServer) -> None:
     with owner.slot:
         owner.stopping.wait(owner.latency)
         handler.forward(body)
@@ -201,7 +201,7 @@ MODES: dict[str, Behaviour] = {
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    owner: "HostileServer"
+    owner: HostileServer
 
 
 class HostileServer:
@@ -235,7 +235,7 @@ class HostileServer:
             with self.lock:
                 self.cookies.append(headers["cookie"])
 
-    def __enter__(self) -> "HostileServer":
+    def __enter__(self) -> HostileServer:
         MODES[self.mode].prepare()
         self._thread.start()
         return self
