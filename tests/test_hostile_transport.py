@@ -117,7 +117,7 @@ def test_a_hostile_answer_is_an_error_within_bounds_on_every_path(reference_serv
     for check_id in (PLAIN, SDK):
         row = run.row(check_id)
         assert row["outcome"] == "error", row
-        assert words in row["reason"] or any(words in (e["failure"] or "") for e in row["evidence"]), row
+        assert words in row["reason"], row
 
 
 def test_a_429_with_retry_after_is_ridden_out_by_the_sdk_too(reference_server, tmp_path):

@@ -242,7 +242,8 @@ def sdk_steps(ctx: ProbeContext, steps) -> Observation:
             raise RequestTimeout(f"{name}: no complete response within the {ctx.client.timeout:g}s timeout "
                                  f"({type(error).__name__})") from None
         except (openai.APIConnectionError, httpx.HTTPError) as error:
-            raise ProbeFailed(f"{name}: {type(error).__name__}: {redact(str(error))}") from None
+            cause = error.__cause__ or error  # the SDK says "Connection error."; the transport says which
+            raise ProbeFailed(f"{name}: {type(cause).__name__}: {redact(str(cause))}") from None
         except Exception as error:  # whatever else the SDK raises is the finding
             if isinstance(error, openai.APIStatusError) and (error.status_code >= 500 or error.status_code == 429):
                 raise ProbeFailed(f"{name}: HTTP {error.status_code}: {redact(str(error))[:240]}") from None
