@@ -27,8 +27,9 @@ from vcr.request import Request as VcrRequest
 from vcr.serialize import deserialize, serialize
 from vcr.serializers import yamlserializer
 
-from conformance.client import CHECK_EXTENSION, TeeStream
+from conformance.client import CHECK_EXTENSION, EXCHANGE_EXTENSION, TeeStream
 from conformance.redaction import REDACTED, SECRET_HEADERS, Redactor
+from conformance.transport import network_transport
 
 SETUP = "_setup"
 METADATA_FILE = "run.json"
@@ -151,7 +152,7 @@ class RecordingTransport(httpx.BaseTransport):
 
     def __init__(self, store: CassetteStore, inner: httpx.BaseTransport | None = None):
         self.store, self.scrub = store, Scrubber(store.redactor)
-        self.inner = inner or httpx.HTTPTransport()
+        self.inner = inner or network_transport()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         response = self.inner.handle_request(request)
@@ -159,6 +160,9 @@ class RecordingTransport(httpx.BaseTransport):
                               self.scrub.headers(request.headers))
 
         def file(body: bytes) -> None:
+            exchange = request.extensions.get(EXCHANGE_EXTENSION)
+            if exchange is not None and exchange.failure:
+                return  # no complete answer (a timeout, a cap): nothing a replay could serve as one
             self.store.add(_check_of(request), recorded, {
                 "status": {"code": response.status_code, "message": response.reason_phrase},
                 "headers": self.scrub.headers(response.headers),

@@ -1,4 +1,6 @@
-"""The one way the suite talks to an endpoint: httpx, with timeouts, redaction and accounting.
+"""The one way the suite talks to an endpoint: httpx, through one `BoundedTransport` whichever
+client sends (ours, or the openai SDK's), with the bounds of `transport.py`, one retry policy,
+redaction and accounting.
 
 Every request becomes an `Exchange` that keeps what a verdict needs as evidence (the request as
 sent, the status, headers and raw body bytes, timings) with the API key already removed, and can
@@ -21,15 +23,15 @@ import httpx
 
 from conformance import __version__
 from conformance.redaction import REDACTED, Redactor
-from conformance.sse import ParsedStream, parse_stream
+from conformance.sse import EventCounter, ParsedStream, parse_stream
+from conformance.transport import AdaptiveLimit, BoundedStream, Lease, ResponseLimit, network_transport, set_deadline
 
 #: The request extension naming the check a request belongs to (read by the cassette transports).
 CHECK_EXTENSION = "conformance.check"
 #: Bodies larger than this are cut in evidence (the check still judged the whole body).
 EVIDENCE_BODY_LIMIT = 8_000
-#: A response body larger than this is not read further: the endpoint is misbehaving.
-BODY_SIZE_CAP = 16 * 1024 * 1024
-
+#: The request extension where the transport leaves the request's Exchange for its sender.
+EXCHANGE_EXTENSION = "conformance.exchange"
 
 #: 429/503 answers carrying Retry-After are retried at most this often per request...
 MAX_RETRIES = 2
@@ -51,11 +53,27 @@ class EndpointError(Exception):
         self.exchange = exchange
 
 
+class RequestTimeout(EndpointError):
+    """No complete response within the timeout: the endpoint's fault, or our own load on it."""
+
+
+def without_credentials(url: str) -> str:
+    """The URL as it may be shown: any `user:password@` taken out."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
 def normalize_base_url(url: str) -> str:
-    """`http://host:port` means `http://host:port/v1`, as OpenAI's SDKs expect a versioned base."""
+    """`http://host:port` means `http://host:port/v1`, as OpenAI's SDKs expect a versioned base.
+
+    Credentials in the URL are refused rather than sent: httpx would turn them into Basic auth in
+    place of the Bearer key, and a URL is shown everywhere (reports, endpoint names, folders)."""
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"not an http(s) URL: {url!r}")
+        raise ValueError(f"not an http(s) URL: {without_credentials(url.strip())!r}")
+    if "@" in parts.netloc:
+        raise ValueError(f"the base URL carries credentials ({without_credentials(url.strip())} with user:password@); "
+                         "remove them and pass the key with --api-key or OPENAI_API_KEY")
     path = parts.path.rstrip("/") or "/v1"
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
@@ -310,28 +328,105 @@ def describe_request(request: httpx.Request, redactor: Redactor) -> Exchange:
                     request_headers=redactor.headers(request.headers), request_body=body)
 
 
+class BoundedTransport(httpx.BaseTransport):
+    """The one way every request of a run goes out, whichever client sends it (ours, the openai
+    SDK's): under the adaptive limit, one deadline per attempt, the body and event caps, the retry
+    policy, with no cookie kept and no body decoded; each request becomes a redacted Exchange,
+    counted in the stats and left in the request's extensions for whoever sent it."""
+
+    def __init__(self, inner: httpx.BaseTransport, redactor: Redactor, timeout: float, stats: RunStats,
+                 limit: AdaptiveLimit):
+        self.inner, self.redactor, self.timeout, self.stats, self.limit = inner, redactor, timeout, stats, limit
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        # identity: bodies arrive as sent, so evidence and cassettes keep (and can scrub) the real bytes
+        request.headers["accept-encoding"] = "identity"
+        exchange = describe_request(request, self.redactor)
+        reserved = self.stats.reserve(exchange.request_body)  # BudgetExhausted: not sent, not counted
+        request.extensions = {**request.extensions, EXCHANGE_EXTENSION: exchange}
+        while True:
+            lease = self.limit.acquire()
+            set_deadline(lease.deadline)
+            try:
+                response = self.inner.handle_request(request)
+            except httpx.HTTPError as error:
+                lease.release(overloaded=isinstance(error, httpx.TimeoutException))
+                if isinstance(error, httpx.RemoteProtocolError) and not exchange.retries:
+                    # A kept-alive connection the server had just closed: nothing was answered, so
+                    # sending again is safe. Once only; a server that keeps hanging up is a fault.
+                    exchange.retries.append({"status": None, "dropped": str(error)[:120]})
+                    continue
+                self._file(exchange, lease, reserved, error)
+                raise
+            wait = retry_after(response.status_code, response.headers)
+            if wait is None or len(exchange.retries) >= MAX_RETRIES:
+                return self._bounded(response, exchange, lease, reserved)
+            response.close()
+            lease.release(overloaded=True)
+            exchange.retries.append({"status": response.status_code, "retry_after_s": wait})
+            time.sleep(wait)
+
+    def _bounded(self, response: httpx.Response, exchange: Exchange, lease: Lease, reserved: int) -> httpx.Response:
+        exchange.status = response.status_code
+        exchange.response_headers = self.redactor.headers(response.headers)
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        stream = BoundedStream(response.stream, lease, event_stream=exchange.is_event_stream,
+                               encoding=None if encoding == "identity" else encoding,
+                               on_close=lambda read: self._file(exchange, lease, reserved, read.failure, read))
+        # Handed up without what would make a client keep state (cookies) or decode the body.
+        headers = [(name, value) for name, value in response.headers.multi_items()
+                   if name.lower() not in ("set-cookie", "content-encoding")]
+        return httpx.Response(response.status_code, headers=headers, stream=stream, extensions=response.extensions)
+
+    def _file(self, exchange: Exchange, lease: Lease, reserved: int, failure: Exception | None,
+              read: BoundedStream | None = None) -> None:
+        if read is not None:
+            exchange.body = self.redactor.bytes(read.body())
+            exchange.first_byte = read.first_byte
+            if failure is not None:
+                # An incomplete answer is judged by no check, only shown: keep what evidence shows
+                # (and one byte more, which marks it cut), not up to BODY_SIZE_CAP of it.
+                exchange.body = exchange.body[:EVIDENCE_BODY_LIMIT + 1]
+        if failure is not None:
+            exchange.failure = self._describe(failure)
+        exchange.elapsed = time.monotonic() - lease.sent
+        self.stats.record(exchange, reserved)
+
+    def _describe(self, failure: Exception) -> str:
+        if isinstance(failure, httpx.TimeoutException):
+            return f"no complete response within the {self.timeout:g}s timeout"
+        if isinstance(failure, ResponseLimit):
+            return str(failure)
+        return f"{type(failure).__name__}: {self.redactor.text(str(failure)) or 'connection failed'}"
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 class EndpointClient:
     """Sends requests to one base URL; never follows redirects elsewhere."""
 
     def __init__(self, base_url: str, api_key: str | None, timeout: float, stats: RunStats | None = None,
-                 transport: httpx.BaseTransport | None = None):
+                 transport: httpx.BaseTransport | None = None, concurrency: int = 16):
         self.base_url = normalize_base_url(base_url)
         self.timeout = timeout
         self.stats = stats if stats is not None else RunStats()
-        self.redactor = Redactor(api_key)
-        self.api_key = api_key
-        self._transport = transport or httpx.HTTPTransport(
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=16))
-        # identity: bodies arrive as sent, so evidence and cassettes keep (and can scrub) the real bytes
-        headers = {"user-agent": f"conformance/{__version__}", "accept-encoding": "identity"}
-        if api_key:
-            headers["authorization"] = f"Bearer {api_key}"
-        self._http = httpx.Client(
-            headers=headers,
-            timeout=httpx.Timeout(timeout),
-            follow_redirects=False,
-            transport=self._transport,
-        )
+        # A pasted key often ends in a newline, which no header may carry.
+        self.api_key = api_key.strip() if api_key else None
+        self.redactor = Redactor(self.api_key)
+        self.limit = AdaptiveLimit(concurrency, timeout)
+        self._transport = BoundedTransport(transport or network_transport(), self.redactor, timeout, self.stats,
+                                           self.limit)
+        headers = {"user-agent": f"conformance/{__version__}"}
+        if self.api_key:
+            headers["authorization"] = f"Bearer {self.api_key}"
+        self._http = self._client(self._transport, headers)
+
+    def _client(self, transport: httpx.BaseTransport, headers: dict[str, str] | None = None) -> httpx.Client:
+        # The transport bounds every request overall; httpx's own timeouts only bound each socket
+        # operation, and are the same so that neither fires first for another reason.
+        return httpx.Client(headers=headers, timeout=httpx.Timeout(self.timeout), follow_redirects=False,
+                            transport=transport)
 
     def close(self) -> None:
         self._http.close()
@@ -347,81 +442,44 @@ class EndpointClient:
         With `abort_after_events`, close the connection once that many SSE events have arrived,
         as a client abandoning a stream does. `check` names the check the request belongs to (for
         cassettes). `authorization` replaces the Authorization header (None: send none at all).
-        Raises EndpointError when no HTTP response could be had; any HTTP status is returned.
+        Raises EndpointError when no complete HTTP response could be had; any HTTP status is returned.
         """
-        reserved = self.stats.reserve(body)
-        url = self.url(path)
-        request = self._http.build_request(method, url, json=body if content is None else None,
+        request = self._http.build_request(method, self.url(path), json=body if content is None else None,
                                            content=content, headers=headers,
                                            extensions={CHECK_EXTENSION: check} if check else None)
         if authorization is None:
             request.headers.pop("authorization", None)
         elif authorization:
             request.headers["authorization"] = authorization
-        exchange = describe_request(request, self.redactor)
-        started = time.monotonic()
+        aborted = None
         try:
-            while True:
-                try:
-                    response = self._http.send(request, stream=True)
-                except httpx.RemoteProtocolError as dropped:
-                    # A kept-alive connection the server had just closed: nothing was answered, so
-                    # sending again is safe. Once only; a server that keeps hanging up is a fault.
-                    if exchange.retries:
-                        raise
-                    exchange.retries.append({"status": None, "dropped": str(dropped)[:120]})
-                    continue
-                try:
-                    exchange.status = response.status_code
-                    exchange.response_headers = self.redactor.headers(response.headers)
-                    exchange.body = self._read_body(response, started, exchange, abort_after_events)
-                finally:
-                    response.close()
-                wait = retry_after(exchange)
-                if wait is None or len(exchange.retries) >= MAX_RETRIES:
-                    break
-                exchange.retries.append({"status": exchange.status, "retry_after_s": wait})
-                time.sleep(wait)
-                started = time.monotonic()
-                exchange.first_byte = None
-        except httpx.TimeoutException:
-            exchange.failure = f"no complete response within the {self.timeout:g}s timeout"
-        except httpx.HTTPError as exc:
-            exchange.failure = f"{type(exc).__name__}: {self.redactor.text(str(exc)) or 'connection failed'}"
-        exchange.elapsed = time.monotonic() - started
-        self.stats.record(exchange, reserved)
+            response = self._http.send(request, stream=True)
+            try:
+                events = EventCounter()
+                for part in response.iter_raw():
+                    if abort_after_events and events.feed(part) >= abort_after_events:
+                        aborted = abort_after_events
+                        break
+            finally:
+                response.close()
+        except BudgetExhausted:
+            raise  # nothing was sent
+        except httpx.HTTPError as error:
+            failure: httpx.HTTPError | None = error  # the transport wrote it into the exchange
+        else:
+            failure = None
+        exchange = request.extensions.get(EXCHANGE_EXTENSION) or describe_request(request, self.redactor)
+        exchange.aborted_after = aborted
         if exchange.failure:
-            raise EndpointError(f"{method} {exchange.url}: {exchange.failure}", exchange)
+            raised = RequestTimeout if isinstance(failure, httpx.TimeoutException) else EndpointError
+            raise raised(f"{method} {exchange.url}: {exchange.failure}", exchange)
         return exchange
-
-    def _read_body(self, response: httpx.Response, started: float, exchange: Exchange,
-                   abort_after_events: int | None = None) -> bytes:
-        """Read the body chunk by chunk, enforcing an overall deadline and a size cap."""
-        deadline = started + self.timeout
-        parts: list[bytes] = []
-        size = 0
-        for part in response.iter_bytes():
-            if exchange.first_byte is None:
-                exchange.first_byte = time.monotonic() - started
-            parts.append(part)
-            size += len(part)
-            if size > BODY_SIZE_CAP:
-                exchange.failure = f"response body exceeded {BODY_SIZE_CAP} bytes"
-                break
-            if time.monotonic() > deadline:
-                exchange.failure = f"response still streaming after the {self.timeout:g}s timeout"
-                break
-            if abort_after_events and b"".join(parts).count(b"\n\n") >= abort_after_events:
-                exchange.aborted_after = abort_after_events
-                break
-        return self.redactor.bytes(b"".join(parts))
 
     def logging_http_client(self, check: str | None, log: list[Exchange]) -> httpx.Client:
         """An httpx client for third-party code (the openai SDK) whose traffic goes the same way as
-        ours (live, recorded or replayed) and lands in `log` as evidence. Do not close it: it
-        shares this client's transport."""
-        return httpx.Client(transport=_LoggingTransport(self, check, log), timeout=httpx.Timeout(self.timeout),
-                            follow_redirects=False)
+        ours (bounded, retried, live, recorded or replayed) and lands in `log` as evidence. Do not
+        close its transport: it is this client's."""
+        return self._client(_LoggingTransport(self._transport, check, log))
 
     def get(self, path: str) -> Exchange:
         return self.request("GET", path)
@@ -431,40 +489,29 @@ class EndpointClient:
 
 
 class _LoggingTransport(httpx.BaseTransport):
-    """Turns every request a foreign client sends into a redacted Exchange, counted in the stats."""
+    """Files every request a foreign client sends under a check, and its Exchange in `log`."""
 
-    def __init__(self, owner: EndpointClient, check: str | None, log: list[Exchange]):
-        self.owner, self.check, self.log = owner, check, log
+    def __init__(self, bounded: BoundedTransport, check: str | None, log: list[Exchange]):
+        self.bounded, self.check, self.log = bounded, check, log
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         if self.check:
             request.extensions = {**request.extensions, CHECK_EXTENSION: self.check}
-        redactor = self.owner.redactor
-        exchange = describe_request(request, redactor)
-        reserved = self.owner.stats.reserve(exchange.request_body)
-        started = time.monotonic()
         try:
-            response = self.owner._transport.handle_request(request)
-        except Exception:  # no answer: counted, and the reservation given back
-            self.owner.stats.record(exchange, reserved)
-            raise
-        exchange.status = response.status_code
-        exchange.response_headers = redactor.headers(response.headers)
+            return self.bounded.handle_request(request)
+        finally:
+            if EXCHANGE_EXTENSION in request.extensions:  # absent when the budget refused to send it
+                self.log.append(request.extensions[EXCHANGE_EXTENSION])
 
-        def file(read: bytes) -> None:
-            exchange.body, exchange.elapsed = redactor.bytes(read), time.monotonic() - started
-            self.owner.stats.record(exchange, reserved)
-            self.log.append(exchange)
-
-        return httpx.Response(response.status_code, headers=response.headers, stream=TeeStream(response.stream, file),
-                              extensions=response.extensions)
+    def close(self) -> None:
+        """The bounded transport is the owning client's to close."""
 
 
-def retry_after(exchange: Exchange) -> float | None:
+def retry_after(status: int, headers: httpx.Headers) -> float | None:
     """Seconds to wait before retrying a 429/503 that asked for it (within bounds), else None."""
-    if exchange.status not in (429, 503):
+    if status not in (429, 503):
         return None
-    value = exchange.response_headers.get("retry-after", "")
+    value = headers.get("retry-after", "")
     try:
         seconds = float(value)
     except ValueError:

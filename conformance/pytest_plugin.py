@@ -18,7 +18,7 @@ from conformance import __version__
 from conformance.cassettes import CassetteStore, RecordingTransport, ReplayTransport
 
 from conformance.catalog import load_catalog
-from conformance.client import RunStats
+from conformance.client import RunStats, without_credentials
 from conformance.console import printable, printable_lines
 from conformance.endpoint import Endpoint, EndpointUnusable, base_url_from_environment, resolve
 from conformance.profiles import ProfileError, load_profile
@@ -138,7 +138,8 @@ def write_start_report(directory: str, problem: str, base_url: str | None, redac
                        stats: RunStats | None = None) -> str:
     """Write the report of a run that could not start; '' or, if even that failed, why."""
     try:
-        write_reports(None, Path(directory), setup_failure=problem, base_url=base_url, redactor=redactor,
+        write_reports(None, Path(directory), setup_failure=problem,
+                      base_url=without_credentials(base_url) if base_url else None, redactor=redactor,
                       stats=stats)
     except OSError as unwritable:
         return f" (and no report: {report_dir_problem(directory, unwritable)})"

@@ -8,6 +8,7 @@ JSON chunks, the `[DONE]` sentinel, and what came after it.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,28 @@ import httpx
 from httpx_sse import EventSource, ServerSentEvent
 
 DONE = "[DONE]"
+#: The end of an event: a blank line after a non-blank one (line endings normalised to \n).
+_EVENT_END = re.compile(rb"(?<=[^\n])\n\n")
+
+
+class EventCounter:
+    """Counts the events of a stream as its bytes arrive, in time linear in the bytes (so a cap or
+    an early close can be applied while reading, whatever the chunking and line endings)."""
+
+    def __init__(self) -> None:
+        self.events = 0
+        self._carry = b""
+        self._pending_cr = False
+
+    def feed(self, data: bytes) -> int:
+        """Add the next bytes; returns the number of events completed so far."""
+        if self._pending_cr and data.startswith(b"\n"):
+            data = data[1:]  # the \n of a \r\n split across two reads
+        self._pending_cr = data.endswith(b"\r")
+        text = self._carry + data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        self.events += sum(1 for end in _EVENT_END.finditer(text) if end.end() > len(self._carry))
+        self._carry = text[-2:]
+        return self.events
 
 
 @dataclass

@@ -19,6 +19,9 @@ from conformance.client import EndpointClient, Exchange
 from conformance.results import Observation
 from conformance.schemas import SchemaSet, Violation, validate
 
+#: Schema violations a check keeps for its report; the rest are only counted.
+VIOLATIONS_KEPT = 20
+
 #: Every probe samples greedily; the endpoint's own defaults may not be deterministic.
 DETERMINISTIC = {"temperature": 0, "top_p": 1}
 
@@ -82,9 +85,11 @@ class ProbeContext:
     context_window: int | None = None
     check_id: str | None = None
     exchanges: list[Exchange] = field(default_factory=list)
+    #: The first VIOLATIONS_KEPT distinct schema violations seen, and how many more there were.
     violations: list[str] = field(default_factory=list)
     #: Control requests sent (`refused_for`), by request: one control serves every refusal it explains.
     _controls: dict[str, Exchange] = field(default_factory=dict, repr=False)
+    violations_dropped: int = 0
     #: Validations done, by (schema, set, object): a body is judged once however many ask.
     _validated: dict[tuple[str, str, int], list[Violation]] = field(default_factory=dict, repr=False)
 
@@ -149,8 +154,22 @@ class ProbeContext:
         key = (name, schema_set, id(instance))
         if key not in self._validated:
             self._validated[key] = validate(name, instance, schema_set)
-            self.violations += [f"{name} ({schema_set}) {where}{violation}" for violation in self._validated[key]]
+            for violation in self._validated[key]:
+                self._note(f"{name} ({schema_set}) {where}{violation}")
         return self._validated[key]
+
+    def _note(self, violation: str) -> None:
+        if violation in self.violations:
+            return
+        if len(self.violations) < VIOLATIONS_KEPT:
+            self.violations.append(violation)
+        else:
+            self.violations_dropped += 1
+
+    def reported_violations(self) -> list[str]:
+        """The violations as the report lists them: the first few, and how many were left out."""
+        more = [f"... and {self.violations_dropped} more"] if self.violations_dropped else []
+        return self.violations + more
 
     def require_success(self, exchange: Exchange, what: str) -> dict[str, Any]:
         """The JSON body of a 2xx response, or ProbeFailed saying what came instead."""

@@ -12,6 +12,7 @@ import threading
 from collections import Counter, defaultdict
 from typing import Any
 
+import httpx
 import openai
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -21,7 +22,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from conformance.checks.base import (
     CHAT, Api, ProbeContext, ProbeFailed, check, check_per_api, choices_of, require_control,
 )
-from conformance.client import Exchange
+from conformance.client import Exchange, RequestTimeout
 from conformance.results import Observation, inconclusive, observe
 
 FRAMING_PROMPT = {"chat": "Count from 1 to 5, separated by commas.", "completions": "1, 2, 3,"}
@@ -290,15 +291,24 @@ def sdk_client(ctx: ProbeContext) -> openai.OpenAI:
 
 
 def sdk_steps(ctx: ProbeContext, steps) -> Observation:
-    """Run SDK calls in order; the first that raises is the verdict, named with the step."""
+    """Run SDK calls in order; the first that raises is the verdict, named with the step. An
+    endpoint fault (no complete answer, a 5xx, a 429 still there after the retries) is an error,
+    not a finding about the SDK."""
     done = []
+    redact = ctx.client.redactor.text
     for name, step in steps:
         try:
             step()
-        except (openai.APIConnectionError, openai.APITimeoutError) as error:
-            raise ProbeFailed(f"{name}: {type(error).__name__}: {error}") from None
-        except Exception as error:  # whatever the SDK raises is the finding
-            return observe("other", f"{name} failed: {type(error).__name__}: {str(error)[:240]}",
+        except (openai.APITimeoutError, httpx.TimeoutException) as error:
+            raise RequestTimeout(f"{name}: no complete response within the {ctx.client.timeout:g}s timeout "
+                                 f"({type(error).__name__})") from None
+        except (openai.APIConnectionError, httpx.HTTPError) as error:
+            cause = error.__cause__ or error  # the SDK says "Connection error."; the transport says which
+            raise ProbeFailed(f"{name}: {type(cause).__name__}: {redact(str(cause))}") from None
+        except Exception as error:  # whatever else the SDK raises is the finding
+            if isinstance(error, openai.APIStatusError) and (error.status_code >= 500 or error.status_code == 429):
+                raise ProbeFailed(f"{name}: HTTP {error.status_code}: {redact(str(error))[:240]}") from None
+            return observe("other", f"{name} failed: {type(error).__name__}: {redact(str(error))[:240]}",
                            steps_passed=done)
         done.append(name)
     return observe("openai", "the SDK " + ", ".join(done) + " all parsed", steps_passed=done)
