@@ -25,6 +25,7 @@ from conformance.checks.base import VIOLATIONS_KEPT, ProbeContext
 from conformance.cli import main
 from conformance.client import EndpointClient, EndpointError
 from conformance.compare import load_report
+from conformance.redaction import Redactor
 from conformance.sse import EventCounter
 from conformance.transport import BODY_SIZE_CAP, EVENT_CAP, AdaptiveLimit
 from tests.hostile_server import HostileServer
@@ -237,9 +238,9 @@ def test_only_complete_answers_are_recorded(tmp_path):
             return httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=IteratorStream(endless()))
         return httpx.Response(200, json={"ok": True})
 
-    store = CassetteStore(tmp_path)
+    store = CassetteStore(tmp_path, Redactor())
     client = EndpointClient("http://h.invalid/v1", None, 30,
-                            transport=RecordingTransport(store, None, inner=httpx.MockTransport(answer)))
+                            transport=RecordingTransport(store, inner=httpx.MockTransport(answer)))
     with pytest.raises(EndpointError, match="exceeded"):
         client.request("POST", "endless", {}, check="a")
     client.request("POST", "complete", {}, check="a")
