@@ -3,14 +3,12 @@ reference server on a free loopback port; and which model, when none was named."
 
 from __future__ import annotations
 
-import os
 import secrets
 from dataclasses import dataclass, field
 
 from conformance.client import EndpointClient, EndpointError, normalize_base_url
+from conformance.options import base_url_from_environment
 from conformance.reference_server import RunningServer, ServerConfig, start_in_thread
-
-BASE_URL_VARIABLES = ("OPENAI_BASE_URL", "OPENAI_API_BASE")
 
 
 class EndpointUnusable(Exception):
@@ -42,13 +40,6 @@ class Endpoint:
         if self.embedded and not self._closed:
             self.embedded.stop()
         self._closed = True
-
-
-def base_url_from_environment() -> str | None:
-    for variable in BASE_URL_VARIABLES:
-        if os.environ.get(variable):
-            return os.environ[variable]
-    return None
 
 
 def resolve(base_url: str | None, api_key: str | None, model: str | None, timeout: float,

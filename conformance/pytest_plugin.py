@@ -1,71 +1,70 @@
 """The pytest plugin (entry point `pytest11`): options, the run's state, and report writing.
 
-The same checks run from `conformance run` and from `pytest --pyargs conformance.suites`: the
-CLI only translates its flags into these options. The plugin stays idle in sessions that collect
-no conformance items, so installing the package changes nothing for other test suites.
+The same checks run from `conformance run` and from `pytest --pyargs conformance.suites`: both
+take their options from `conformance.options` (here as `--conformance-*`, a prefix no other plugin
+uses). Installing the package must change nothing for other test suites, so this module imports
+only pytest and `conformance.options`; the client, checks, SDK, Hypothesis and the reference
+server are imported when a session has conformance items to run.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
 
-from conformance import __version__
-from conformance.cassettes import CassetteStore, RecordingTransport, ReplayTransport
+from conformance.options import (
+    PYTEST_PREFIX,
+    RUN_OPTIONS,
+    Option,
+    OptionError,
+    Settings,
+    settings,
+)
 
-from conformance.catalog import load_catalog
-from conformance.client import RunStats
-from conformance.endpoint import Endpoint, EndpointUnusable, base_url_from_environment, resolve
-from conformance.profiles import ProfileError, load_profile
-from conformance.report import write_reports
-from conformance.runner import ConformanceRun
+if TYPE_CHECKING:
+    import httpx
 
-RUN = pytest.StashKey[ConformanceRun]()
+    from conformance.cassettes import CassetteStore
+    from conformance.compare import Changes
+    from conformance.endpoint import Endpoint
+    from conformance.runner import ConformanceRun
+
+RUN: pytest.StashKey[ConformanceRun] = pytest.StashKey()
+#: The run's options: put there by `conformance run` (already validated), else read from pytest's.
+SETTINGS = pytest.StashKey[Settings]()
+#: The report as written, and its changes since --baseline: kept for the CLI and the Action.
+REPORT = pytest.StashKey[dict]()
+CHANGES: pytest.StashKey[Changes] = pytest.StashKey()
 CHECK_PARAM = "check_id"
 
-OPT_BASE_URL = "--base-url"
-OPT_API_KEY = "--api-key"
-OPT_MODEL = "--model"
-OPT_PROFILE = "--profile"
-OPT_REPORT_DIR = "--report-dir"
-OPT_TIMEOUT = "--request-timeout"
-OPT_CONTEXT_WINDOW = "--context-window"
-OPT_CONCURRENCY = "--concurrency"
-OPT_EMBEDDED = "--embedded-behavior"
-OPT_BUDGET = "--max-tokens-budget"
-OPT_RECORD = "--record-dir"
-OPT_REPLAY = "--replay-dir"
 
-DEFAULT_TIMEOUT = 30.0
-DEFAULT_CONCURRENCY = 16
+def prefixed_flag(option: Option) -> str:
+    return option.flag(PYTEST_PREFIX)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("conformance", "OpenAI/Fireworks API conformance")
-    group.addoption(OPT_BASE_URL, default=None,
-                    help="endpoint base URL (default: $OPENAI_BASE_URL, $OPENAI_API_BASE, else the embedded server)")
-    group.addoption(OPT_API_KEY, default=None, help="API key (default: $OPENAI_API_KEY)")
-    group.addoption(OPT_MODEL, default=None, help="model id (default: the first one /models lists)")
-    group.addoption(OPT_PROFILE, default="openai", help="openai, fireworks, none, or a profile file")
-    group.addoption(OPT_REPORT_DIR, default="reports", help="where report.json/.md/.html and junit.xml go")
-    group.addoption(OPT_TIMEOUT, type=float, default=DEFAULT_TIMEOUT, help="seconds allowed per request")
-    group.addoption(OPT_CONTEXT_WINDOW, type=int, default=None, help="the model's context window, if known")
-    group.addoption(OPT_CONCURRENCY, type=int, default=DEFAULT_CONCURRENCY, help="requests in flight at once")
-    group.addoption(OPT_EMBEDDED, default="openai", choices=("openai", "fireworks"),
-                    help="how the embedded reference server behaves when no base URL is given")
-    group.addoption(OPT_BUDGET, type=int, default=None,
-                    help="stop sending once this many tokens are spent; remaining checks are skipped")
-    group.addoption(OPT_RECORD, default=None,
-                    help="record every interaction into cassettes in this directory ('' = cassettes/<endpoint>)")
-    group.addoption(OPT_REPLAY, default=None, help="replay a recorded run from this directory; no network")
+    group = parser.getgroup("conformance", "OpenAI/Fireworks API conformance (pytest --pyargs conformance.suites)")
+    for option in RUN_OPTIONS:
+        option.add_to(group.addoption, PYTEST_PREFIX)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "conformance: a conformance check against an endpoint")
+
+
+def run_settings(config: pytest.Config) -> Settings:
+    """The run's validated options (a usage error names the flag)."""
+    chosen = config.stash.get(SETTINGS, None)
+    if chosen is None:
+        try:
+            chosen = settings(vars(config.option), prefixed_flag)
+        except OptionError as problem:
+            raise pytest.UsageError(str(problem)) from None
+        config.stash[SETTINGS] = chosen
+    return chosen
 
 
 def conformance_items(session: pytest.Session) -> list[pytest.Item]:
@@ -82,43 +81,48 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     items = conformance_items(session)
     if config.option.collectonly or not items:
         return
-    option = config.getoption
+    chosen = run_settings(config)
+    from conformance.catalog import load_catalog
+    from conformance.client import RunStats
+    from conformance.endpoint import EndpointUnusable
+    from conformance.runner import ConformanceRun
+
     try:
-        profile = load_profile(option(OPT_PROFILE), load_catalog())
-        endpoint, transport, recording = open_endpoint(config)
-    except (ProfileError, EndpointUnusable) as problem:
+        endpoint, transport, recording = open_endpoint(chosen)
+    except EndpointUnusable as problem:
+        message = str(problem)
         try:
-            write_reports(None, Path(option(OPT_REPORT_DIR)), setup_failure=str(problem),
-                          base_url=option(OPT_BASE_URL) or base_url_from_environment())
+            conclude(config, None, setup_failure=message)
         except OSError as unwritable:
-            problem = f"{problem} (and no report: {report_dir_problem(option(OPT_REPORT_DIR), unwritable)})"
-        raise pytest.UsageError(str(problem)) from None
-    run = ConformanceRun(endpoint, load_catalog(), profile, option(OPT_TIMEOUT),
-                         context_window=option(OPT_CONTEXT_WINDOW) or endpoint.context_window,
-                         concurrency=option(OPT_CONCURRENCY), transport=transport, recording=recording,
-                         stats=RunStats(token_budget=option(OPT_BUDGET)))
+            message = f"{message} (and no report: {report_dir_problem(chosen.report_dir, unwritable)})"
+        raise pytest.UsageError(message) from None
+    run = ConformanceRun(endpoint, load_catalog(), chosen.profile, chosen.timeout,
+                         context_window=chosen.context_window or endpoint.context_window,
+                         concurrency=chosen.concurrency, transport=transport, recording=recording,
+                         stats=RunStats(token_budget=chosen.max_tokens_budget))
     config.stash[RUN] = run
     run.start([item.callspec.params[CHECK_PARAM] for item in items])
 
 
-def open_endpoint(config: pytest.Config) -> tuple[Endpoint, httpx.BaseTransport | None, CassetteStore | None]:
+def open_endpoint(chosen: Settings) -> tuple[Endpoint, httpx.BaseTransport | None, CassetteStore | None]:
     """The endpoint to judge, and how requests reach it: live, live and recorded, or replayed."""
-    option = config.getoption
-    api_key = option(OPT_API_KEY) or os.environ.get("OPENAI_API_KEY")
-    if option(OPT_REPLAY):
-        store = CassetteStore(Path(option(OPT_REPLAY)))
+    from conformance.cassettes import CassetteStore, RecordingTransport, ReplayTransport
+    from conformance.endpoint import Endpoint, EndpointUnusable, resolve
+
+    if chosen.replay is not None:
+        store = CassetteStore(chosen.replay)
         try:
             recorded = CassetteStore.metadata(store.directory)
         except (OSError, ValueError) as problem:
             raise EndpointUnusable(f"cannot replay: {problem}") from None
         endpoint = Endpoint(recorded["base_url"], None, recorded["model"], label=recorded["endpoint"],
                             context_window=recorded.get("context_window"))
-        return endpoint, ReplayTransport(store, api_key), None
-    endpoint = resolve(option(OPT_BASE_URL), api_key, option(OPT_MODEL), option(OPT_TIMEOUT), option(OPT_EMBEDDED))
-    if option(OPT_RECORD) is None:
+        return endpoint, ReplayTransport(store, chosen.api_key), None
+    endpoint = resolve(chosen.base_url, chosen.api_key, chosen.model, chosen.timeout, chosen.embedded_behavior)
+    if chosen.record is None:
         return endpoint, None, None
-    store = CassetteStore(Path(option(OPT_RECORD) or Path("cassettes") / endpoint.name))
-    return endpoint, RecordingTransport(store, api_key), store
+    store = CassetteStore(chosen.record / endpoint.name if chosen.record_per_endpoint else chosen.record)
+    return endpoint, RecordingTransport(store, chosen.api_key), store
 
 
 @pytest.fixture
@@ -138,6 +142,27 @@ def enforce(run: ConformanceRun, check_id: str) -> None:
         pytest.skip(result.headline())
 
 
+def conclude(config: pytest.Config, run: ConformanceRun | None, setup_failure: str | None = None) -> None:
+    """Write the reports (`run` None: the run could not start, `setup_failure` says why) and, with
+    a baseline, the changes since it; both stay in the stash for the CLI and the Action."""
+    from conformance.report import build_report, write_reports
+
+    chosen = run_settings(config)
+    base_url = chosen.base_url if run is None else None
+    written = write_reports(run, chosen.report_dir, setup_failure=setup_failure, base_url=base_url)
+    if run is not None:
+        run.written = written
+        if run.recording is not None:
+            run.recording.save(recording_metadata(run))
+    report = config.stash[REPORT] = build_report(run, setup_failure, base_url)
+    if chosen.baseline is not None:
+        from conformance.compare import diff, render_changes
+
+        changes = config.stash[CHANGES] = diff(chosen.baseline.report, report,
+                                               accept_behaviour_changes=chosen.accept_behaviour_changes)
+        (chosen.report_dir / "changes.md").write_text(render_changes(changes), encoding="utf-8")
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     run = session.config.stash.get(RUN, None)
     if run is None:
@@ -145,37 +170,54 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     interrupted = exitstatus == pytest.ExitCode.INTERRUPTED or session.shouldstop
     run.finish("interrupted" if interrupted else "completed",
                "the run was interrupted; the report holds the checks finished by then" if interrupted else None)
-    directory = session.config.getoption(OPT_REPORT_DIR)
     try:
-        run.written = write_reports(run, Path(directory))
-        if run.recording is not None:
-            run.recording.save(recording_metadata(run))
+        conclude(session.config, run)
     except OSError as problem:
         # One line, not an internal-error traceback; a run without its reports is not a success.
+        directory = run_settings(session.config).report_dir
         sys.stderr.write(f"conformance: error: {report_dir_problem(directory, problem)}\n")
         session.exitstatus = pytest.ExitCode.USAGE_ERROR
+        return
+    changes = session.config.stash.get(CHANGES, None)
+    if changes is not None and changes.regressed and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-def recording_metadata(run: ConformanceRun) -> dict:
+def recording_metadata(run: ConformanceRun) -> dict[str, Any]:
     """What a replay needs besides the cassettes: where they came from, and which model."""
+    from conformance import __version__
+
     return {"endpoint": run.endpoint.name, "base_url": run.endpoint.base_url, "model": run.endpoint.model,
             "context_window": run.context_window, "recorded_at": run.started_at, "conformance": __version__}
 
 
-def report_dir_problem(directory: str, problem: OSError) -> str:
-    return f"cannot write reports to {directory!r}: {problem.strerror or problem}"
+def report_dir_problem(directory: Path, problem: OSError) -> str:
+    return f"cannot write reports to {str(directory)!r}: {problem.strerror or problem}"
+
+
+def describe_endpoint(run: ConformanceRun) -> str:
+    """Which endpoint was judged; the embedded reference server is named as such, never as a URL alone."""
+    if run.endpoint.embedded is not None:
+        return (f"the EMBEDDED reference server ({run.endpoint.embedded.config.vendor} behaviour) at "
+                f"{run.endpoint.base_url}: no endpoint of yours was tested (give --base-url or $OPENAI_BASE_URL)")
+    return run.endpoint.base_url
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     run = config.stash.get(RUN, None)
+    changes = config.stash.get(CHANGES, None)
     if run is None:
+        if changes is not None:
+            from conformance.compare import render_changes
+
+            terminalreporter.write(render_changes(changes))
         return
     counts: dict[str, int] = {}
     for result in run.ordered_results():
         counts[result.outcome] = counts.get(result.outcome, 0) + 1
     summary = ", ".join(f"{n} {outcome}" for outcome, n in counts.items()) or "no checks finished"
     terminalreporter.write_sep("=", "conformance")
-    terminalreporter.write_line(f"endpoint {run.endpoint.base_url}  model {run.endpoint.model}  profile {run.profile.name}")
+    terminalreporter.write_line(f"endpoint {describe_endpoint(run)}  model {run.endpoint.model}  profile {run.profile.name}")
     retried = f" ({run.stats.retries} retried: Retry-After or a dropped connection)" if run.stats.retries else ""
     terminalreporter.write_line(f"{summary}; {run.stats.requests} requests{retried}, {run.stats.prompt_tokens} "
                                 f"prompt + {run.stats.completion_tokens} completion tokens, {run.duration_s:.1f}s")
@@ -187,5 +229,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         terminalreporter.write_line(f"report: {path}")
     if run.recording is not None:
         terminalreporter.write_line(f"cassettes: {run.recording.directory}")
+    if changes is not None:
+        from conformance.compare import render_changes
 
-
+        terminalreporter.write_line(f"changes: {run_settings(config).report_dir / 'changes.md'}")
+        terminalreporter.write(render_changes(changes))

@@ -171,7 +171,8 @@ def test_other_bad_invocations(cli) -> None:
 def test_unwritable_report_dir(cli, tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    cli("run", "--base-url", UNREACHABLE, "--report-dir", blocker / "reports").assert_one_line_error("reports")
+    cli("run", "--base-url", UNREACHABLE, "--report-dir", blocker / "reports").assert_one_line_error(
+        "--report-dir", "a-file")
 
 
 def test_version_and_help_return_zero(cli) -> None:
