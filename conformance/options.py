@@ -217,11 +217,11 @@ RUN_OPTIONS: tuple[Option, ...] = (
            positive_int, metavar="N"),
     Option("record", "record every interaction into cassettes in DIR (alone: cassettes/<endpoint>/)",
            writable_directory, metavar="DIR", bare=""),
-    Option("replay", "re-run offline from the cassettes in DIR; --profile may differ from the recording's",
+    Option("replay", "re-run offline from the cassettes in DIR (the profile may differ from the recording's)",
            existing_directory, metavar="DIR"),
     Option("baseline", "an earlier report.json (or its directory): list the changes, exit 1 on a regression",
            baseline_report, metavar="REPORT.json"),
-    Option("accept-behaviour-changes", "with --baseline: a behaviour that flipped (same outcome, another "
+    Option("accept-behaviour-changes", "with a baseline: a behaviour that flipped (same outcome, another "
                                        "observed behaviour) does not fail the run", switch=True),
     Option("name", "a name for this run, shown in the reports and as its column in `conformance compare`",
            run_name, metavar="NAME"),
