@@ -111,10 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def pytest_arguments(args: argparse.Namespace) -> list[str]:
-    """pytest's own arguments for the suite; the run's options reach the plugin as `Settings`."""
+    """pytest's own arguments for the suite; the run's options reach the plugin as `Settings`.
+
+    No other installed plugin is loaded: the run is ours alone, and plugins such as
+    pytest-benchmark would otherwise leave directories in the user's working directory."""
     suites = Path(str(resources.files("conformance.suites")))
     arguments = [str(suites), "-c", str(suites / "pytest.ini"), "--rootdir", str(suites),
-                 "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "--no-header", "-rN",
+                 "--disable-plugin-autoload", "-p", "no:cacheprovider", "--no-header", "-rN",
                  "--tb=short" if args.verbose else "--tb=no", "-v" if args.verbose else "-q"]
     if args.keyword:
         arguments += ["-k", args.keyword]
@@ -165,6 +168,7 @@ def execute_run(args: argparse.Namespace) -> Finished:
     """Validate every option (before anything is sent or written), then run the suite under pytest."""
     import pytest
 
+    from conformance import pytest_plugin
     from conformance.pytest_plugin import CHANGES, REPORT
 
     try:
@@ -173,7 +177,7 @@ def execute_run(args: argparse.Namespace) -> Finished:
         raise UsageProblem(str(problem)) from None
     link = SessionLink(chosen)
     with sigterm_as_interrupt():
-        code = pytest.main(pytest_arguments(args), plugins=[link])
+        code = pytest.main(pytest_arguments(args), plugins=[pytest_plugin, link])
     stash = link.config.stash if link.config is not None else None
     finished = Finished(EXIT_USAGE, stash.get(REPORT, None) if stash else None,
                         stash.get(CHANGES, None) if stash else None)

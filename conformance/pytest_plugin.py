@@ -101,7 +101,28 @@ def pytest_runtestloop(session: pytest.Session) -> None:
                          concurrency=chosen.concurrency, transport=transport, recording=recording,
                          stats=RunStats(token_budget=chosen.max_tokens_budget))
     config.stash[RUN] = run
+    keep_hypothesis_files_out_of_the_working_directory(config)
     run.start([item.callspec.params[CHECK_PARAM] for item in items])
+
+
+def keep_hypothesis_files_out_of_the_working_directory(config: pytest.Config) -> None:
+    """Hypothesis caches what it learns under ./.hypothesis/ even with `database=None`; a run of
+    ours must not leave it in the user's directory. Unless the user chose a place for it
+    ($HYPOTHESIS_STORAGE_DIRECTORY), it goes to a temporary directory removed with the session."""
+    import os
+    import tempfile
+
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    if os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
+        return
+    scratch = tempfile.TemporaryDirectory(prefix="conformance-hypothesis-")
+    set_hypothesis_home_dir(scratch.name)
+
+    def restore() -> None:
+        set_hypothesis_home_dir(None)
+        scratch.cleanup()
+    config.add_cleanup(restore)
 
 
 def open_endpoint(chosen: Settings) -> tuple[Endpoint, httpx.BaseTransport | None, CassetteStore | None]:

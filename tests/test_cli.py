@@ -373,6 +373,18 @@ def test_pytest_plugin_entry_point(reference_server, tmp_path: Path, validator) 
     assert "conformance" in completed.stdout  # the plugin's terminal summary
 
 
+def test_a_run_leaves_nothing_in_the_working_directory_but_its_reports(tmp_path: Path) -> None:
+    """Hypothesis' cache (./.hypothesis/) and other plugins' files (pytest-benchmark's ./.benchmarks/)
+    do not belong in the user's directory; the Hypothesis-driven checks must really have run."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "conformance", "run", "--profile", "none", "-k", "parameter-validation",
+         "--report-dir", "out"], capture_output=True, text=True, timeout=120, env=subprocess_env(), cwd=tmp_path)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert os.listdir(tmp_path) == ["out"]
+    assert {row["check_id"] for row in report_of(tmp_path / "out")["results"]} == check_ids_matching(
+        "parameter-validation")
+
+
 def test_serve_prints_its_url_and_serves(tmp_path: Path) -> None:
     """`python -m conformance serve --port 0`: the base URL first on stdout, then it serves."""
     process = subprocess.Popen([sys.executable, "-m", "conformance", "serve", "--port", "0", "--behavior", "fireworks"],
@@ -444,5 +456,6 @@ def test_the_pytest_front_end_validates_like_the_cli(tmp_path: Path) -> None:
          "--conformance-timeout", "inf", "--conformance-report-dir", str(tmp_path / "reports")],
         capture_output=True, text=True, timeout=120, env=subprocess_env(), cwd=tmp_path)
     assert completed.returncode == pytest.ExitCode.USAGE_ERROR, completed.stdout + completed.stderr
-    assert "--conformance-timeout" in completed.stderr and "Traceback" not in completed.stderr
+    assert "argument --conformance-timeout: must be a number of seconds" in completed.stderr
+    assert "Traceback" not in completed.stderr
     assert not (tmp_path / "reports").exists()
