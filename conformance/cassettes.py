@@ -45,8 +45,8 @@ def cassette_name(check_id: str) -> str:
 class Scrubber:
     """Removes the API key and credential headers from what is about to be written."""
 
-    def __init__(self, secret: str | None):
-        self.text = Redactor(secret).text
+    def __init__(self, secret: str | None, others: tuple[str, ...] = ()):
+        self.text = Redactor(secret, others).text
 
     def url(self, url: str) -> str:
         parts = urlsplit(url)
@@ -108,8 +108,10 @@ def _check_of(request: httpx.Request) -> str:
 class RecordingTransport(httpx.BaseTransport):
     """Sends requests for real and records them, scrubbed, into a CassetteStore."""
 
-    def __init__(self, store: CassetteStore, secret: str | None, inner: httpx.BaseTransport | None = None):
-        self.store, self.scrub = store, Scrubber(secret)
+    def __init__(self, store: CassetteStore, secret: str | None, inner: httpx.BaseTransport | None = None,
+                 others: tuple[str, ...] = ()):
+        """`others`: more values to scrub besides the key (--header values)."""
+        self.store, self.scrub = store, Scrubber(secret, others)
         self.inner = inner or httpx.HTTPTransport()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:

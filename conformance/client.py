@@ -52,28 +52,35 @@ class EndpointError(Exception):
 
 
 def normalize_base_url(url: str) -> str:
-    """`http://host:port` means `http://host:port/v1`, as OpenAI's SDKs expect a versioned base."""
+    """`http://host:port` means `http://host:port/v1`, as OpenAI's SDKs expect a versioned base.
+    A query string (Azure's `api-version`) is kept: it goes with every request."""
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"not an http(s) URL: {url!r}")
     path = parts.path.rstrip("/") or "/v1"
-    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
 
 
 @dataclass
 class Redactor:
-    """Removes one secret value, wherever it appears, before anything is kept."""
+    """Removes secret values (the key, and `others` such as --header values), wherever they
+    appear, before anything is kept."""
 
     secret: str | None
+    others: tuple[str, ...] = ()
+
+    @property
+    def _secrets(self) -> list[str]:
+        return [value for value in (self.secret, *self.others) if value and len(value) >= 4]
 
     def text(self, value: str) -> str:
-        if self.secret and len(self.secret) >= 4:
-            return value.replace(self.secret, REDACTED)
+        for secret in self._secrets:
+            value = value.replace(secret, REDACTED)
         return value
 
     def bytes(self, value: bytes) -> bytes:
-        if self.secret and len(self.secret) >= 4:
-            return value.replace(self.secret.encode(), REDACTED.encode())
+        for secret in self._secrets:
+            value = value.replace(secret.encode(), REDACTED.encode())
         return value
 
     def headers(self, headers: httpx.Headers | dict[str, str]) -> dict[str, str]:
@@ -277,20 +284,26 @@ class EndpointClient:
     """Sends requests to one base URL; never follows redirects elsewhere."""
 
     def __init__(self, base_url: str, api_key: str | None, timeout: float, stats: RunStats | None = None,
-                 transport: httpx.BaseTransport | None = None):
-        self.base_url = normalize_base_url(base_url)
+                 transport: httpx.BaseTransport | None = None, headers: dict[str, str] | None = None):
+        """`headers` go with every request (--header); their values are redacted like the key."""
+        parts = urlsplit(normalize_base_url(base_url))
+        self.base_url = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+        #: The base URL's query string, sent with every request (also the SDK's).
+        self.params = httpx.QueryParams(parts.query)
         self.timeout = timeout
         self.stats = stats if stats is not None else RunStats()
-        self.redactor = Redactor(api_key)
+        self.redactor = Redactor(api_key, tuple((headers or {}).values()))
         self.api_key = api_key
         self._transport = transport or httpx.HTTPTransport(
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=16))
         # identity: bodies arrive as sent, so evidence and cassettes keep (and can scrub) the real bytes
-        headers = {"user-agent": f"conformance/{__version__}", "accept-encoding": "identity"}
+        sent = {"user-agent": f"conformance/{__version__}", "accept-encoding": "identity", **(headers or {})}
         if api_key:
-            headers["authorization"] = f"Bearer {api_key}"
+            sent["authorization"] = f"Bearer {api_key}"
+        self.headers = dict(headers or {})
         self._http = httpx.Client(
-            headers=headers,
+            headers=sent,
+            params=self.params,
             timeout=httpx.Timeout(timeout),
             follow_redirects=False,
             transport=self._transport,
@@ -402,6 +415,9 @@ class _LoggingTransport(httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         if self.check:
             request.extensions = {**request.extensions, CHECK_EXTENSION: self.check}
+        request.url = request.url.copy_merge_params(self.owner.params)
+        for name, value in self.owner.headers.items():
+            request.headers.setdefault(name, value)
         redactor = self.owner.redactor
         exchange = describe_request(request, redactor)
         started = time.monotonic()

@@ -110,9 +110,10 @@ DISTINGUISHERS = ((lambda r: (r["profile"] or {}).get("name"), "{label}, profile
 
 
 def columns(reports: list[dict[str, Any]]) -> list[Column]:
-    """A column per report, labelled by endpoint name; reports of one endpoint are told apart by
-    profile, else model, else start time, else a number."""
-    labels = [r["endpoint"]["name"] or r["endpoint"]["base_url"] or "(no endpoint)" for r in reports]
+    """A column per report, labelled by the run's name (`--name`), else its endpoint's; reports of
+    one label are told apart by profile, else model, else start time, else a number."""
+    labels = [r.get("name") or r["endpoint"]["name"] or r["endpoint"]["base_url"] or "(no endpoint)"
+              for r in reports]
     for label in {label for label in labels if labels.count(label) > 1}:
         group = [i for i, other in enumerate(labels) if other == label]
         for key, form in DISTINGUISHERS:

@@ -24,6 +24,8 @@ class Endpoint:
     #: The name a replayed run was recorded under.
     label: str | None = None
     context_window: int | None = None
+    #: Headers sent with every request (--header), e.g. Azure's `api-key`.
+    headers: dict[str, str] = field(default_factory=dict)
     _closed: bool = field(default=False, repr=False, compare=False)
 
     @property
@@ -43,7 +45,7 @@ class Endpoint:
 
 
 def resolve(base_url: str | None, api_key: str | None, model: str | None, timeout: float,
-            embedded_behaviour: str = "openai") -> Endpoint:
+            embedded_behaviour: str = "openai", headers: dict[str, str] | None = None) -> Endpoint:
     """Find the endpoint and model, starting the embedded server when no URL is known."""
     base_url = base_url or base_url_from_environment()
     embedded = None
@@ -54,8 +56,8 @@ def resolve(base_url: str | None, api_key: str | None, model: str | None, timeou
         base_url = embedded.base_url
     try:
         base_url = normalize_base_url(base_url)
-        listed, window = read_models(base_url, api_key, timeout, model)
-        return Endpoint(base_url, api_key, listed, embedded, context_window=window)
+        listed, window = read_models(base_url, api_key, timeout, model, headers)
+        return Endpoint(base_url, api_key, listed, embedded, context_window=window, headers=dict(headers or {}))
     except (ValueError, EndpointUnusable) as problem:
         if embedded:
             embedded.stop()
@@ -66,13 +68,14 @@ def resolve(base_url: str | None, api_key: str | None, model: str | None, timeou
 WINDOW_KEYS = ("context_length", "max_model_len", "context_window")
 
 
-def read_models(base_url: str, api_key: str | None, timeout: float, model: str | None) -> tuple[str, int | None]:
+def read_models(base_url: str, api_key: str | None, timeout: float, model: str | None,
+                headers: dict[str, str] | None = None) -> tuple[str, int | None]:
     """The run's model (`model`, else the first id `GET /models` lists) and its context window,
     if the listing states it.
 
     Sent even when the model is known: it is how an unreachable endpoint or a refused key is told
     apart from a check's failure. With a model given, a missing listing is no problem."""
-    client = EndpointClient(base_url, api_key, timeout)
+    client = EndpointClient(base_url, api_key, timeout, headers=headers)
     try:
         listing = client.get("models")
     except EndpointError as error:

@@ -256,11 +256,6 @@ class Settings:
     name: str | None
     headers: dict[str, str]
 
-    @property
-    def secrets(self) -> list[str]:
-        """Values no report or cassette may contain: the key and every --header value."""
-        return [value for value in (self.api_key, *self.headers.values()) if value]
-
 
 def base_url_from_environment(environ: Mapping[str, str] | None = None) -> str | None:
     """The first of OPENAI_BASE_URL / OPENAI_API_BASE that is set. One set to an empty string (an

@@ -99,7 +99,7 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     run = ConformanceRun(endpoint, load_catalog(), chosen.profile, chosen.timeout,
                          context_window=chosen.context_window or endpoint.context_window,
                          concurrency=chosen.concurrency, transport=transport, recording=recording,
-                         stats=RunStats(token_budget=chosen.max_tokens_budget))
+                         stats=RunStats(token_budget=chosen.max_tokens_budget), name=chosen.name)
     config.stash[RUN] = run
     keep_hypothesis_files_out_of_the_working_directory(config)
     run.start([item.callspec.params[CHECK_PARAM] for item in items])
@@ -139,11 +139,12 @@ def open_endpoint(chosen: Settings) -> tuple[Endpoint, httpx.BaseTransport | Non
         endpoint = Endpoint(recorded["base_url"], None, recorded["model"], label=recorded["endpoint"],
                             context_window=recorded.get("context_window"))
         return endpoint, ReplayTransport(store, chosen.api_key), None
-    endpoint = resolve(chosen.base_url, chosen.api_key, chosen.model, chosen.timeout, chosen.embedded_behavior)
+    endpoint = resolve(chosen.base_url, chosen.api_key, chosen.model, chosen.timeout, chosen.embedded_behavior,
+                       chosen.headers)
     if chosen.record is None:
         return endpoint, None, None
     store = CassetteStore(chosen.record / endpoint.name if chosen.record_per_endpoint else chosen.record)
-    return endpoint, RecordingTransport(store, chosen.api_key), store
+    return endpoint, RecordingTransport(store, chosen.api_key, others=tuple(chosen.headers.values())), store
 
 
 @pytest.fixture
@@ -170,12 +171,12 @@ def conclude(config: pytest.Config, run: ConformanceRun | None, setup_failure: s
 
     chosen = run_settings(config)
     base_url = chosen.base_url if run is None else None
-    written = write_reports(run, chosen.report_dir, setup_failure=setup_failure, base_url=base_url)
+    written = write_reports(run, chosen.report_dir, setup_failure=setup_failure, base_url=base_url, name=chosen.name)
     if run is not None:
         run.written = written
         if run.recording is not None:
             run.recording.save(recording_metadata(run))
-    report = config.stash[REPORT] = build_report(run, setup_failure, base_url)
+    report = config.stash[REPORT] = build_report(run, setup_failure, base_url, chosen.name)
     if chosen.baseline is not None:
         from conformance.compare import diff, render_changes
 
@@ -238,7 +239,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         counts[result.outcome] = counts.get(result.outcome, 0) + 1
     summary = ", ".join(f"{n} {outcome}" for outcome, n in counts.items()) or "no checks finished"
     terminalreporter.write_sep("=", "conformance")
-    terminalreporter.write_line(f"endpoint {describe_endpoint(run)}  model {run.endpoint.model}  profile {run.profile.name}")
+    named = f"run {run.name}  " if run.name else ""
+    terminalreporter.write_line(f"{named}endpoint {describe_endpoint(run)}  model {run.endpoint.model}  "
+                                f"profile {run.profile.name}")
     retried = f" ({run.stats.retries} retried: Retry-After or a dropped connection)" if run.stats.retries else ""
     terminalreporter.write_line(f"{summary}; {run.stats.requests} requests{retried}, {run.stats.prompt_tokens} "
                                 f"prompt + {run.stats.completion_tokens} completion tokens, {run.duration_s:.1f}s")

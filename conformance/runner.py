@@ -101,11 +101,13 @@ class ConformanceRun:
     transport: httpx.BaseTransport | None = None
     #: Where the interactions go when recording.
     recording: CassetteStore | None = None
+    #: The run's name (--name), shown in the reports and as its column in `conformance compare`.
+    name: str | None = None
 
     def __post_init__(self) -> None:
         self._clock = time.monotonic()
         self.client = EndpointClient(self.endpoint.base_url, self.endpoint.api_key, self.timeout, self.stats,
-                                     transport=self.transport)
+                                     transport=self.transport, headers=self.endpoint.headers)
         self._pool = ThreadPoolExecutor(max_workers=max(1, self.concurrency), thread_name_prefix="check")
         self._futures: dict[str, Future[CheckResult]] = {}
         self.selected: list[str] = []

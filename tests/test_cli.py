@@ -245,6 +245,40 @@ def test_a_baseline_in_the_report_dir_is_read_before_it_is_overwritten(cli, tmp_
     assert report_of(reports)["endpoint"]["name"] == "reference-fireworks"
 
 
+def test_headers_and_the_base_url_query_go_with_every_request_and_stay_secret(reference_server, cli,
+                                                                             tmp_path: Path) -> None:
+    """Azure-style endpoints: `?api-version=` on the base URL and an `api-key` header, on every request
+    (the SDK's too); the header's value never reaches a report, a cassette or the console."""
+    import yaml
+
+    secret = "azure-secret-0123456789"
+    base_url = reference_server("openai").base_url + "?api-version=2024-06-01"
+    result = cli("run", "--base-url", base_url, "--header", f"api-key: {secret}", "--header", "X-Team:blue",
+                 "--profile", "none", "-k", "stream-usage or openai-sdk", "--record", tmp_path / "cassettes",
+                 "--report-dir", tmp_path / "reports")
+    assert result.code == 0, result.out + result.err
+    requests = [interaction["request"] for cassette in (tmp_path / "cassettes").glob("*.yaml")
+                for interaction in yaml.safe_load(cassette.read_text(encoding="utf-8"))["interactions"]]
+    assert len(requests) > 5 and any("openai-sdk" in path.name for path in (tmp_path / "cassettes").iterdir())
+    for request in requests:
+        assert "api-version=2024-06-01" in request["uri"], request["uri"]
+        assert request["headers"]["x-team"] == ["<redacted>"] and "api-key" not in request["headers"]
+    written = [*tmp_path.joinpath("cassettes").iterdir(), *tmp_path.joinpath("reports").iterdir()]
+    assert all(secret not in path.read_text(encoding="utf-8") for path in written)
+    assert secret not in result.out + result.err
+    assert report_of(tmp_path / "reports")["endpoint"]["base_url"].endswith("/v1?api-version=2024-06-01")
+
+
+def test_a_named_run_is_named_in_its_report_and_its_compare_column(reference_server, cli, tmp_path: Path) -> None:
+    for name in ("staging", "production"):
+        result = cli("run", "--base-url", reference_server("openai").base_url, "--name", name, "--profile", "none",
+                     "-k", "stream-usage", "--report-dir", tmp_path / name)
+        assert result.code == 0, result.err
+        assert report_of(tmp_path / name)["name"] == name
+    result = cli("compare", tmp_path / "staging", tmp_path / "production")
+    assert "| Entry | staging | production |" in result.out
+
+
 def test_the_embedded_server_is_named_plainly(cli, tmp_path: Path) -> None:
     result = cli("run", "--profile", "none", "-k", "stream-usage", "--report-dir", tmp_path)
     assert result.code == 0, result.err

@@ -20,11 +20,11 @@ REPORT_FORMAT = 1
 
 
 def build_report(run: "ConformanceRun | None", setup_failure: str | None = None,
-                 base_url: str | None = None) -> dict[str, Any]:
+                 base_url: str | None = None, name: str | None = None) -> dict[str, Any]:
     """The report as data. With no run (it could not start), a complete report of why."""
     if run is None:
         return {
-            "format": REPORT_FORMAT, "tool": {"name": "conformance", "version": __version__},
+            "format": REPORT_FORMAT, "tool": {"name": "conformance", "version": __version__}, "name": name,
             "endpoint": {"base_url": base_url, "name": None, "embedded": False}, "model": None,
             "profile": None, "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "duration_s": 0.0, "status": "not-started", "complete": False, "message": setup_failure,
@@ -38,6 +38,7 @@ def build_report(run: "ConformanceRun | None", setup_failure: str | None = None,
     return {
         "format": REPORT_FORMAT,
         "tool": {"name": "conformance", "version": __version__},
+        "name": run.name,
         "endpoint": {"base_url": run.endpoint.base_url, "name": run.endpoint.name,
                      "embedded": run.endpoint.embedded is not None or run.endpoint.name.startswith("reference-")},
         "model": run.endpoint.model,
@@ -82,11 +83,11 @@ def worst(outcomes: list[str]) -> str:
 
 
 def write_reports(run: "ConformanceRun | None", directory: Path, setup_failure: str | None = None,
-                  base_url: str | None = None) -> list[Path]:
+                  base_url: str | None = None, name: str | None = None) -> list[Path]:
     """Write every format; returns the paths written."""
     from conformance.report import html, json_report, junit, markdown
 
-    report = build_report(run, setup_failure, base_url)
+    report = build_report(run, setup_failure, base_url, name)
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for name, render in (("report.json", json_report.render), ("report.md", markdown.render),
