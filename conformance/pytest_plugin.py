@@ -126,11 +126,13 @@ def keep_hypothesis_files_out_of_the_working_directory(config: pytest.Config) ->
 
 
 def open_endpoint(chosen: Settings) -> tuple[Endpoint, httpx.BaseTransport | None, CassetteStore | None]:
-    """The endpoint to judge, and how requests reach it: live, live and recorded, or replayed."""
-    from conformance.cassettes import CassetteStore, RecordingTransport, ReplayTransport
+    """The endpoint to judge, and how requests reach it: live, live and recorded, or replayed.
+    (VCR.py, under the cassettes, takes about a second to import: only for record and replay.)"""
     from conformance.endpoint import Endpoint, EndpointUnusable, resolve
 
     if chosen.replay is not None:
+        from conformance.cassettes import CassetteStore, ReplayTransport
+
         store = CassetteStore(chosen.replay)
         try:
             recorded = CassetteStore.metadata(store.directory)
@@ -143,6 +145,8 @@ def open_endpoint(chosen: Settings) -> tuple[Endpoint, httpx.BaseTransport | Non
                        chosen.headers)
     if chosen.record is None:
         return endpoint, None, None
+    from conformance.cassettes import CassetteStore, RecordingTransport
+
     store = CassetteStore(chosen.record / endpoint.name if chosen.record_per_endpoint else chosen.record)
     return endpoint, RecordingTransport(store, chosen.api_key, others=tuple(chosen.headers.values())), store
 

@@ -12,10 +12,10 @@ from pathlib import Path
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 import httpx
 
-from conformance.cassettes import CassetteStore
 from conformance.catalog import Catalog, Entry
 from conformance.checks import REGISTRY, Check
 from conformance.checks.base import ProbeContext, ProbeFailed
@@ -23,6 +23,9 @@ from conformance.client import BudgetExhausted, EndpointClient, EndpointError, E
 from conformance.endpoint import Endpoint
 from conformance.profiles import Profile
 from conformance.results import CheckResult, Observation
+
+if TYPE_CHECKING:  # cassettes import VCR.py (about a second): only runs that record or replay need it
+    from conformance.cassettes import CassetteStore
 
 
 def judge(observation: Observation, expected: list[str] | None) -> str:
