@@ -14,7 +14,7 @@ name upper-cased, with `-` or `_` (`INPUT_BASE-URL` or `INPUT_BASE_URL`). action
 | api-key | (empty) | sent to the endpoint only; masked in the log; default `$OPENAI_API_KEY` |
 | model | (empty) | default: the first model `GET /models` lists |
 | profile | openai | `openai`, `fireworks`, `none` or a profile file |
-| baseline | (empty) | a report.json (or its directory) to compare with; a regression fails |
+| baseline | (empty) | a report.json (or its directory), passed as `--baseline`; a regression fails |
 | report-dir | conformance-reports | where report.json/.md/.html, junit.xml (and changes.md) go |
 | args | (empty) | more `conformance run` flags, split like a shell would (`-k stream --timeout 60`) |
 
