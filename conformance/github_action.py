@@ -10,7 +10,7 @@ name upper-cased, with `-` or `_` (`INPUT_BASE-URL` or `INPUT_BASE_URL`). action
 
 | input | default | meaning |
 |---|---|---|
-| base-url | (empty) | the endpoint; empty: `$OPENAI_BASE_URL`, else the embedded reference server |
+| base-url | embedded | the endpoint; `embedded`: `$OPENAI_BASE_URL`, else the embedded reference server; empty (an unset secret): exit 2 |
 | api-key | (empty) | sent to the endpoint only; masked in the log; default `$OPENAI_API_KEY` |
 | model | (empty) | default: the first model `GET /models` lists |
 | profile | openai | `openai`, `fireworks`, `none` or a profile file |
@@ -40,17 +40,25 @@ from conformance.compare import render_changes
 SUMMARY_LIMIT = 1024 * 1024
 CUT_NOTE = ("\n> **The summary was cut here** to stay under GitHub's 1 MiB step-summary limit; the whole "
             "report is `report.md` in the uploaded artifact.\n")
-DEFAULTS = {"base-url": "", "api-key": "", "model": "", "profile": "openai", "baseline": "",
+#: The base-url input that means "no endpoint given": the embedded server, unless $OPENAI_BASE_URL.
+EMBEDDED = "embedded"
+DEFAULTS = {"base-url": EMBEDDED, "api-key": "", "model": "", "profile": "openai", "baseline": "",
             "report-dir": "conformance-reports", "args": ""}
+#: Inputs whose empty value is passed on as given, not replaced by the default: a base-url from an
+#: unset secret must fail the step, not quietly test the embedded server.
+EMPTY_IS_A_VALUE = ("base-url",)
 
 
 def read_inputs(environ: Mapping[str, str]) -> dict[str, str]:
-    """Every input from `INPUT_<NAME>` (either spelling), stripped, else its default."""
+    """Every input from `INPUT_<NAME>` (either spelling), stripped; its default when it is not set
+    (or, but for base-url, empty)."""
     inputs = {}
     for name, default in DEFAULTS.items():
         key = "INPUT_" + name.upper()
-        value = environ.get(key, environ.get(key.replace("-", "_"), "")).strip()
-        inputs[name] = value or default
+        value = environ.get(key, environ.get(key.replace("-", "_")))
+        if value is None or (not value.strip() and name not in EMPTY_IS_A_VALUE):
+            value = default
+        inputs[name] = value.strip()
     return inputs
 
 
@@ -86,8 +94,9 @@ def write_outputs(path: Path, outputs: dict[str, Any]) -> None:
 
 def run_arguments(inputs: dict[str, str]) -> list[str]:
     arguments = ["run", "--report-dir", inputs["report-dir"], "--profile", inputs["profile"]]
-    for flag, name in (("--base-url", "base-url"), ("--api-key", "api-key"), ("--model", "model"),
-                       ("--baseline", "baseline")):
+    if inputs["base-url"] != EMBEDDED:
+        arguments += ["--base-url", inputs["base-url"]]  # empty: `conformance run` refuses it, naming the flag
+    for flag, name in (("--api-key", "api-key"), ("--model", "model"), ("--baseline", "baseline")):
         if inputs[name]:
             arguments += [flag, inputs[name]]
     return arguments + shlex.split(inputs["args"])

@@ -101,6 +101,15 @@ def test_the_baseline_gate_is_the_run_commands_own(github: dict[str, str], monke
     assert main(environ) == 0
 
 
+def test_a_base_url_from_an_unset_secret_fails_the_step(github: dict[str, str], capsys) -> None:
+    """`base-url: ${{ secrets.MISSING }}` arrives empty: that must not test the embedded server."""
+    environ = {**github, "INPUT_BASE_URL": ""}
+    assert main(environ) == 2
+    assert not Path(github["INPUT_REPORT-DIR"]).exists() and outputs(environ)["exit-code"] == "2"
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--base-url" in err and "empty" in err
+
+
 def test_the_summary_is_cut_to_fit(github: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     limit = 6000
     monkeypatch.setattr(github_action, "SUMMARY_LIMIT", limit)
@@ -149,6 +158,8 @@ def test_inputs_in_either_spelling_and_defaults() -> None:
     inputs = read_inputs({"INPUT_BASE-URL": " http://a/v1 ", "INPUT_REPORT_DIR": "out", "INPUT_MODEL": ""})
     assert inputs == {"base-url": "http://a/v1", "api-key": "", "model": "", "profile": "openai", "baseline": "",
                       "report-dir": "out", "args": ""}
+    assert read_inputs({})["base-url"] == "embedded" and read_inputs({"INPUT_BASE_URL": " "})["base-url"] == ""
+    assert "--base-url" not in github_action.run_arguments(read_inputs({}))
     assert github_action.run_arguments({**inputs, "args": "-k 'stream or stop'", "baseline": "b.json"}) == [
         "run", "--report-dir", "out", "--profile", "openai", "--base-url", "http://a/v1", "--baseline", "b.json",
         "-k", "stream or stop"]
