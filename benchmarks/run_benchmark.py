@@ -29,6 +29,8 @@ LATENCY_S = 0.5
 TARGETS = {"catalog": 0.3, "embedded": 2.5}
 CRITICAL_PATH_FACTOR = 1.5
 CONFORMANCE = [sys.executable, "-m", "conformance"]
+#: Requests sent before any check that the report does not count: resolving the endpoint lists /models.
+SETUP_REQUESTS = 1
 
 
 def wall(arguments: list[str]) -> float:
@@ -51,7 +53,7 @@ def critical_path(report: dict[str, Any]) -> tuple[int, str, list[str]]:
     """From a `--concurrency 1` run against the slow server: the longest chain in requests, the
     check at its end, and that check's requests (method and path) as sent."""
     results = report["results"]
-    setup = report["requests"] - sum(len(result["evidence"]) for result in results)
+    setup = SETUP_REQUESTS + report["requests"] - sum(len(result["evidence"]) for result in results)
     slowest = max(results, key=lambda result: result["duration_s"])
     chain = round(slowest["duration_s"] / LATENCY_S)
     sent = [f"{e['request']['method']} {e['request']['url'].split('/v1', 1)[-1]}" for e in slowest["evidence"]]

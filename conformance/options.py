@@ -210,7 +210,9 @@ RUN_OPTIONS: tuple[Option, ...] = (
            metavar="SECONDS"),
     Option("context-window", "the model's context window in tokens, if /models does not say", positive_int,
            metavar="N"),
-    Option("concurrency", "checks in flight at once", positive_int, 16, metavar="N"),
+    Option("concurrency", "checks in flight at once (a full run has about 50: by default all start together, "
+                          "so a slow endpoint's run lasts about its longest chain of dependent requests)",
+           positive_int, 64, metavar="N"),
     Option("embedded-behavior", "how the embedded server behaves when no base URL is given", default="openai",
            choices=("openai", "fireworks")),
     Option("max-tokens-budget", "stop sending once N tokens are spent; the remaining checks are skipped",
