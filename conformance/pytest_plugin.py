@@ -67,10 +67,10 @@ def run_settings(config: pytest.Config) -> Settings:
     return chosen
 
 
-def conformance_items(session: pytest.Session) -> list[pytest.Item]:
+def conformance_items(session: pytest.Session) -> list[pytest.Function]:
     """The collected items that are conformance checks (marked, and parametrized by check id)."""
     return [item for item in session.items
-            if item.get_closest_marker("conformance") is not None
+            if isinstance(item, pytest.Function) and item.get_closest_marker("conformance") is not None
             and CHECK_PARAM in getattr(getattr(item, "callspec", None), "params", {})]
 
 

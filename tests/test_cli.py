@@ -211,7 +211,7 @@ def connected(sock: socket.socket) -> bool:
 
 
 def test_recording_into_a_regular_file_is_refused_before_any_request(listener, cli, tmp_path: Path) -> None:
-    base_url = "http://127.0.0.1:%d/v1" % listener.getsockname()[1]
+    base_url = f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     for target in (blocker, blocker / "cassettes"):
@@ -385,7 +385,7 @@ def test_console_script_unreachable(tmp_path: Path) -> None:
     """The installed `conformance` script: one line on the real stderr, no traceback, exit 2, a report."""
     completed = subprocess.run(
         [console_script(), "run", "--base-url", UNREACHABLE, "--report-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=120, env=subprocess_env(), cwd=tmp_path)
+        capture_output=True, text=True, timeout=120, env=subprocess_env(), cwd=tmp_path, check=False)
     Outcome(completed.returncode, completed.stdout, completed.stderr).assert_one_line_error(UNREACHABLE)
     assert report_of(tmp_path)["status"] == "not-started"
 
@@ -397,7 +397,7 @@ def test_pytest_plugin_entry_point(reference_server, tmp_path: Path, validator) 
         [sys.executable, "-m", "pytest", "--pyargs", "conformance.suites", "--conformance-base-url",
          reference_server("fireworks").base_url, "--conformance-report-dir", str(reports), "-p", "no:cacheprovider",
          "--conformance-profile", "fireworks", "-q"],
-        capture_output=True, text=True, timeout=120, env=subprocess_env(), cwd=tmp_path)
+        capture_output=True, text=True, timeout=120, env=subprocess_env(), cwd=tmp_path, check=False)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert set(os.listdir(reports)) == REPORT_FILES
     report = report_of(reports)
@@ -412,7 +412,7 @@ def test_a_run_leaves_nothing_in_the_working_directory_but_its_reports(tmp_path:
     do not belong in the user's directory; the Hypothesis-driven checks must really have run."""
     completed = subprocess.run(
         [sys.executable, "-m", "conformance", "run", "--profile", "none", "-k", "parameter-validation",
-         "--report-dir", "out"], capture_output=True, text=True, timeout=120, env=subprocess_env(), cwd=tmp_path)
+         "--report-dir", "out"], capture_output=True, text=True, timeout=120, env=subprocess_env(), cwd=tmp_path, check=False)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert os.listdir(tmp_path) == ["out"]
     assert {row["check_id"] for row in report_of(tmp_path / "out")["results"]} == check_ids_matching(
@@ -469,11 +469,11 @@ def test_an_unrelated_session_with_other_plugins_that_take_the_same_words(tmp_pa
     completed = subprocess.run(
         [sys.executable, "-m", "pytest", "test_unrelated.py", "-p", "no:cacheprovider", "-q",
          "--base-url", "http://app.example", "--timeout", "60"],
-        capture_output=True, text=True, timeout=120, env=subprocess_env(), cwd=tmp_path)
+        capture_output=True, text=True, timeout=120, env=subprocess_env(), cwd=tmp_path, check=False)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "ValueError" not in completed.stdout + completed.stderr
     listed = subprocess.run([sys.executable, "-m", "pytest", "--help"], capture_output=True, text=True, timeout=120,
-                            env=subprocess_env(), cwd=tmp_path).stdout
+                            env=subprocess_env(), cwd=tmp_path, check=True).stdout
     assert "--conformance-base-url" in listed and "--profile-svg" in listed  # both plugins were loaded
 
 
@@ -488,7 +488,7 @@ def test_the_pytest_front_end_validates_like_the_cli(tmp_path: Path) -> None:
     completed = subprocess.run(
         [sys.executable, "-m", "pytest", "--pyargs", "conformance.suites", "-p", "no:cacheprovider", "-q",
          "--conformance-timeout", "inf", "--conformance-report-dir", str(tmp_path / "reports")],
-        capture_output=True, text=True, timeout=120, env=subprocess_env(), cwd=tmp_path)
+        capture_output=True, text=True, timeout=120, env=subprocess_env(), cwd=tmp_path, check=False)
     assert completed.returncode == pytest.ExitCode.USAGE_ERROR, completed.stdout + completed.stderr
     assert "argument --conformance-timeout: must be a number of seconds" in completed.stderr
     assert "Traceback" not in completed.stderr

@@ -8,14 +8,22 @@ import json
 from pathlib import Path
 
 import pytest
+from test_report import Page
 
 from conformance import cli
 from conformance.catalog import load_catalog
 from conformance.cli import main
-from conformance.compare import (Changes, ReportError, diff, load_report, matrix, render_changes, render_html,
-                                 render_markdown)
+from conformance.compare import (
+    Changes,
+    ReportError,
+    diff,
+    load_report,
+    matrix,
+    render_changes,
+    render_html,
+    render_markdown,
+)
 from conformance.report import build_report
-from test_report import Page
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = {vendor: ROOT / "reports" / f"reference-{vendor}" / "report.json" for vendor in ("openai", "fireworks")}
