@@ -102,7 +102,7 @@ def pytest_runtestloop(session: pytest.Session) -> None:
                          stats=RunStats(token_budget=chosen.max_tokens_budget), name=chosen.name)
     config.stash[RUN] = run
     keep_hypothesis_files_out_of_the_working_directory(config)
-    run.start([item.callspec.params[CHECK_PARAM] for item in items])
+    run.start([str(item.callspec.params[CHECK_PARAM]) for item in items])
 
 
 def keep_hypothesis_files_out_of_the_working_directory(config: pytest.Config) -> None:
