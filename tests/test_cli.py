@@ -493,3 +493,28 @@ def test_the_pytest_front_end_validates_like_the_cli(tmp_path: Path) -> None:
     assert "argument --conformance-timeout: must be a number of seconds" in completed.stderr
     assert "Traceback" not in completed.stderr
     assert not (tmp_path / "reports").exists()
+
+
+def test_catalog_and_help_import_nothing_heavy() -> None:
+    """`conformance catalog` prints a data file: no pytest, SDK, Hypothesis, httpx or server imports."""
+    probe = ("import sys, io, contextlib\nfrom conformance.cli import main\n"
+             "with contextlib.redirect_stdout(io.StringIO()):\n    main(['catalog']); main(['run', '--help'])\n"
+             f"print([m for m in {(*HEAVY_MODULES, 'pytest')!r} if m in sys.modules])")
+    completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
+                               env=subprocess_env(), check=True)
+    assert completed.stdout.strip() == "[]"
+
+
+def test_both_front_ends_take_the_same_options(cli) -> None:
+    """Each run option is declared once (conformance/options.py): `conformance run --NAME` and
+    `pytest --conformance-NAME` are the same list, with the same defaults and validation."""
+    import re
+
+    from conformance.options import RUN_OPTIONS
+
+    cli_help = cli("run", "--help").out
+    pytest_help = subprocess.run([sys.executable, "-m", "pytest", "--help"], capture_output=True, text=True,
+                                 timeout=120, env=subprocess_env(), check=True).stdout
+    assert set(re.findall(r"(?<![\w-])--[a-z][a-z-]+", cli_help)) - {"--help", "--verbose"} == \
+        {option.flag() for option in RUN_OPTIONS}
+    assert set(re.findall(r"--conformance-[a-z-]+", pytest_help)) == {option.flag("conformance-") for option in RUN_OPTIONS}
