@@ -225,18 +225,14 @@ def describe_endpoint(run: ConformanceRun) -> str:
     """Which endpoint was judged; the embedded reference server is named as such, never as a URL alone."""
     if run.endpoint.embedded is not None:
         return (f"the EMBEDDED reference server ({run.endpoint.embedded.config.vendor} behaviour) at "
-                f"{run.endpoint.base_url}: no endpoint of yours was tested (give --base-url or $OPENAI_BASE_URL)")
+                f"{run.endpoint.base_url}: no base URL was given, so no endpoint of yours was tested")
     return run.endpoint.base_url
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     run = config.stash.get(RUN, None)
-    changes = config.stash.get(CHANGES, None)
     if run is None:
-        if changes is not None:
-            from conformance.compare import render_changes
-
-            terminalreporter.write(render_changes(changes))
+        write_changes(terminalreporter, config)  # a run that could not start, against its baseline
         return
     counts: dict[str, int] = {}
     for result in run.ordered_results():
@@ -257,8 +253,15 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         terminalreporter.write_line(f"report: {path}")
     if run.recording is not None:
         terminalreporter.write_line(f"cassettes: {run.recording.directory}")
-    if changes is not None:
-        from conformance.compare import render_changes
+    write_changes(terminalreporter, config)
 
-        terminalreporter.write_line(f"changes: {run_settings(config).report_dir / 'changes.md'}")
-        terminalreporter.write(render_changes(changes))
+
+def write_changes(terminalreporter, config: pytest.Config) -> None:
+    """The changes since --baseline, as written to changes.md (warnings and verdict first)."""
+    changes = config.stash.get(CHANGES, None)
+    if changes is None:
+        return
+    from conformance.compare import render_changes
+
+    terminalreporter.write_line(f"changes: {run_settings(config).report_dir / 'changes.md'}")
+    terminalreporter.write(render_changes(changes))
