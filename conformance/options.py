@@ -44,6 +44,13 @@ class OptionError(ValueError):
 # what is wrong (the front end prefixes the flag).
 
 
+def given(text: str) -> str:
+    """Any text but an empty one: an empty value (an unset CI secret, typically) is not a default."""
+    if not text.strip():
+        raise ValueError("is empty; leave it out for the default")
+    return text.strip()
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -200,8 +207,8 @@ RUN_OPTIONS: tuple[Option, ...] = (
     Option("base-url", "endpoint base URL, e.g. https://api.fireworks.ai/inference/v1 "
                        "(default: $OPENAI_BASE_URL, then $OPENAI_API_BASE; with neither, the embedded reference server)",
            base_url, metavar="URL"),
-    Option("api-key", f"API key (default: ${API_KEY_VARIABLE}); never written to disk", metavar="KEY"),
-    Option("model", "model id (default: the first model /models lists)", metavar="NAME"),
+    Option("api-key", f"API key (default: ${API_KEY_VARIABLE}); never written to disk", given, metavar="KEY"),
+    Option("model", "model id (default: the first model /models lists)", given, metavar="NAME"),
     Option("profile", "openai, fireworks, none (observe only), or a profile file", profile, "openai",
            metavar="NAME|PATH"),
     Option("report-dir", "directory for report.json/.md/.html and junit.xml", writable_directory, "reports",

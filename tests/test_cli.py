@@ -169,12 +169,15 @@ def test_right_api_key_is_accepted(reference_server, cli, tmp_path: Path) -> Non
     (["--header", "no-colon"], "--header"),
     (["--header", "bad name:x"], "--header"),
     (["--name", ""], "--name"),
+    (["--model", ""], "--model"),
+    (["--api-key", " "], "--api-key"),
     (["--accept-behaviour-changes"], "--baseline"),
     (["--replay", "no-such-dir"], "--replay"),
     (["--record", "x", "--replay", "."], "--record"),
 ], ids=["timeout-zero", "timeout-text", "timeout-inf", "timeout-huge", "timeout-nan", "timeout-negative",
         "concurrency-negative", "unknown-profile", "unknown-flag", "ftp-url", "empty-url", "blank-url",
-        "unknown-behaviour", "header-no-colon", "header-bad-name", "empty-name", "accept-without-baseline",
+        "unknown-behaviour", "header-no-colon", "header-bad-name", "empty-name", "empty-model", "blank-key",
+        "accept-without-baseline",
         "replay-missing", "record-and-replay"])
 def test_bad_flags(cli, tmp_path: Path, flags: list[str], mention: str) -> None:
     """Every option is validated before anything is sent or written: one line naming the flag."""
