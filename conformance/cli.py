@@ -29,9 +29,12 @@ from conformance.options import (
 )
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     import pytest
 
     from conformance.compare import Changes
+    from conformance.pytest_plugin import Opened
 
 # `conformance catalog` and `--help` must start fast: the client, SDK, pytest, Hypothesis and the
 # reference server are imported by the commands that use them, not here.
@@ -145,18 +148,33 @@ def sigterm_as_interrupt():
 
 
 class SessionLink:
-    """A pytest plugin object that hands the CLI's validated settings to the conformance plugin
-    and keeps the session's config, so the run's report and changes stay in memory."""
+    """A pytest plugin object that hands the CLI's validated settings, and the endpoint being
+    opened meanwhile, to the conformance plugin, and keeps the session's config, so the run's
+    report and changes stay in memory."""
 
-    def __init__(self, chosen: Settings):
-        self.settings = chosen
+    def __init__(self, chosen: Settings, opening: Future[Opened]):
+        self.settings, self.opening = chosen, opening
         self.config: pytest.Config | None = None
 
     def pytest_configure(self, config: pytest.Config) -> None:
-        from conformance.pytest_plugin import SETTINGS
+        from conformance.pytest_plugin import OPENING, SETTINGS
 
         config.stash[SETTINGS] = self.settings
+        config.stash[OPENING] = self.opening
         self.config = config
+
+    def close_unused_endpoint(self) -> None:
+        """No run took the endpoint over (nothing collected, interrupted): stop its embedded server."""
+        from conformance.pytest_plugin import RUN
+
+        if self.config is None or RUN not in self.config.stash:
+            self.opening.add_done_callback(close_opened)
+
+
+def close_opened(opening: Future[Opened]) -> None:
+    if opening.exception() is None:
+        endpoint, _, _ = opening.result()
+        endpoint.close()
 
 
 @dataclass
@@ -170,8 +188,11 @@ class Finished:
 
 def execute_run(args: argparse.Namespace) -> Finished:
     """Validate every option (before anything is sent or written), then run the suite under pytest."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import pytest
 
+    import conformance.endpoint  # noqa: F401  # imported in this thread; the opener below only talks
     from conformance import pytest_plugin
     from conformance.pytest_plugin import CHANGES, REPORT
 
@@ -179,9 +200,16 @@ def execute_run(args: argparse.Namespace) -> Finished:
         chosen = settings(vars(args), lambda option: option.flag())
     except OptionError as problem:
         raise UsageProblem(str(problem)) from None
-    link = SessionLink(chosen)
-    with sigterm_as_interrupt():
-        code = pytest.main(pytest_arguments(args), plugins=[pytest_plugin, link])
+    # The endpoint is opened (embedded server started, /models listed) while pytest imports the
+    # checks: the round trip to a distant endpoint costs no time of its own.
+    opener = ThreadPoolExecutor(max_workers=1, thread_name_prefix="endpoint")
+    link = SessionLink(chosen, opener.submit(pytest_plugin.open_endpoint, chosen))
+    opener.shutdown(wait=False)
+    try:
+        with sigterm_as_interrupt():
+            code = pytest.main(pytest_arguments(args), plugins=[pytest_plugin, link])
+    finally:
+        link.close_unused_endpoint()
     stash = link.config.stash if link.config is not None else None
     finished = Finished(EXIT_USAGE, stash.get(REPORT, None) if stash else None,
                         stash.get(CHANGES, None) if stash else None)

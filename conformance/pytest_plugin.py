@@ -25,6 +25,8 @@ from conformance.options import (
 )
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     import httpx
 
     from conformance.cassettes import CassetteStore
@@ -38,6 +40,9 @@ SETTINGS = pytest.StashKey[Settings]()
 #: The report as written, and its changes since --baseline: kept for the CLI and the Action.
 REPORT = pytest.StashKey[dict]()
 CHANGES: pytest.StashKey[Changes] = pytest.StashKey()
+#: The endpoint being opened (`open_endpoint`) while pytest collects: `conformance run` starts it
+#: before the session, so the /models round trip overlaps the imports collection costs.
+OPENING: pytest.StashKey[Future[Opened]] = pytest.StashKey()
 CHECK_PARAM = "check_id"
 
 
@@ -87,8 +92,9 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     from conformance.endpoint import EndpointUnusable
     from conformance.runner import ConformanceRun
 
+    opening = config.stash.get(OPENING, None)
     try:
-        endpoint, transport, recording = open_endpoint(chosen)
+        endpoint, transport, recording = opening.result() if opening is not None else open_endpoint(chosen)
     except EndpointUnusable as problem:
         message = str(problem)
         try:
@@ -125,7 +131,10 @@ def keep_hypothesis_files_out_of_the_working_directory(config: pytest.Config) ->
     config.add_cleanup(restore)
 
 
-def open_endpoint(chosen: Settings) -> tuple[Endpoint, httpx.BaseTransport | None, CassetteStore | None]:
+Opened = tuple["Endpoint", "httpx.BaseTransport | None", "CassetteStore | None"]
+
+
+def open_endpoint(chosen: Settings) -> Opened:
     """The endpoint to judge, and how requests reach it: live, live and recorded, or replayed.
     (VCR.py, under the cassettes, takes about a second to import: only for record and replay.)"""
     from conformance.endpoint import Endpoint, EndpointUnusable, resolve
