@@ -35,6 +35,14 @@ DEFAULT_CASSETTE_ROOT = Path("cassettes")
 HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # an HTTP token (RFC 9110 5.6.2)
 
 
+class PerEndpoint:
+    """The value of `--record` given alone: cassettes go to cassettes/<endpoint>/. Not a string,
+    so argparse does not pass it through the option's parser."""
+
+
+PER_ENDPOINT = PerEndpoint()
+
+
 class OptionError(ValueError):
     """An option's value is unusable; the message is one line naming the flag or variable."""
 
@@ -177,7 +185,7 @@ class Option:
     #: A switch: present or not, no value.
     switch: bool = False
     #: May be given without a value, which means `bare` (`--record` alone).
-    bare: str | None = None
+    bare: PerEndpoint | None = None
 
     @property
     def dest(self) -> str:
@@ -225,7 +233,7 @@ RUN_OPTIONS: tuple[Option, ...] = (
     Option("max-tokens-budget", "stop sending once N tokens are spent; the remaining checks are skipped",
            positive_int, metavar="N"),
     Option("record", "record every interaction into cassettes in DIR (alone: cassettes/<endpoint>/)",
-           writable_directory, metavar="DIR", bare=""),
+           writable_directory, metavar="DIR", bare=PER_ENDPOINT),
     Option("replay", "re-run offline from the cassettes in DIR (the profile may differ from the recording's)",
            existing_directory, metavar="DIR"),
     Option("baseline", "an earlier report.json (or its directory): list the changes, exit 1 on a regression",
@@ -305,7 +313,7 @@ def settings(values: Mapping[str, Any], flag: Callable[[Option], str],
                           f"drop {flag(OPTIONS['base-url'])}/{flag(OPTIONS['model'])}")
     if value("accept-behaviour-changes") and value("baseline") is None:
         raise OptionError(f"{flag(OPTIONS['accept-behaviour-changes'])} needs {flag(OPTIONS['baseline'])}")
-    per_endpoint = record == ""
+    per_endpoint = record is PER_ENDPOINT
     if per_endpoint:
         try:
             writable_directory(str(DEFAULT_CASSETTE_ROOT))

@@ -235,6 +235,18 @@ def test_a_baseline_that_is_not_a_report_is_refused_before_the_run(cli, tmp_path
     assert not reports.exists()
 
 
+def test_record_alone_records_into_cassettes_per_endpoint(reference_server, cli, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    base_url = reference_server("openai").base_url
+    result = cli("run", "--base-url", base_url, "--profile", "none", "-k", "n-choices", "--record",
+                 "--report-dir", "reports")
+    assert result.code == 0, result.out + result.err
+    endpoint = base_url.split("://")[1].split("/")[0].replace(":", "_")
+    assert sorted(path.name for path in (tmp_path / "cassettes" / endpoint).iterdir()) == \
+        sorted(["run.json", *(f"{check_id.replace('/', '__')}.yaml" for check_id in check_ids_matching("n-choices"))])
+
+
 def test_a_baseline_in_the_report_dir_is_read_before_it_is_overwritten(cli, tmp_path: Path) -> None:
     reports = tmp_path / "reports"
     reports.mkdir()
