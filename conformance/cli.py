@@ -7,25 +7,41 @@ or an endpoint that cannot be used (always with a one-line message, never a trac
 from __future__ import annotations
 
 import argparse
-import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
 import json
 import os
+import signal
 import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
-from conformance import __version__, compare
-from conformance import pytest_plugin as plugin
-from conformance.catalog import load_catalog
-from conformance.console import printable, printable_lines
-from conformance.endpoint import base_url_from_environment
-from conformance.profiles import ProfileError, load_profile
+from conformance import __version__
+from conformance.console import printable
+from conformance.options import (
+    OPTIONS,
+    RUN_OPTIONS,
+    OptionError,
+    Settings,
+    argparse_type,
+    positive_int,
+    settings,
+)
 from conformance.redaction import Redactor, run_redactor
-from conformance.report import write_atomically
-from conformance.reference_server.config import TOKEN_DELAY_MS
-from conformance.reference_server.faults import FAULTS
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    import pytest
+
+    from conformance.client import RunStats
+    from conformance.compare import Changes
+    from conformance.pytest_plugin import Opened
+
+# `conformance catalog` and `--help` must start fast: the client, SDK, pytest, Hypothesis and the
+# reference server are imported by the commands that use them, not here.
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130
@@ -43,42 +59,9 @@ class Interrupted(Exception):
         self.code = code
 
 
-class SessionRecord:
-    """A pytest plugin object that keeps the session's config, so the CLI can read afterwards
-    what the conformance plugin recorded in it."""
-
-    config = None
-
-    def pytest_configure(self, config) -> None:
-        self.config = config
-
-    def reported(self) -> bool:
-        return self.config is not None and plugin.reported(self.config)
-
-
 class Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line (argparse's default adds a usage block), and our exit code
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0: {text!r}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0: {text!r}")
-    return value
 
 
 def port(text: str) -> int:
@@ -104,66 +87,60 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     run = commands.add_parser("run", help="run the conformance suite and write reports")
-    run.add_argument("--base-url", help="endpoint base URL, e.g. https://api.fireworks.ai/inference/v1 "
-                                        "(default: $OPENAI_BASE_URL or $OPENAI_API_BASE; else the embedded server)")
-    run.add_argument("--api-key", help="API key (default: $OPENAI_API_KEY)")
-    run.add_argument("--model", help="model id (default: the first model /models lists)")
-    run.add_argument("--profile", default="openai", help="openai, fireworks, none, or a profile file (default: openai)")
-    run.add_argument("--report-dir", default="reports", help="directory for the reports (default: reports)")
-    run.add_argument("--timeout", type=positive_float, default=plugin.DEFAULT_TIMEOUT,
-                     help=f"seconds allowed per request (default: {plugin.DEFAULT_TIMEOUT:g})")
-    run.add_argument("--context-window", type=positive_int, help="the model's context window in tokens, if known")
-    run.add_argument("--concurrency", type=positive_int, default=plugin.DEFAULT_CONCURRENCY,
-                     help=f"requests in flight at once (default: {plugin.DEFAULT_CONCURRENCY})")
-    run.add_argument("--embedded-behavior", choices=("openai", "fireworks"), default="openai",
-                     help="how the embedded server behaves when no base URL is given (default: openai)")
-    run.add_argument("--max-tokens-budget", type=positive_int, metavar="N",
-                     help="stop sending requests once N tokens are spent; the remaining checks are skipped")
-    cassettes = run.add_mutually_exclusive_group()
-    cassettes.add_argument("--record", nargs="?", const="", metavar="DIR",
-                           help="record every interaction into cassettes (default DIR: cassettes/<endpoint>/)")
-    cassettes.add_argument("--replay", metavar="DIR",
-                           help="re-run offline from recorded cassettes; --profile may differ from the recording's")
+    for option in RUN_OPTIONS:
+        option.add_to(run.add_argument)
     run.add_argument("-k", dest="keyword", help="only checks whose id matches this pytest -k expression")
     run.add_argument("-v", "--verbose", action="store_true", help="one line per check")
-    run.add_argument("--baseline", metavar="REPORT.json",
-                     help="compare with an earlier report.json (or its directory); exit 1 on a regression")
 
     serve = commands.add_parser("serve", help="run the reference server in the foreground")
     serve.add_argument("--behavior", choices=("openai", "fireworks"), default="openai")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=port, default=0, help="0 picks a free port (default)")
     serve.add_argument("--api-key", help="require this key (401 otherwise)")
-    serve.add_argument("--context-window", type=positive_int, default=4096)
+    serve.add_argument("--context-window", type=argparse_type(positive_int), default=4096)
     serve.add_argument("--latency-ms", type=int, default=0, help="delay every response by this many ms")
-    serve.add_argument("--token-delay-ms", type=float, default=TOKEN_DELAY_MS,
-                       help="pause before each streamed chunk, in ms (default: %(default)s; 0: stream at once)")
+    serve.add_argument("--token-delay-ms", type=float, default=None,
+                       help="pause before each streamed chunk, in ms (default: the reference server's, 2; "
+                            "0: stream at once)")
     serve.add_argument("--fault", dest="faults", action="append", default=[], metavar="NAME",
-                       help="commit a transport fault on generation requests (repeatable): "
-                            + ", ".join(FAULTS))
+                       help="commit a transport fault on generation requests (repeatable; an unknown NAME "
+                            "is refused with the list of faults)")
     serve.add_argument("--set", dest="overrides", type=override, action="append", default=[],
                        metavar="ENTRY=BEHAVIOUR", help="deviate on one catalog entry (repeatable)")
 
     catalog = commands.add_parser("catalog", help="list the documented differences with their sources")
     catalog.add_argument("--format", choices=("text", "json"), default="text")
-    compare.add_commands(commands)
+
+    compare = commands.add_parser(
+        "compare", help="one matrix of several reports: entries down, endpoints across",
+        description="Render the observed behaviours of several runs side by side, as Markdown and HTML.")
+    compare.add_argument("reports", nargs="+", metavar="REPORT.json", help="report.json files (or their directories)")
+    compare.add_argument("--out", metavar="DIR", help="write compare.md and compare.html here "
+                                                     "(default: print the Markdown)")
+    changed = commands.add_parser(
+        "diff", help="what changed between two runs; exit 1 on a regression",
+        description="List new failures, fixes, behaviour flips and new inconclusives between two runs. "
+                    "Exit 0: no regression; 1: a check that did not fail before fails or errors now, or a "
+                    "behaviour flipped (unless accepted); 2: a file is not a readable report.")
+    changed.add_argument("baseline", metavar="BASELINE.json")
+    changed.add_argument("current", metavar="CURRENT.json")
+    OPTIONS["accept-behaviour-changes"].add_to(changed.add_argument)
     return parser
 
 
 def pytest_arguments(args: argparse.Namespace) -> list[str]:
+    """pytest's own arguments for the suite; the run's options reach the plugin as `Settings`.
+
+    No other installed plugin is loaded: the run is ours alone, and plugins such as
+    pytest-benchmark would otherwise leave directories in the user's working directory. Built-in
+    plugins that cost time and do nothing for checks that never print are left out too: output
+    capturing (two dup2 per item), and the unraisable-exception hunt (five full garbage
+    collections at exit, about 0.3 s with the SDK loaded)."""
     suites = Path(str(resources.files("conformance.suites")))
     arguments = [str(suites), "-c", str(suites / "pytest.ini"), "--rootdir", str(suites),
-                 "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "--no-header", "-rN", "--tb=no" if not args.verbose else "--tb=short",
-                 "-v" if args.verbose else "-q",
-                 plugin.OPT_PROFILE, args.profile, plugin.OPT_REPORT_DIR, str(Path(args.report_dir).resolve()),
-                 plugin.OPT_TIMEOUT, str(args.timeout), plugin.OPT_CONCURRENCY, str(args.concurrency),
-                 plugin.OPT_EMBEDDED, args.embedded_behavior]
-    for option, value in ((plugin.OPT_BASE_URL, args.base_url), (plugin.OPT_API_KEY, args.api_key),
-                          (plugin.OPT_MODEL, args.model), (plugin.OPT_CONTEXT_WINDOW, args.context_window),
-                          (plugin.OPT_RECORD, args.record), (plugin.OPT_REPLAY, args.replay),
-                          (plugin.OPT_BUDGET, args.max_tokens_budget)):
-        if value is not None:
-            arguments += [option, str(value)]
+                 "--disable-plugin-autoload", "-p", "no:cacheprovider", "-p", "no:unraisableexception",
+                 "--capture=no", "--no-header", "-rN",
+                 "--tb=short" if args.verbose else "--tb=no", "-v" if args.verbose else "-q"]
     if args.keyword:
         arguments += ["-k", args.keyword]
     return arguments
@@ -198,58 +175,101 @@ def exit_code_of(received: list[int]) -> int:
     return 128 + (received[0] if received else signal.SIGINT)
 
 
-def command_run(args: argparse.Namespace) -> int:
+class SessionLink:
+    """A pytest plugin object that hands the CLI's validated settings, and the endpoint being
+    opened meanwhile, to the conformance plugin, and keeps the session's config, so the run's
+    report and changes stay in memory."""
+
+    def __init__(self, chosen: Settings, stats: RunStats, opening: Future[Opened]):
+        self.settings, self.stats, self.opening = chosen, stats, opening
+        self.config: pytest.Config | None = None
+
+    def pytest_configure(self, config: pytest.Config) -> None:
+        from conformance.pytest_plugin import OPENING, SETTINGS, STATS
+
+        config.stash[SETTINGS] = self.settings
+        config.stash[STATS] = self.stats
+        config.stash[OPENING] = self.opening
+        self.config = config
+
+    def reported(self) -> bool:
+        """Whether the conformance plugin wrote (or tried to write) this session's reports."""
+        from conformance.pytest_plugin import reported
+
+        return self.config is not None and reported(self.config)
+
+    def close_unused_endpoint(self) -> None:
+        """No run took the endpoint over (nothing collected, interrupted): stop its embedded server."""
+        from conformance.pytest_plugin import RUN
+
+        if self.config is None or RUN not in self.config.stash:
+            self.opening.add_done_callback(close_opened)
+
+
+def close_opened(opening: Future[Opened]) -> None:
+    if opening.exception() is None:
+        endpoint, _, _ = opening.result()
+        endpoint.close()
+
+
+@dataclass
+class Finished:
+    """A `conformance run`, after the fact: its exit code, its report and changes since --baseline."""
+
+    code: int
+    report: dict[str, Any] | None = None
+    changes: Changes | None = None
+
+
+def execute_run(args: argparse.Namespace) -> Finished:
+    """Validate every option (before anything is sent or written), then run the suite under pytest."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import pytest
 
+    import conformance.endpoint  # noqa: F401  # imported in this thread; the opener below only talks
+    from conformance import pytest_plugin
+    from conformance.client import RunStats
+    from conformance.pytest_plugin import CHANGES, INTERRUPTED_START, REPORT, redactor_of_settings
+
     try:
-        load_profile(args.profile, load_catalog())
-    except ProfileError as problem:
+        chosen = settings(vars(args), lambda option: option.flag())
+    except OptionError as problem:
         raise UsageProblem(str(problem)) from None
-    if args.baseline is not None:
-        try:
-            compare.load_report(args.baseline)
-        except compare.ReportError as problem:
-            raise UsageProblem(f"--baseline: {problem}") from None
-    if args.replay is not None and (args.base_url or args.model):
-        raise UsageProblem("--replay runs against the recorded endpoint and model; drop --base-url/--model")
-    report_dir = Path(args.report_dir)
+    # The endpoint is opened (embedded server started, /models listed) while pytest imports the
+    # checks: the round trip to a distant endpoint costs no time of its own.
+    # Every request is counted and budgeted in one RunStats, the listing and preflight included.
+    stats = RunStats(token_budget=chosen.max_tokens_budget)
+    opener = ThreadPoolExecutor(max_workers=1, thread_name_prefix="endpoint")
+    link = SessionLink(chosen, stats, opener.submit(pytest_plugin.open_endpoint, chosen, stats))
+    opener.shutdown(wait=False)
     try:
-        report_dir.mkdir(parents=True, exist_ok=True)
-        if not os.access(report_dir, os.W_OK):
-            raise PermissionError(13, "not writable")
-    except OSError as problem:
-        raise UsageProblem(f"cannot write reports to {str(report_dir)!r}: {problem.strerror or problem}") from None
-    session = SessionRecord()
-    with sigterm_as_interrupt() as received:
-        try:
-            code = pytest.main(pytest_arguments(args), plugins=[session])
-        except KeyboardInterrupt:  # before pytest took over
-            code = pytest.ExitCode.INTERRUPTED
-        if code == pytest.ExitCode.INTERRUPTED:
-            if not session.reported():  # stopped before the plugin's session began
-                unwritable = plugin.write_start_report(args.report_dir, plugin.INTERRUPTED_START,
-                                                       args.base_url or base_url_from_environment(),
-                                                       console_redactor(args))
-                if unwritable:
-                    print(f"conformance: error: interrupted{unwritable}", file=sys.stderr)
-            raise Interrupted(exit_code_of(received))
-    if args.baseline is not None and code in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
-        current = json.loads((report_dir / "report.json").read_text(encoding="utf-8"))
-        changes, regressed = compare.baseline_verdict(args.baseline, current)
-        changes = console_redactor(args).text(changes)
-        write_atomically(report_dir / "changes.md", changes)
-        print(printable_lines(changes), end="")
-        if regressed:
-            code = pytest.ExitCode.TESTS_FAILED
+        with sigterm_as_interrupt() as received:
+            try:
+                code = pytest.main(pytest_arguments(args), plugins=[pytest_plugin, link])
+            except KeyboardInterrupt:  # before pytest took over
+                code = pytest.ExitCode.INTERRUPTED
+            if code == pytest.ExitCode.INTERRUPTED:
+                if not link.reported():  # stopped before the plugin's session began
+                    unwritable = pytest_plugin.write_start_report(chosen, INTERRUPTED_START,
+                                                                  redactor_of_settings(chosen), stats)
+                    if unwritable:
+                        print(f"conformance: error: interrupted{unwritable}", file=sys.stderr)
+                raise Interrupted(exit_code_of(received))
+    finally:
+        link.close_unused_endpoint()
+    stash = link.config.stash if link.config is not None else None
+    finished = Finished(EXIT_USAGE, stash.get(REPORT, None) if stash else None,
+                        stash.get(CHANGES, None) if stash else None)
     if code == pytest.ExitCode.OK:
-        return EXIT_OK
-    if code == pytest.ExitCode.TESTS_FAILED:
-        return EXIT_FAILED
-    if code == pytest.ExitCode.NO_TESTS_COLLECTED:
+        finished.code = EXIT_OK
+    elif code == pytest.ExitCode.TESTS_FAILED:
+        finished.code = EXIT_FAILED
+    elif code == pytest.ExitCode.NO_TESTS_COLLECTED:
         raise UsageProblem(f"no check matches -k {args.keyword!r}; `conformance catalog` lists the entries")
-    if code == pytest.ExitCode.USAGE_ERROR:
-        return EXIT_USAGE  # pytest already printed the one-line reason
-    raise UsageProblem(f"the test run stopped with pytest exit code {int(code)}")
+    elif code != pytest.ExitCode.USAGE_ERROR:  # a usage error: pytest already printed the one-line reason
+        raise UsageProblem(f"the test run stopped with pytest exit code {int(code)}")
+    return finished
 
 
 def command_serve(args: argparse.Namespace) -> int:
@@ -257,10 +277,10 @@ def command_serve(args: argparse.Namespace) -> int:
     from conformance.reference_server.embedded import base_url_of, bind, uvicorn_server
 
     try:
+        delay = {} if args.token_delay_ms is None else {"token_delay_ms": max(0.0, args.token_delay_ms)}
         config = ServerConfig.for_vendor(args.behavior, dict(args.overrides), api_key=args.api_key,
                                          context_window=args.context_window, latency_ms=max(0, args.latency_ms),
-                                         token_delay_ms=max(0.0, args.token_delay_ms),
-                                         faults=frozenset(args.faults))
+                                         faults=frozenset(args.faults), **delay)
         sock = bind(args.host, args.port)
     except ConfigError as problem:
         raise UsageProblem(str(problem)) from None
@@ -272,6 +292,8 @@ def command_serve(args: argparse.Namespace) -> int:
 
 
 def command_catalog(args: argparse.Namespace) -> int:
+    from conformance.catalog import load_catalog
+
     catalog = load_catalog()
     if args.format == "json":
         print(json.dumps([{
@@ -291,26 +313,35 @@ def command_catalog(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def console_redactor(args: argparse.Namespace) -> Redactor:
-    """The secrets a command's own messages may echo (a URL's password, a key in a message)."""
-    return run_redactor(getattr(args, "api_key", None) or os.environ.get("OPENAI_API_KEY"),
-                        getattr(args, "base_url", None) or base_url_from_environment())
+def command_compare(args: argparse.Namespace) -> int:
+    from conformance import compare
+
+    return compare.command_compare(args)
 
 
-COMMANDS = {"run": command_run, "serve": command_serve, "catalog": command_catalog,
-            "compare": compare.command_compare, "diff": compare.command_diff}
+def command_diff(args: argparse.Namespace) -> int:
+    from conformance import compare
+
+    return compare.command_diff(args)
 
 
-def main(argv: list[str] | None = None) -> int:
+#: The commands besides `run` (`execute_run`, whose outcome is more than an exit code).
+COMMANDS = {"serve": command_serve, "catalog": command_catalog, "compare": command_compare, "diff": command_diff}
+
+
+def invoke(argv: list[str] | None = None) -> Finished:
+    """Run one command; `conformance run` also hands back its report and changes (the Action's use)."""
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as stop:  # --help, --version, or a flag's one-line error: return the code, as for the rest
-        return stop.code if isinstance(stop.code, int) else (EXIT_OK if stop.code is None else EXIT_USAGE)
+        return Finished(stop.code if isinstance(stop.code, int) else (EXIT_OK if stop.code is None else EXIT_USAGE))
     try:
-        return COMMANDS[args.command](args)
+        if args.command == "run":
+            return execute_run(args)
+        return Finished(COMMANDS[args.command](args))
     except UsageProblem as problem:
         print(f"conformance: error: {printable(console_redactor(args).text(str(problem)))}", file=sys.stderr)
-        return EXIT_USAGE
+        return Finished(EXIT_USAGE)
     except (KeyboardInterrupt, Interrupted) as stop:
         print("conformance: interrupted", file=sys.stderr)
         sys.stdout.flush()
@@ -323,7 +354,23 @@ def main(argv: list[str] | None = None) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the final flush cannot fail again
         except (OSError, ValueError):
             pass
-        return EXIT_OK
+        return Finished(EXIT_OK)
+
+
+def console_redactor(args: argparse.Namespace) -> Redactor:
+    """The secrets a command's own messages may echo (a key in a message, a header's value)."""
+    from conformance.options import base_url_from_environment
+
+    try:
+        base_url = getattr(args, "base_url", None) or base_url_from_environment()
+    except OptionError:
+        base_url = None
+    return run_redactor(getattr(args, "api_key", None) or os.environ.get("OPENAI_API_KEY"), base_url,
+                        [value for _, value in getattr(args, "header", None) or ()])
+
+
+def main(argv: list[str] | None = None) -> int:
+    return invoke(argv).code
 
 
 if __name__ == "__main__":

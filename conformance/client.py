@@ -67,7 +67,9 @@ def normalize_base_url(url: str) -> str:
     """`http://host:port` means `http://host:port/v1`, as OpenAI's SDKs expect a versioned base.
 
     Credentials in the URL are refused rather than sent: httpx would turn them into Basic auth in
-    place of the Bearer key, and a URL is shown everywhere (reports, endpoint names, folders)."""
+    place of the Bearer key, and a URL is shown everywhere (reports, endpoint names, folders).
+
+    A query string (Azure's `api-version`) is kept: it goes with every request."""
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"not an http(s) URL: {without_credentials(url.strip())!r}")
@@ -75,7 +77,7 @@ def normalize_base_url(url: str) -> str:
         raise ValueError(f"the base URL carries credentials ({without_credentials(url.strip())} with user:password@); "
                          "remove them and pass the key with --api-key or OPENAI_API_KEY")
     path = parts.path.rstrip("/") or "/v1"
-    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
 
 
 @dataclass
@@ -407,26 +409,32 @@ class EndpointClient:
     """Sends requests to one base URL; never follows redirects elsewhere."""
 
     def __init__(self, base_url: str, api_key: str | None, timeout: float, stats: RunStats | None = None,
-                 transport: httpx.BaseTransport | None = None, concurrency: int = 16):
-        self.base_url = normalize_base_url(base_url)
+                 transport: httpx.BaseTransport | None = None, concurrency: int = 16,
+                 headers: dict[str, str] | None = None):
+        """`headers` go with every request (--header); their values are redacted like the key."""
+        parts = urlsplit(normalize_base_url(base_url))
+        self.base_url = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+        #: The base URL's query string, sent with every request (also the SDK's).
+        self.params = httpx.QueryParams(parts.query)
         self.timeout = timeout
         self.stats = stats if stats is not None else RunStats()
         # A pasted key often ends in a newline, which no header may carry.
         self.api_key = api_key.strip() if api_key else None
-        self.redactor = Redactor(self.api_key)
+        self.headers = dict(headers or {})
+        self.redactor = Redactor(self.api_key, *self.headers.values())
         self.limit = AdaptiveLimit(concurrency, timeout)
         self._transport = BoundedTransport(transport or network_transport(), self.redactor, timeout, self.stats,
                                            self.limit)
-        headers = {"user-agent": f"conformance/{__version__}"}
+        sent = {"user-agent": f"conformance/{__version__}", **self.headers}
         if self.api_key:
-            headers["authorization"] = f"Bearer {self.api_key}"
-        self._http = self._client(self._transport, headers)
+            sent["authorization"] = f"Bearer {self.api_key}"
+        self._http = self._client(self._transport, sent)
 
-    def _client(self, transport: httpx.BaseTransport, headers: dict[str, str] | None = None) -> httpx.Client:
+    def _client(self, transport: httpx.BaseTransport, headers: dict[str, str]) -> httpx.Client:
         # The transport bounds every request overall; httpx's own timeouts only bound each socket
         # operation, and are the same so that neither fires first for another reason.
-        return httpx.Client(headers=headers, timeout=httpx.Timeout(self.timeout), follow_redirects=False,
-                            transport=transport)
+        return httpx.Client(headers=headers, params=self.params, timeout=httpx.Timeout(self.timeout),
+                            follow_redirects=False, transport=transport)
 
     def close(self) -> None:
         self._http.close()
@@ -479,7 +487,7 @@ class EndpointClient:
         """An httpx client for third-party code (the openai SDK) whose traffic goes the same way as
         ours (bounded, retried, live, recorded or replayed) and lands in `log` as evidence. Do not
         close its transport: it is this client's."""
-        return self._client(_LoggingTransport(self._transport, check, log))
+        return self._client(_LoggingTransport(self._transport, check, log), self.headers)
 
     def get(self, path: str) -> Exchange:
         return self.request("GET", path)

@@ -4,8 +4,9 @@
   behaviours and the outcome in each cell; `render_markdown` and `render_html` draw it.
 - `diff(baseline, current)`: what changed between two runs, check by check; `Changes.regressed`
   is what a release gate fails on (a check that passed, was inconclusive or skipped now fails or
-  errors; or the current run could not start at all).
-- `add_commands(subparsers)` registers both commands; `baseline_verdict` is `run --baseline`.
+  errors; a behaviour that flipped, unless flips are accepted; or the current run could not start).
+- `command_compare` / `command_diff` run the two commands (cli.py declares their arguments);
+  `run --baseline` diffs the run's in-memory report in the pytest plugin.
 
 Reports are read with `load_report`, which validates them against `schemas/report.schema.json`
 and raises `ReportError` (one line) for anything that is not a report.
@@ -109,9 +110,10 @@ DISTINGUISHERS = ((lambda r: (r["profile"] or {}).get("name"), "{label}, profile
 
 
 def columns(reports: list[dict[str, Any]]) -> list[Column]:
-    """A column per report, labelled by endpoint name; reports of one endpoint are told apart by
-    profile, else model, else start time, else a number."""
-    labels = [r["endpoint"]["name"] or r["endpoint"]["base_url"] or "(no endpoint)" for r in reports]
+    """A column per report, labelled by the run's name (`--name`), else its endpoint's; reports of
+    one label are told apart by profile, else model, else start time, else a number."""
+    labels = [r.get("name") or r["endpoint"]["name"] or r["endpoint"]["base_url"] or "(no endpoint)"
+              for r in reports]
     for label in {label for label in labels if labels.count(label) > 1}:
         group = [i for i, other in enumerate(labels) if other == label]
         for key, form in DISTINGUISHERS:
@@ -199,26 +201,41 @@ class Changes:
     added: list[Change] = field(default_factory=list)
     removed: list[Change] = field(default_factory=list)
     lost: str | None = None  # the current run could not start, while the baseline judged checks
-    notes: list[str] = field(default_factory=list)
+    #: What makes the two runs hard to compare (another endpoint, model or profile, an interruption).
+    warnings: list[str] = field(default_factory=list)
+    #: Behaviour flips were accepted explicitly (--accept-behaviour-changes): they do not regress.
+    flips_accepted: bool = False
 
     CATEGORIES = (("new_failures", "New failures"), ("fixes", "Fixes"), ("flips", "Behaviour flips"),
                   ("new_inconclusives", "New inconclusives"), ("other", "Other outcome changes"),
                   ("added", "Checks added"), ("removed", "Checks removed"))
 
     @property
+    def gating_flips(self) -> list[Change]:
+        """Flips that fail the gate: what users of the endpoint see changed, unless accepted."""
+        return [] if self.flips_accepted else self.flips
+
+    @property
     def regressed(self) -> bool:
-        return bool(self.new_failures) or self.lost is not None
+        return bool(self.new_failures) or bool(self.gating_flips) or self.lost is not None
 
     @property
     def empty(self) -> bool:
         return self.lost is None and not any(getattr(self, name) for name, _ in self.CATEGORIES)
 
 
-def diff(baseline: dict[str, Any], current: dict[str, Any]) -> Changes:
+def endpoint_identity(report: dict[str, Any]) -> str | None:
+    """Which endpoint a report judged: its base URL, or for the embedded server (a new port on
+    every run) its name."""
+    endpoint = report["endpoint"]
+    return endpoint["name"] if endpoint.get("embedded") else endpoint["base_url"]
+
+
+def diff(baseline: dict[str, Any], current: dict[str, Any], *, accept_behaviour_changes: bool = False) -> Changes:
     before = {r["check_id"]: r for r in baseline["results"]}
     after = {r["check_id"]: r for r in current["results"]}
     (base_column,), (current_column,) = columns([baseline]), columns([current])
-    changes = Changes(base_column, current_column)
+    changes = Changes(base_column, current_column, flips_accepted=accept_behaviour_changes)
     for check_id in list(before) + [i for i in after if i not in before]:
         old, new = before.get(check_id), after.get(check_id)
         change = Change(check_id, old, new)
@@ -238,13 +255,16 @@ def diff(baseline: dict[str, Any], current: dict[str, Any]) -> Changes:
             changes.flips.append(change)
     if current["status"] == "not-started" and baseline["results"]:
         changes.lost = current["message"] or "the current run did not start"
-    if base_column.profile != current_column.profile:
-        changes.notes.append(f"the runs were judged against different profiles (`{base_column.profile}` → "
-                             f"`{current_column.profile}`), so outcomes may differ for that reason alone")
+    if current["status"] != "not-started":
+        for what, key in (("endpoints", endpoint_identity), ("models", lambda r: r["model"]),
+                          ("profiles", lambda r: (r["profile"] or {}).get("name"))):
+            if key(baseline) != key(current):
+                changes.warnings.append(f"the runs are of different {what} (`{key(baseline)}` → `{key(current)}`), "
+                                        "so checks may differ for that reason alone")
     for label, column in (("baseline", base_column), ("current", current_column)):
         if column.status == "interrupted":
-            changes.notes.append(f"the {label} run was interrupted; checks it did not finish count as "
-                                 f"{'added' if label == 'baseline' else 'removed'}")
+            changes.warnings.append(f"the {label} run was interrupted; checks it did not finish count as "
+                                    f"{'added' if label == 'baseline' else 'removed'}")
     return changes
 
 
@@ -254,21 +274,30 @@ def _side(row: dict[str, Any] | None) -> str:
     return f"{MARK[row['outcome']]} · {row['observed'] or 'nothing'}"
 
 
+def verdict_line(changes: Changes) -> str:
+    """Why the gate fails, or that it does not."""
+    if changes.lost is not None:
+        return f"**Regression: the current run did not start**: {cell(changes.lost)}"
+    if changes.regressed:
+        found = [f"{len(changes.new_failures)} new failure(s)" if changes.new_failures else "",
+                 (f"{len(changes.gating_flips)} behaviour flip(s) (accept them with --accept-behaviour-changes)"
+                  if changes.gating_flips else "")]
+        return f"**Regression: {', '.join(part for part in found if part)}.**"
+    if changes.flips:
+        return "No regression (behaviour flips accepted with --accept-behaviour-changes)."
+    return "No regression."
+
+
 def render_changes(changes: Changes) -> str:
     """The changes as Markdown: a verdict line, then one table per non-empty category."""
     lines = ["# Changes since the baseline", "",
              f"Baseline **{cell(changes.baseline.label)}** ({changes.baseline.started_at}, profile "
              f"`{changes.baseline.profile}`) → current **{cell(changes.current.label)}** "
              f"({changes.current.started_at}, profile `{changes.current.profile}`).", ""]
-    lines += [f"> Note: {note}." for note in changes.notes] + ([""] if changes.notes else [])
-    if changes.lost is not None:
-        lines += [f"**Regression: the current run did not start**: {cell(changes.lost)}", ""]
-    elif changes.regressed:
-        lines += [f"**Regression: {len(changes.new_failures)} new failure(s).**", ""]
-    elif changes.empty:
+    lines += [f"> **Warning**: {warning}." for warning in changes.warnings] + ([""] if changes.warnings else [])
+    if changes.empty:
         return "\n".join(lines + ["No changes: every check has the same outcome and behaviour."]) + "\n"
-    else:
-        lines += ["No regression.", ""]
+    lines += [verdict_line(changes), ""]
     for name, heading in Changes.CATEGORIES:
         found = getattr(changes, name)
         if not found:
@@ -282,33 +311,7 @@ def render_changes(changes: Changes) -> str:
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def baseline_verdict(baseline_path: str | Path, current: dict[str, Any]) -> tuple[str, bool]:
-    """For `run --baseline FILE`: the changes as Markdown, and whether they are a regression.
-
-    Raises `ReportError` when the baseline is not a readable report (check it before the run).
-    """
-    changes = diff(load_report(baseline_path), current)
-    return render_changes(changes), changes.regressed
-
-
 # -------------------------------------------------------------------------------------- commands
-
-
-def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register the `compare` and `diff` parsers (cli.COMMANDS runs `command_compare` / `command_diff`)."""
-    compare = subparsers.add_parser(
-        "compare", help="one matrix of several reports: entries down, endpoints across",
-        description="Render the observed behaviours of several runs side by side, as Markdown and HTML.")
-    compare.add_argument("reports", nargs="+", metavar="REPORT.json", help="report.json files (or their directories)")
-    compare.add_argument("--out", metavar="DIR", help="write compare.md and compare.html here "
-                                                     "(default: print the Markdown)")
-    changed = subparsers.add_parser(
-        "diff", help="what changed between two runs; exit 1 on a regression",
-        description="List new failures, fixes, behaviour flips and new inconclusives between two runs. "
-                    "Exit 0: no regression; 1: a check that did not fail before fails or errors now; "
-                    "2: a file is not a readable report.")
-    changed.add_argument("baseline", metavar="BASELINE.json")
-    changed.add_argument("current", metavar="CURRENT.json")
 
 
 def _problem(message: str) -> int:
@@ -338,7 +341,8 @@ def command_compare(args: argparse.Namespace) -> int:
 
 def command_diff(args: argparse.Namespace) -> int:
     try:
-        changes = diff(load_report(args.baseline), load_report(args.current))
+        changes = diff(load_report(args.baseline), load_report(args.current),
+                       accept_behaviour_changes=args.conformance_accept_behaviour_changes)
     except ReportError as problem:
         return _problem(str(problem))
     sys.stdout.write(render_changes(changes))

@@ -4,15 +4,13 @@ proves the URL, key and model work before any check is allowed to judge anything
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 from dataclasses import dataclass, field
 
 from conformance.client import BudgetExhausted, EndpointClient, EndpointError, Exchange, RunStats, normalize_base_url
+from conformance.options import base_url_from_environment
 from conformance.reference_server import RunningServer, ServerConfig, start_in_thread
-
-BASE_URL_VARIABLES = ("OPENAI_BASE_URL", "OPENAI_API_BASE")
 
 
 class EndpointUnusable(Exception):
@@ -28,6 +26,8 @@ class Endpoint:
     #: The name a replayed run was recorded under.
     label: str | None = None
     context_window: int | None = None
+    #: Headers sent with every request (--header), e.g. Azure's `api-key`.
+    headers: dict[str, str] = field(default_factory=dict)
     _closed: bool = field(default=False, repr=False, compare=False)
 
     @property
@@ -46,15 +46,9 @@ class Endpoint:
         self._closed = True
 
 
-def base_url_from_environment() -> str | None:
-    for variable in BASE_URL_VARIABLES:
-        if os.environ.get(variable):
-            return os.environ[variable]
-    return None
-
-
 def resolve(base_url: str | None, api_key: str | None, model: str | None, timeout: float,
-            embedded_behaviour: str = "openai", stats: RunStats | None = None) -> Endpoint:
+            embedded_behaviour: str = "openai", stats: RunStats | None = None,
+            headers: dict[str, str] | None = None) -> Endpoint:
     """Find the endpoint and model, starting the embedded server when no URL is known, and prove
     with one tiny generation that they work. `stats` counts these requests as part of the run."""
     base_url = base_url or base_url_from_environment()
@@ -66,13 +60,13 @@ def resolve(base_url: str | None, api_key: str | None, model: str | None, timeou
         base_url = embedded.base_url
     try:
         base_url = normalize_base_url(base_url)
-        client = EndpointClient(base_url, api_key, timeout, stats)
+        client = EndpointClient(base_url, api_key, timeout, stats, headers=headers)
         try:
             listed, window = read_models(client, model)
             preflight(client, listed)
         finally:
             client.close()
-        return Endpoint(base_url, api_key, listed, embedded, context_window=window)
+        return Endpoint(base_url, api_key, listed, embedded, context_window=window, headers=dict(headers or {}))
     except (ValueError, EndpointUnusable) as problem:
         if embedded:
             embedded.stop()

@@ -1,8 +1,8 @@
 """The GitHub Action's entry script: `python -m conformance.github_action` (action.yml runs it).
 
-It runs the suite in-process (`conformance.cli.main`), appends report.md to `$GITHUB_STEP_SUMMARY`
-(cut to stay under GitHub's 1 MiB limit, with a note where it was cut), writes step outputs to
-`$GITHUB_OUTPUT`, and, given a baseline report, lists what changed and fails on a regression.
+It runs `conformance run` in-process (with `--baseline` when a baseline is given, so the gate is the
+command's own), appends the changes and report.md to `$GITHUB_STEP_SUMMARY` (cut to stay under
+GitHub's 1 MiB limit, with a note where it was cut) and writes step outputs to `$GITHUB_OUTPUT`.
 Without GitHub (no `$GITHUB_STEP_SUMMARY` / `$GITHUB_OUTPUT`) it only runs and reports.
 
 Inputs are environment variables, named as GitHub names action inputs: `INPUT_` and the input's
@@ -10,23 +10,22 @@ name upper-cased, with `-` or `_` (`INPUT_BASE-URL` or `INPUT_BASE_URL`). action
 
 | input | default | meaning |
 |---|---|---|
-| base-url | (empty) | the endpoint; empty: `$OPENAI_BASE_URL`, else the embedded reference server |
+| base-url | embedded | the endpoint; `embedded`: `$OPENAI_BASE_URL`, else the embedded reference server; empty (an unset secret): exit 2 |
 | api-key | (empty) | sent to the endpoint only; masked in the log; default `$OPENAI_API_KEY` |
 | model | (empty) | default: the first model `GET /models` lists |
 | profile | openai | `openai`, `fireworks`, `none` or a profile file |
-| baseline | (empty) | a report.json (or its directory) to compare with; a regression fails |
+| baseline | (empty) | a report.json (or its directory), passed as `--baseline`; a regression fails |
 | report-dir | conformance-reports | where report.json/.md/.html, junit.xml (and changes.md) go |
 | args | (empty) | more `conformance run` flags, split like a shell would (`-k stream --timeout 60`) |
 
 Outputs: `exit-code`, `status`, `pass`, `fail`, `inconclusive`, `skip`, `error`, `requests`,
 `regressed` (true/false), `report-dir` (absolute). Exit code: the run's own (0 every check met the
-profile, 1 a check failed or errored, 2 an unusable endpoint or input), and 1 when a run that
-passed regressed against the baseline.
+profile, 1 a check failed or errored or the run regressed against the baseline, 2 an unusable
+endpoint or input).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import sys
@@ -35,23 +34,31 @@ from pathlib import Path
 from typing import Any
 
 from conformance import cli
-from conformance.compare import ReportError, baseline_verdict, load_report
+from conformance.compare import render_changes
 
 #: GitHub refuses a step summary larger than this (bytes, per step).
 SUMMARY_LIMIT = 1024 * 1024
 CUT_NOTE = ("\n> **The summary was cut here** to stay under GitHub's 1 MiB step-summary limit; the whole "
             "report is `report.md` in the uploaded artifact.\n")
-DEFAULTS = {"base-url": "", "api-key": "", "model": "", "profile": "openai", "baseline": "",
+#: The base-url input that means "no endpoint given": the embedded server, unless $OPENAI_BASE_URL.
+EMBEDDED = "embedded"
+DEFAULTS = {"base-url": EMBEDDED, "api-key": "", "model": "", "profile": "openai", "baseline": "",
             "report-dir": "conformance-reports", "args": ""}
+#: Inputs whose empty value is passed on as given, not replaced by the default: a base-url from an
+#: unset secret must fail the step, not quietly test the embedded server.
+EMPTY_IS_A_VALUE = ("base-url",)
 
 
 def read_inputs(environ: Mapping[str, str]) -> dict[str, str]:
-    """Every input from `INPUT_<NAME>` (either spelling), stripped, else its default."""
+    """Every input from `INPUT_<NAME>` (either spelling), stripped; its default when it is not set
+    (or, but for base-url, empty)."""
     inputs = {}
     for name, default in DEFAULTS.items():
         key = "INPUT_" + name.upper()
-        value = environ.get(key, environ.get(key.replace("-", "_"), "")).strip()
-        inputs[name] = value or default
+        value = environ.get(key, environ.get(key.replace("-", "_")))
+        if value is None or (not value.strip() and name not in EMPTY_IS_A_VALUE):
+            value = default
+        inputs[name] = value.strip()
     return inputs
 
 
@@ -87,17 +94,12 @@ def write_outputs(path: Path, outputs: dict[str, Any]) -> None:
 
 def run_arguments(inputs: dict[str, str]) -> list[str]:
     arguments = ["run", "--report-dir", inputs["report-dir"], "--profile", inputs["profile"]]
-    for flag, name in (("--base-url", "base-url"), ("--api-key", "api-key"), ("--model", "model")):
+    if inputs["base-url"] != EMBEDDED:
+        arguments += ["--base-url", inputs["base-url"]]  # empty: `conformance run` refuses it, naming the flag
+    for flag, name in (("--api-key", "api-key"), ("--model", "model"), ("--baseline", "baseline")):
         if inputs[name]:
             arguments += [flag, inputs[name]]
     return arguments + shlex.split(inputs["args"])
-
-
-def read_report(report_dir: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((report_dir / "report.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def main(environ: Mapping[str, str] | None = None) -> int:
@@ -108,29 +110,14 @@ def main(environ: Mapping[str, str] | None = None) -> int:
     if inputs["api-key"] and environ.get("GITHUB_ACTIONS") == "true":
         print(f"::add-mask::{inputs['api-key']}", flush=True)
 
-    if inputs["baseline"]:  # a bad baseline is found before the run spends anything
-        try:
-            load_report(inputs["baseline"])
-        except ReportError as problem:
-            print(f"conformance: error: baseline: {problem}", file=sys.stderr)
-            if summary_file:
-                append_summary(Path(summary_file), f"**conformance: the baseline is unusable**: {problem}\n")
-            if output_file:
-                write_outputs(Path(output_file), {"exit-code": cli.EXIT_USAGE, "report-dir": report_dir})
-            return cli.EXIT_USAGE
-
     try:
-        code = cli.main(run_arguments(inputs))
+        finished = cli.invoke(run_arguments(inputs))
     except ValueError as problem:  # shlex: an unbalanced quote in `args`
         print(f"conformance: error: args: {problem}", file=sys.stderr)
-        code = cli.EXIT_USAGE
-    report = read_report(report_dir)
-    changes, regressed = None, False
-    if inputs["baseline"] and report is not None:
-        changes, regressed = baseline_verdict(inputs["baseline"], report)
-        (report_dir / "changes.md").write_text(changes, encoding="utf-8")
-        print(changes, end="")
-    final = cli.EXIT_FAILED if code == cli.EXIT_OK and regressed else code
+        finished = cli.Finished(cli.EXIT_USAGE)
+    report, code = finished.report, finished.code
+    changes = render_changes(finished.changes) if finished.changes is not None else None
+    regressed = finished.changes is not None and finished.changes.regressed
 
     if summary_file:
         markdown = (report_dir / "report.md").read_text(encoding="utf-8") if report is not None else \
@@ -139,12 +126,10 @@ def main(environ: Mapping[str, str] | None = None) -> int:
     if output_file:
         counts = report["summary"] if report else {}
         write_outputs(Path(output_file), {
-            "exit-code": final, "status": report["status"] if report else "no-report",
+            "exit-code": code, "status": report["status"] if report else "no-report",
             **{outcome: counts.get(outcome, 0) for outcome in ("pass", "fail", "inconclusive", "skip", "error")},
             "requests": report["requests"] if report else 0, "regressed": regressed, "report-dir": report_dir})
-    if regressed:
-        print("conformance: regression against the baseline", file=sys.stderr)
-    return final
+    return code
 
 
 if __name__ == "__main__":

@@ -1,84 +1,115 @@
 """The pytest plugin (entry point `pytest11`): options, the run's state, and report writing.
 
-The same checks run from `conformance run` and from `pytest --pyargs conformance.suites`: the
-CLI only translates its flags into these options. The plugin stays idle in sessions that collect
-no conformance items, so installing the package changes nothing for other test suites.
+The same checks run from `conformance run` and from `pytest --pyargs conformance.suites`: both
+take their options from `conformance.options` (here as `--conformance-*`, a prefix no other plugin
+uses). Installing the package must change nothing for other test suites, so this module imports
+only pytest and `conformance.options`; the client, checks, SDK, Hypothesis and the reference
+server are imported when a session has conformance items to run.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
 
-from conformance import __version__
-from conformance.cassettes import CassetteStore, RecordingTransport, ReplayTransport
+from conformance.options import (
+    PYTEST_PREFIX,
+    RUN_OPTIONS,
+    Option,
+    OptionError,
+    Settings,
+    settings,
+)
 
-from conformance.catalog import load_catalog
-from conformance.client import RunStats, without_credentials
-from conformance.console import printable, printable_lines
-from conformance.endpoint import Endpoint, EndpointUnusable, base_url_from_environment, resolve
-from conformance.profiles import ProfileError, load_profile
-from conformance.redaction import Redactor, run_redactor
-from conformance.report import build_report, traffic, write_reports
-from conformance.runner import ConformanceRun
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
-RUN = pytest.StashKey[ConformanceRun]()
-#: The run's secrets, known before the endpoint is resolved, so even a failed start is redacted.
-REDACTOR = pytest.StashKey[Redactor]()
+    import httpx
+
+    from conformance.cassettes import CassetteStore
+    from conformance.client import RunStats
+    from conformance.compare import Changes
+    from conformance.endpoint import Endpoint
+    from conformance.redaction import Redactor
+    from conformance.runner import ConformanceRun
+
+RUN: pytest.StashKey[ConformanceRun] = pytest.StashKey()
+#: The run's options: put there by `conformance run` (already validated), else read from pytest's.
+SETTINGS = pytest.StashKey[Settings]()
+#: The report as written, and its changes since --baseline: kept for the CLI and the Action.
+REPORT = pytest.StashKey[dict]()
+CHANGES: pytest.StashKey[Changes] = pytest.StashKey()
+#: The endpoint being opened (`open_endpoint`) while pytest collects: `conformance run` starts it
+#: before the session, so the /models round trip overlaps the imports collection costs.
+OPENING: pytest.StashKey[Future[Opened]] = pytest.StashKey()
+#: The run's request and token accounting, shared by the endpoint's opening and the checks.
+STATS: pytest.StashKey[RunStats] = pytest.StashKey()
 #: Set once the session has written (or tried to write) its reports.
 REPORTED = pytest.StashKey[bool]()
 INTERRUPTED_START = "interrupted before the run started (while starting up or resolving the endpoint)"
 CHECK_PARAM = "check_id"
 
-OPT_BASE_URL = "--base-url"
-OPT_API_KEY = "--api-key"
-OPT_MODEL = "--model"
-OPT_PROFILE = "--profile"
-OPT_REPORT_DIR = "--report-dir"
-OPT_TIMEOUT = "--request-timeout"
-OPT_CONTEXT_WINDOW = "--context-window"
-OPT_CONCURRENCY = "--concurrency"
-OPT_EMBEDDED = "--embedded-behavior"
-OPT_BUDGET = "--max-tokens-budget"
-OPT_RECORD = "--record-dir"
-OPT_REPLAY = "--replay-dir"
 
-DEFAULT_TIMEOUT = 30.0
-DEFAULT_CONCURRENCY = 16
+def prefixed_flag(option: Option) -> str:
+    return option.flag(PYTEST_PREFIX)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("conformance", "OpenAI/Fireworks API conformance")
-    group.addoption(OPT_BASE_URL, default=None,
-                    help="endpoint base URL (default: $OPENAI_BASE_URL, $OPENAI_API_BASE, else the embedded server)")
-    group.addoption(OPT_API_KEY, default=None, help="API key (default: $OPENAI_API_KEY)")
-    group.addoption(OPT_MODEL, default=None, help="model id (default: the first one /models lists)")
-    group.addoption(OPT_PROFILE, default="openai", help="openai, fireworks, none, or a profile file")
-    group.addoption(OPT_REPORT_DIR, default="reports", help="where report.json/.md/.html and junit.xml go")
-    group.addoption(OPT_TIMEOUT, type=float, default=DEFAULT_TIMEOUT, help="seconds allowed per request")
-    group.addoption(OPT_CONTEXT_WINDOW, type=int, default=None, help="the model's context window, if known")
-    group.addoption(OPT_CONCURRENCY, type=int, default=DEFAULT_CONCURRENCY, help="requests in flight at once")
-    group.addoption(OPT_EMBEDDED, default="openai", choices=("openai", "fireworks"),
-                    help="how the embedded reference server behaves when no base URL is given")
-    group.addoption(OPT_BUDGET, type=int, default=None,
-                    help="stop sending once this many tokens are spent; remaining checks are skipped")
-    group.addoption(OPT_RECORD, default=None,
-                    help="record every interaction into cassettes in this directory ('' = cassettes/<endpoint>)")
-    group.addoption(OPT_REPLAY, default=None, help="replay a recorded run from this directory; no network")
+    group = parser.getgroup("conformance", "OpenAI/Fireworks API conformance (pytest --pyargs conformance.suites)")
+    for option in RUN_OPTIONS:
+        option.add_to(group.addoption, PYTEST_PREFIX)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "conformance: a conformance check against an endpoint")
 
 
-def conformance_items(session: pytest.Session) -> list[pytest.Item]:
+def run_settings(config: pytest.Config) -> Settings:
+    """The run's validated options (a usage error names the flag)."""
+    chosen = config.stash.get(SETTINGS, None)
+    if chosen is None:
+        try:
+            chosen = settings(vars(config.option), prefixed_flag)
+        except OptionError as problem:
+            raise pytest.UsageError(str(problem)) from None
+        config.stash[SETTINGS] = chosen
+    return chosen
+
+
+def redactor_of_settings(chosen: Settings) -> Redactor:
+    """The run's secrets (the key, the base URL's credentials, the values of user headers), known
+    before the endpoint is resolved, so even a failed start is redacted."""
+    from conformance.redaction import run_redactor
+
+    return run_redactor(chosen.api_key, chosen.base_url, chosen.headers.values())
+
+
+def redactor_of(config: pytest.Config) -> Redactor:
+    return redactor_of_settings(run_settings(config))
+
+
+def stats_of(config: pytest.Config) -> RunStats:
+    """The run's one RunStats (the CLI creates it before the endpoint is opened)."""
+    stats = config.stash.get(STATS, None)
+    if stats is None:
+        from conformance.client import RunStats
+
+        stats = config.stash[STATS] = RunStats(token_budget=run_settings(config).max_tokens_budget)
+    return stats
+
+
+def reported(config: pytest.Config) -> bool:
+    """Whether this session wrote (or tried to write) its reports."""
+    return config.stash.get(REPORTED, False)
+
+
+def conformance_items(session: pytest.Session) -> list[pytest.Function]:
     """The collected items that are conformance checks (marked, and parametrized by check id)."""
     return [item for item in session.items
-            if item.get_closest_marker("conformance") is not None
+            if isinstance(item, pytest.Function) and item.get_closest_marker("conformance") is not None
             and CHECK_PARAM in getattr(getattr(item, "callspec", None), "params", {})]
 
 
@@ -89,36 +120,66 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     items = conformance_items(session)
     if config.option.collectonly or not items:
         return
-    option = config.getoption
-    stats = RunStats(token_budget=option(OPT_BUDGET))
-    redactor = config.stash[REDACTOR] = run_redactor(api_key_of(config), base_url_of(config))
+    chosen = run_settings(config)
+    from conformance.catalog import load_catalog
+    from conformance.console import printable
+    from conformance.endpoint import EndpointUnusable
+    from conformance.runner import ConformanceRun
+
+    stats, redactor = stats_of(config), redactor_of(config)
+    opening = config.stash.get(OPENING, None)
     try:
-        profile = load_profile(option(OPT_PROFILE), load_catalog())
-        endpoint, transport, recording = open_endpoint(config, stats)
-    except (ProfileError, EndpointUnusable) as problem:
+        endpoint, transport, recording = opening.result() if opening is not None else open_endpoint(chosen, stats)
+    except EndpointUnusable as problem:
         config.stash[REPORTED] = True
-        unwritable = write_start_report(option(OPT_REPORT_DIR), str(problem), base_url_of(config), redactor, stats)
+        unwritable = write_start_report(chosen, str(problem), redactor, stats, config)
         raise pytest.UsageError(printable(redactor.text(f"{problem}{unwritable}"))) from None
     except KeyboardInterrupt:  # a signal while the endpoint was being resolved
         config.stash[REPORTED] = True
-        write_start_report(option(OPT_REPORT_DIR), INTERRUPTED_START, base_url_of(config), redactor, stats)
+        write_start_report(chosen, INTERRUPTED_START, redactor, stats, config)
         raise
-    run = ConformanceRun(endpoint, load_catalog(), profile, option(OPT_TIMEOUT),
-                         context_window=option(OPT_CONTEXT_WINDOW) or endpoint.context_window,
-                         concurrency=option(OPT_CONCURRENCY), transport=transport, recording=recording,
-                         stats=stats)
+    run = ConformanceRun(endpoint, load_catalog(), chosen.profile, chosen.timeout,
+                         context_window=chosen.context_window or endpoint.context_window,
+                         concurrency=chosen.concurrency, transport=transport, recording=recording,
+                         stats=stats, name=chosen.name)
     config.stash[RUN] = run
-    run.start([item.callspec.params[CHECK_PARAM] for item in items])
+    keep_hypothesis_files_out_of_the_working_directory(config)
+    run.start([str(item.callspec.params[CHECK_PARAM]) for item in items])
 
 
-def open_endpoint(config: pytest.Config, stats: RunStats) -> tuple[Endpoint, httpx.BaseTransport | None,
-                                                                    CassetteStore | None]:
-    """The endpoint to judge, and how requests reach it: live, live and recorded, or replayed.
-    Resolving it (listing, preflight) is counted in `stats`."""
-    option = config.getoption
-    api_key = api_key_of(config)
-    if option(OPT_REPLAY):
-        store = CassetteStore(Path(option(OPT_REPLAY)), config.stash[REDACTOR])
+def keep_hypothesis_files_out_of_the_working_directory(config: pytest.Config) -> None:
+    """Hypothesis caches what it learns under ./.hypothesis/ even with `database=None`; a run of
+    ours must not leave it in the user's directory. Unless the user chose a place for it
+    ($HYPOTHESIS_STORAGE_DIRECTORY), it goes to a temporary directory removed with the session."""
+    import os
+    import tempfile
+
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    if os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
+        return
+    scratch = tempfile.TemporaryDirectory(prefix="conformance-hypothesis-")
+    set_hypothesis_home_dir(scratch.name)
+
+    def restore() -> None:
+        set_hypothesis_home_dir(None)
+        scratch.cleanup()
+    config.add_cleanup(restore)
+
+
+Opened = tuple["Endpoint", "httpx.BaseTransport | None", "CassetteStore | None"]
+
+
+def open_endpoint(chosen: Settings, stats: RunStats) -> Opened:
+    """The endpoint to judge, and how requests reach it: live, live and recorded, or replayed;
+    resolving it (the listing, the preflight) is counted in `stats`.
+    (VCR.py, under the cassettes, takes about a second to import: only for record and replay.)"""
+    from conformance.endpoint import Endpoint, EndpointUnusable, resolve
+
+    if chosen.replay is not None:
+        from conformance.cassettes import CassetteStore, ReplayTransport
+
+        store = CassetteStore(chosen.replay, redactor_of_settings(chosen))
         try:
             recorded = CassetteStore.metadata(store.directory)
         except (OSError, ValueError) as problem:
@@ -126,37 +187,38 @@ def open_endpoint(config: pytest.Config, stats: RunStats) -> tuple[Endpoint, htt
         endpoint = Endpoint(recorded["base_url"], None, recorded["model"], label=recorded["endpoint"],
                             context_window=recorded.get("context_window"))
         return endpoint, ReplayTransport(store), None
-    endpoint = resolve(option(OPT_BASE_URL), api_key, option(OPT_MODEL), option(OPT_TIMEOUT), option(OPT_EMBEDDED),
-                       stats)
-    if option(OPT_RECORD) is None:
+    endpoint = resolve(chosen.base_url, chosen.api_key, chosen.model, chosen.timeout, chosen.embedded_behavior,
+                       stats, chosen.headers)
+    if chosen.record is None:
         return endpoint, None, None
-    store = CassetteStore(Path(option(OPT_RECORD) or Path("cassettes") / endpoint.name), config.stash[REDACTOR])
+    from conformance.cassettes import CassetteStore, RecordingTransport
+
+    store = CassetteStore(chosen.record / endpoint.name if chosen.record_per_endpoint else chosen.record,
+                          redactor_of_settings(chosen))
     return endpoint, RecordingTransport(store), store
 
 
-def write_start_report(directory: str, problem: str, base_url: str | None, redactor: Redactor,
-                       stats: RunStats | None = None) -> str:
+def write_start_report(chosen: Settings, problem: str, redactor: Redactor, stats: RunStats | None = None,
+                       config: pytest.Config | None = None) -> str:
     """Write the report of a run that could not start; '' or, if even that failed, why."""
     try:
-        write_reports(None, Path(directory), setup_failure=problem,
-                      base_url=without_credentials(base_url) if base_url else None, redactor=redactor,
-                      stats=stats)
+        if config is not None:
+            conclude(config, None, setup_failure=problem)
+        else:
+            from conformance.report import write_reports
+
+            write_reports(None, chosen.report_dir, setup_failure=problem, base_url=shown_url(chosen),
+                          redactor=redactor, stats=stats, name=chosen.name)
     except OSError as unwritable:
-        return f" (and no report: {report_dir_problem(directory, unwritable)})"
+        return f" (and no report: {report_dir_problem(chosen.report_dir, unwritable)})"
     return ""
 
 
-def reported(config: pytest.Config) -> bool:
-    """Whether this session wrote (or tried to write) its reports."""
-    return config.stash.get(REPORTED, False)
+def shown_url(chosen: Settings) -> str | None:
+    """The base URL as reports may show it (no credentials)."""
+    from conformance.client import without_credentials
 
-
-def api_key_of(config: pytest.Config) -> str | None:
-    return config.getoption(OPT_API_KEY) or os.environ.get("OPENAI_API_KEY")
-
-
-def base_url_of(config: pytest.Config) -> str | None:
-    return config.getoption(OPT_BASE_URL) or base_url_from_environment()
+    return without_credentials(chosen.base_url) if chosen.base_url else None
 
 
 @pytest.fixture
@@ -169,13 +231,42 @@ def conformance_run(request: pytest.FixtureRequest) -> ConformanceRun:
 
 def enforce(run: ConformanceRun, check_id: str, config: pytest.Config) -> None:
     """Turn a check's verdict into a pytest outcome (what pytest's own reporting shows)."""
+    from conformance.console import printable, printable_lines
+
     result = run.result(check_id)
-    redactor = config.stash[REDACTOR]
+    redactor = redactor_of(config)
     if result.outcome in ("fail", "error") or (result.outcome == "skip" and result.expected is not None):
         # a check the profile expects, not judged, is no pass
         pytest.fail(printable_lines(redactor.text(result.explain())), pytrace=False)
     if result.outcome in ("inconclusive", "skip"):
         pytest.skip(printable(redactor.text(result.headline())))
+
+
+def conclude(config: pytest.Config, run: ConformanceRun | None, setup_failure: str | None = None) -> None:
+    """Write the reports (`run` None: the run could not start, `setup_failure` says why) and, with
+    a baseline, the changes since it; both stay in the stash for the CLI and the Action."""
+    from conformance.report import build_report, write_atomically, write_reports
+
+    chosen = run_settings(config)
+    redactor, stats = redactor_of(config), stats_of(config)
+    base_url = shown_url(chosen) if run is None else None
+    config.stash[REPORTED] = True
+    written = write_reports(run, chosen.report_dir, setup_failure=setup_failure, base_url=base_url,
+                            stats=stats, redactor=redactor, name=chosen.name)
+    if run is not None:
+        run.written = written
+        if run.recording is not None:
+            replaced = run.recording.save(recording_metadata(run))
+            if replaced:
+                sys.stderr.write(f"conformance: {run.recording.directory} held another endpoint's or model's "
+                                 f"recording; its {len(replaced)} cassettes were replaced, not mixed\n")
+    report = config.stash[REPORT] = redactor.tree(build_report(run, setup_failure, base_url, stats, chosen.name))
+    if chosen.baseline is not None:
+        from conformance.compare import diff, render_changes
+
+        changes = config.stash[CHANGES] = diff(chosen.baseline.report, report,
+                                               accept_behaviour_changes=chosen.accept_behaviour_changes)
+        write_atomically(chosen.report_dir / "changes.md", redactor.text(render_changes(changes)))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -185,36 +276,48 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     interrupted = exitstatus == pytest.ExitCode.INTERRUPTED or session.shouldstop
     run.finish("interrupted" if interrupted else "completed",
                "the run was interrupted; the report holds the checks finished by then" if interrupted else None)
-    directory = session.config.getoption(OPT_REPORT_DIR)
     try:
-        session.config.stash[REPORTED] = True
-        run.written = write_reports(run, Path(directory), redactor=session.config.stash[REDACTOR])
-        if run.recording is not None:
-            replaced = run.recording.save(recording_metadata(run))
-            if replaced:
-                sys.stderr.write(f"conformance: {run.recording.directory} held another endpoint's or model's "
-                                 f"recording; its {len(replaced)} cassettes were replaced, not mixed\n")
+        conclude(session.config, run)
     except OSError as problem:
         # One line, not an internal-error traceback; a run without its reports is not a success.
+        directory = run_settings(session.config).report_dir
         sys.stderr.write(f"conformance: error: {report_dir_problem(directory, problem)}\n")
         session.exitstatus = pytest.ExitCode.USAGE_ERROR
+        return
+    changes = session.config.stash.get(CHANGES, None)
+    if changes is not None and changes.regressed and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-def recording_metadata(run: ConformanceRun) -> dict:
+def recording_metadata(run: ConformanceRun) -> dict[str, Any]:
     """What a replay needs besides the cassettes: where they came from, and which model."""
+    from conformance import __version__
+
     return {"endpoint": run.endpoint.name, "base_url": run.endpoint.base_url, "model": run.endpoint.model,
             "context_window": run.context_window, "recorded_at": run.started_at, "conformance": __version__}
 
 
-def report_dir_problem(directory: str, problem: OSError) -> str:
-    return f"cannot write reports to {directory!r}: {problem.strerror or problem}"
+def report_dir_problem(directory: Path, problem: OSError) -> str:
+    return f"cannot write reports to {str(directory)!r}: {problem.strerror or problem}"
+
+
+def describe_endpoint(run: ConformanceRun) -> str:
+    """Which endpoint was judged; the embedded reference server is named as such, never as a URL alone."""
+    if run.endpoint.embedded is not None:
+        return (f"the EMBEDDED reference server ({run.endpoint.embedded.config.vendor} behaviour) at "
+                f"{run.endpoint.base_url}: no base URL was given, so no endpoint of yours was tested")
+    return run.endpoint.base_url
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     run = config.stash.get(RUN, None)
     if run is None:
+        write_changes(terminalreporter, config)  # a run that could not start, against its baseline
         return
-    redactor = config.stash[REDACTOR]
+    from conformance.console import printable
+    from conformance.report import build_report, traffic
+
+    redactor = redactor_of(config)
 
     def write(line: str, **markup: bool) -> None:
         terminalreporter.write_line(printable(redactor.text(line)), **markup)
@@ -224,7 +327,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         counts[result.outcome] = counts.get(result.outcome, 0) + 1
     summary = ", ".join(f"{n} {outcome}" for outcome, n in counts.items()) or "no checks finished"
     terminalreporter.write_sep("=", "conformance")
-    write(f"endpoint {run.endpoint.base_url}  model {run.endpoint.model}  profile {run.profile.name}")
+    named = f"run {run.name}  " if run.name else ""
+    write(f"{named}endpoint {describe_endpoint(run)}  model {run.endpoint.model}  profile {run.profile.name}")
     retried = f" ({run.stats.retries} retried: Retry-After or a dropped connection)" if run.stats.retries else ""
     write(f"{summary}; {traffic(build_report(run))}{retried}, {run.duration_s:.1f}s")
     if run.unjudged_summary():
@@ -237,5 +341,16 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         write(f"report: {path}")
     if run.recording is not None:
         write(f"cassettes: {run.recording.directory}")
+    write_changes(terminalreporter, config)
 
 
+def write_changes(terminalreporter, config: pytest.Config) -> None:
+    """The changes since --baseline, as written to changes.md (warnings and verdict first)."""
+    changes = config.stash.get(CHANGES, None)
+    if changes is None:
+        return
+    from conformance.compare import render_changes
+    from conformance.console import printable_lines
+
+    terminalreporter.write_line(f"changes: {run_settings(config).report_dir / 'changes.md'}")
+    terminalreporter.write(printable_lines(redactor_of(config).text(render_changes(changes))))

@@ -15,10 +15,11 @@ from __future__ import annotations
 import base64
 import html
 import re
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 from urllib.parse import unquote, urlsplit
 
-import httpx
+if TYPE_CHECKING:  # httpx is not imported by commands that never send a request
+    import httpx
 
 REDACTED = "<redacted>"
 #: Headers whose values are credentials, whatever the key is.

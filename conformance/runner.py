@@ -12,10 +12,10 @@ from pathlib import Path
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 import httpx
 
-from conformance.cassettes import CassetteStore, ReplayTransport
 from conformance.catalog import Catalog, Entry
 from conformance.checks import REGISTRY, Check
 from conformance.checks.base import ProbeContext, ProbeFailed
@@ -23,6 +23,9 @@ from conformance.client import BudgetExhausted, EndpointClient, EndpointError, E
 from conformance.endpoint import Endpoint
 from conformance.profiles import Profile
 from conformance.results import CheckResult, Observation
+
+if TYPE_CHECKING:  # cassettes import VCR.py (about a second): only runs that record or replay need it
+    from conformance.cassettes import CassetteStore
 
 
 def judge(observation: Observation, expected: list[str] | None) -> str:
@@ -131,27 +134,38 @@ class ConformanceRun:
     transport: httpx.BaseTransport | None = None
     #: Where the interactions go when recording.
     recording: CassetteStore | None = None
+    #: The run's name (--name), shown in the reports and as its column in `conformance compare`.
+    name: str | None = None
 
     def __post_init__(self) -> None:
         self._clock = time.monotonic()
         self.client = EndpointClient(self.endpoint.base_url, self.endpoint.api_key, self.timeout, self.stats,
-                                     transport=self.transport, concurrency=self.concurrency)
+                                     transport=self.transport, concurrency=self.concurrency,
+                                     headers=self.endpoint.headers)
         self._pool = ThreadPoolExecutor(max_workers=max(1, self.concurrency), thread_name_prefix="check")
         self._futures: dict[str, Future[CheckResult]] = {}
         self.selected: list[str] = []
 
     @property
+    def replaying(self) -> bool:
+        if self.transport is None:  # a live run: the cassettes module need not even be imported
+            return False
+        from conformance.cassettes import ReplayTransport
+
+        return isinstance(self.transport, ReplayTransport)
+
+    @property
     def mode(self) -> str:
         """`replay` (answered from cassettes, no live request), `record`, or `live`."""
-        if isinstance(self.transport, ReplayTransport):
+        if self.replaying:
             return "replay"
         return "record" if self.recording is not None else "live"
 
     @property
     def cassettes(self) -> Path | None:
         """The cassette directory replayed from or recorded into, if any."""
-        if isinstance(self.transport, ReplayTransport):
-            return self.transport.store.directory
+        if self.replaying:
+            return self.transport.store.directory  # type: ignore[union-attr]
         return self.recording.directory if self.recording is not None else None
 
     @property

@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import sysconfig
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -22,7 +24,8 @@ from conformance.catalog import load_catalog
 from conformance.checks import REGISTRY
 from conformance.cli import main
 
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "report.schema.json"
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA_PATH = ROOT / "schemas" / "report.schema.json"
 UNREACHABLE = "http://127.0.0.1:9/v1"  # the discard port on loopback: nothing listens there
 REPORT_FILES = {"report.json", "report.md", "report.html", "junit.xml"}
 
@@ -34,10 +37,13 @@ def no_endpoint_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def subprocess_env() -> dict[str, str]:
-    """The environment for child processes: no endpoint from ours, plugins autoloaded as usual."""
+    """The environment for child processes: no endpoint from ours, plugins autoloaded as usual, and
+    this checkout's `conformance` first on the path (whichever copy is installed)."""
     drop = {"OPENAI_BASE_URL", "OPENAI_API_BASE", "OPENAI_API_KEY", "PYTEST_ADDOPTS",
             "PYTEST_DISABLE_PLUGIN_AUTOLOAD", "PYTEST_PLUGINS"}
-    return {name: value for name, value in os.environ.items() if name not in drop}
+    env = {name: value for name, value in os.environ.items() if name not in drop}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+    return env
 
 
 def console_script() -> str:
@@ -149,15 +155,150 @@ def test_right_api_key_is_accepted(reference_server, cli, tmp_path: Path) -> Non
 @pytest.mark.parametrize(("flags", "mention"), [
     (["--timeout", "0"], "--timeout"),
     (["--timeout", "abc"], "--timeout"),
+    (["--timeout", "inf"], "--timeout"),
+    (["--timeout", "1e12"], "--timeout"),
+    (["--timeout", "nan"], "--timeout"),
+    (["--timeout", "-5"], "--timeout"),
     (["--concurrency", "-1"], "--concurrency"),
     (["--profile", "nosuch"], "nosuch"),
     (["--no-such-flag"], "--no-such-flag"),
     (["--base-url", "ftp://x"], "ftp://x"),
+    (["--base-url", ""], "--base-url"),
+    (["--base-url", "  "], "--base-url"),
     (["--embedded-behavior", "azure"], "azure"),
-], ids=["timeout-zero", "timeout-text", "concurrency-negative", "unknown-profile", "unknown-flag", "ftp-url",
-        "unknown-behaviour"])
+    (["--header", "no-colon"], "--header"),
+    (["--header", "bad name:x"], "--header"),
+    (["--name", ""], "--name"),
+    (["--model", ""], "--model"),
+    (["--api-key", " "], "--api-key"),
+    (["--accept-behaviour-changes"], "--baseline"),
+    (["--replay", "no-such-dir"], "--replay"),
+    (["--record", "x", "--replay", "."], "--record"),
+], ids=["timeout-zero", "timeout-text", "timeout-inf", "timeout-huge", "timeout-nan", "timeout-negative",
+        "concurrency-negative", "unknown-profile", "unknown-flag", "ftp-url", "empty-url", "blank-url",
+        "unknown-behaviour", "header-no-colon", "header-bad-name", "empty-name", "empty-model", "blank-key",
+        "accept-without-baseline",
+        "replay-missing", "record-and-replay"])
 def test_bad_flags(cli, tmp_path: Path, flags: list[str], mention: str) -> None:
-    cli("run", "--report-dir", tmp_path, *flags).assert_one_line_error(mention)
+    """Every option is validated before anything is sent or written: one line naming the flag."""
+    reports = tmp_path / "reports"
+    cli("run", "--report-dir", reports, *flags).assert_one_line_error(mention)
+    assert not reports.exists()
+
+
+@pytest.mark.parametrize("variable", ["OPENAI_BASE_URL", "OPENAI_API_BASE"])
+@pytest.mark.parametrize("value", ["", "   "], ids=["empty", "blank"])
+def test_an_empty_base_url_variable_is_a_usage_error(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     variable: str, value: str) -> None:
+    """An unset CI secret arrives as an empty variable: that must not quietly test the embedded server."""
+    monkeypatch.setenv(variable, value)
+    reports = tmp_path / "reports"
+    cli("run", "--report-dir", reports, "-k", "stream-usage").assert_one_line_error(f"${variable}", "empty")
+    assert not reports.exists()
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    """A loopback socket that listens but never answers: a connection attempt lands in its backlog."""
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        sock.setblocking(False)
+        yield sock
+
+
+def connected(sock: socket.socket) -> bool:
+    try:
+        sock.accept()[0].close()
+    except BlockingIOError:
+        return False
+    return True
+
+
+def test_recording_into_a_regular_file_is_refused_before_any_request(listener, cli, tmp_path: Path) -> None:
+    base_url = f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    for target in (blocker, blocker / "cassettes"):
+        cli("run", "--base-url", base_url, "--record", target, "--report-dir", tmp_path / "reports") \
+            .assert_one_line_error("--record", "a-file")
+    assert not connected(listener) and not (tmp_path / "reports").exists()
+
+
+@pytest.mark.parametrize(("content", "says"), [(None, "cannot read"), ("{not json", "is not JSON"),
+                                               ('{"format": 1}', "is not a conformance report")],
+                         ids=["missing", "not-json", "not-a-report"])
+def test_a_baseline_that_is_not_a_report_is_refused_before_the_run(cli, tmp_path: Path, content, says) -> None:
+    baseline = tmp_path / "baseline.json"
+    if content is not None:
+        baseline.write_text(content, encoding="utf-8")
+    reports = tmp_path / "reports"
+    cli("run", "--baseline", baseline, "--report-dir", reports).assert_one_line_error("--baseline", says)
+    assert not reports.exists()
+
+
+def test_record_alone_records_into_cassettes_per_endpoint(reference_server, cli, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    base_url = reference_server("openai").base_url
+    result = cli("run", "--base-url", base_url, "--profile", "none", "-k", "n-choices", "--record",
+                 "--report-dir", "reports")
+    assert result.code == 0, result.out + result.err
+    endpoint = base_url.split("://")[1].split("/")[0].replace(":", "_")
+    assert sorted(path.name for path in (tmp_path / "cassettes" / endpoint).iterdir()) == \
+        sorted(["run.json", *(f"{check_id.replace('/', '__')}.yaml" for check_id in check_ids_matching("n-choices"))])
+
+
+def test_a_baseline_in_the_report_dir_is_read_before_it_is_overwritten(cli, tmp_path: Path) -> None:
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    shutil.copy(ROOT / "reports" / "reference-openai" / "report.json", reports / "report.json")
+    result = cli("run", "--replay", ROOT / "cassettes" / "reference-fireworks", "--profile", "none",
+                 "--baseline", reports / "report.json", "--report-dir", reports)
+    assert result.code == 1, result.out + result.err  # the fireworks behaviours flipped against the openai baseline
+    changes = (reports / "changes.md").read_text(encoding="utf-8")
+    assert "No changes" not in changes and "## Behaviour flips" in changes
+    assert "## Behaviour flips" in result.out
+    assert report_of(reports)["endpoint"]["name"] == "reference-fireworks"
+
+
+def test_headers_and_the_base_url_query_go_with_every_request_and_stay_secret(reference_server, cli,
+                                                                             tmp_path: Path) -> None:
+    """Azure-style endpoints: `?api-version=` on the base URL and an `api-key` header, on every request
+    (the SDK's too); the header's value never reaches a report, a cassette or the console."""
+    import yaml
+
+    secret = "azure-secret-0123456789"
+    base_url = reference_server("openai").base_url + "?api-version=2024-06-01"
+    result = cli("run", "--base-url", base_url, "--header", f"api-key: {secret}", "--header", "X-Team:blue",
+                 "--profile", "none", "-k", "stream-usage or openai-sdk", "--record", tmp_path / "cassettes",
+                 "--report-dir", tmp_path / "reports")
+    assert result.code == 0, result.out + result.err
+    requests = [interaction["request"] for cassette in (tmp_path / "cassettes").glob("*.yaml")
+                for interaction in yaml.safe_load(cassette.read_text(encoding="utf-8"))["interactions"]]
+    assert len(requests) > 5 and any("openai-sdk" in path.name for path in (tmp_path / "cassettes").iterdir())
+    for request in requests:
+        assert "api-version=2024-06-01" in request["uri"], request["uri"]
+        assert request["headers"]["x-team"] == ["<redacted>"] and "api-key" not in request["headers"]
+    written = [*tmp_path.joinpath("cassettes").iterdir(), *tmp_path.joinpath("reports").iterdir()]
+    assert all(secret not in path.read_text(encoding="utf-8") for path in written)
+    assert secret not in result.out + result.err
+    assert report_of(tmp_path / "reports")["endpoint"]["base_url"].endswith("/v1?api-version=2024-06-01")
+
+
+def test_a_named_run_is_named_in_its_report_and_its_compare_column(reference_server, cli, tmp_path: Path) -> None:
+    for name in ("staging", "production"):
+        result = cli("run", "--base-url", reference_server("openai").base_url, "--name", name, "--profile", "none",
+                     "-k", "stream-usage", "--report-dir", tmp_path / name)
+        assert result.code == 0, result.err
+        assert report_of(tmp_path / name)["name"] == name
+    result = cli("compare", tmp_path / "staging", tmp_path / "production")
+    assert "| Entry | staging | production |" in result.out
+
+
+def test_the_embedded_server_is_named_plainly(cli, tmp_path: Path) -> None:
+    result = cli("run", "--profile", "none", "-k", "stream-usage", "--report-dir", tmp_path)
+    assert result.code == 0, result.err
+    assert "the EMBEDDED reference server (openai behaviour)" in result.out
+    assert "no endpoint of yours was tested" in result.out
 
 
 def test_other_bad_invocations(cli) -> None:
@@ -171,7 +312,8 @@ def test_other_bad_invocations(cli) -> None:
 def test_unwritable_report_dir(cli, tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    cli("run", "--base-url", UNREACHABLE, "--report-dir", blocker / "reports").assert_one_line_error("reports")
+    cli("run", "--base-url", UNREACHABLE, "--report-dir", blocker / "reports").assert_one_line_error(
+        "--report-dir", "a-file")
 
 
 def test_version_and_help_return_zero(cli) -> None:
@@ -260,7 +402,7 @@ def test_console_script_unreachable(tmp_path: Path) -> None:
     """The installed `conformance` script: one line on the real stderr, no traceback, exit 2, a report."""
     completed = subprocess.run(
         [console_script(), "run", "--base-url", UNREACHABLE, "--report-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=120, env=subprocess_env(), cwd=tmp_path)
+        capture_output=True, text=True, timeout=120, env=subprocess_env(), cwd=tmp_path, check=False)
     Outcome(completed.returncode, completed.stdout, completed.stderr).assert_one_line_error(UNREACHABLE)
     assert report_of(tmp_path)["status"] == "not-started"
 
@@ -269,10 +411,10 @@ def test_pytest_plugin_entry_point(reference_server, tmp_path: Path, validator) 
     """`pytest --pyargs conformance.suites`: the plugin comes from the pytest11 entry point alone."""
     reports = tmp_path / "reports"
     completed = subprocess.run(
-        [sys.executable, "-m", "pytest", "--pyargs", "conformance.suites", "--base-url",
-         reference_server("fireworks").base_url, "--report-dir", str(reports), "-p", "no:cacheprovider",
-         "--profile", "fireworks", "-q"],
-        capture_output=True, text=True, timeout=120, env=subprocess_env(), cwd=tmp_path)
+        [sys.executable, "-m", "pytest", "--pyargs", "conformance.suites", "--conformance-base-url",
+         reference_server("fireworks").base_url, "--conformance-report-dir", str(reports), "-p", "no:cacheprovider",
+         "--conformance-profile", "fireworks", "-q"],
+        capture_output=True, text=True, timeout=120, env=subprocess_env(), cwd=tmp_path, check=False)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert set(os.listdir(reports)) == REPORT_FILES
     report = report_of(reports)
@@ -280,6 +422,18 @@ def test_pytest_plugin_entry_point(reference_server, tmp_path: Path, validator) 
     assert report["profile"]["name"] == "fireworks"
     assert {row["check_id"] for row in report["results"]} == {check.id for check in REGISTRY}
     assert "conformance" in completed.stdout  # the plugin's terminal summary
+
+
+def test_a_run_leaves_nothing_in_the_working_directory_but_its_reports(tmp_path: Path) -> None:
+    """Hypothesis' cache (./.hypothesis/) and other plugins' files (pytest-benchmark's ./.benchmarks/)
+    do not belong in the user's directory; the Hypothesis-driven checks must really have run."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "conformance", "run", "--profile", "none", "-k", "parameter-validation",
+         "--report-dir", "out"], capture_output=True, text=True, timeout=120, env=subprocess_env(), cwd=tmp_path, check=False)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert os.listdir(tmp_path) == ["out"]
+    assert {row["check_id"] for row in report_of(tmp_path / "out")["results"]} == check_ids_matching(
+        "parameter-validation")
 
 
 def test_serve_prints_its_url_and_serves(tmp_path: Path) -> None:
@@ -303,3 +457,81 @@ def test_serve_prints_its_url_and_serves(tmp_path: Path) -> None:
             process.wait(timeout=10)
         process.stdout.close()
         process.stderr.close()
+
+
+# --- the plugin is a good citizen in other projects' pytest sessions ------------------------------
+
+#: What an unrelated pytest session must not pay for (about a second of imports, all told).
+HEAVY_MODULES = ("openai", "hypothesis", "starlette", "uvicorn", "jsonschema", "httpx", "conformance.checks",
+                 "conformance.client", "conformance.runner", "conformance.reference_server")
+
+UNRELATED_TEST = f"""
+import sys
+
+def test_an_unrelated_project(base_url):  # pytest-base-url's fixture, from its --base-url
+    assert base_url == "http://app.example"
+    loaded = [name for name in {HEAVY_MODULES!r} if name in sys.modules]
+    assert not loaded, loaded
+"""
+
+
+def test_an_unrelated_session_with_other_plugins_that_take_the_same_words(tmp_path: Path) -> None:
+    """pytest-base-url owns `--base-url`, pytest-profiling `--profile`, pytest-timeout `--timeout`:
+    with them installed beside ours (the `test` extra installs them), another project's tests run."""
+    from importlib.util import find_spec
+
+    missing = [name for name in ("pytest_base_url", "pytest_profiling", "pytest_timeout") if find_spec(name) is None]
+    assert not missing, f"install the test extra (pip install -e '.[test]'): {missing} missing"
+    (tmp_path / "test_unrelated.py").write_text(UNRELATED_TEST, encoding="utf-8")
+    completed = subprocess.run(
+        [sys.executable, "-m", "pytest", "test_unrelated.py", "-p", "no:cacheprovider", "-q",
+         "--base-url", "http://app.example", "--timeout", "60"],
+        capture_output=True, text=True, timeout=120, env=subprocess_env(), cwd=tmp_path, check=False)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "ValueError" not in completed.stdout + completed.stderr
+    listed = subprocess.run([sys.executable, "-m", "pytest", "--help"], capture_output=True, text=True, timeout=120,
+                            env=subprocess_env(), cwd=tmp_path, check=True).stdout
+    assert "--conformance-base-url" in listed and "--profile-svg" in listed  # both plugins were loaded
+
+
+def test_importing_the_plugin_is_cheap() -> None:
+    probe = f"import sys, conformance.pytest_plugin; print([m for m in {HEAVY_MODULES!r} if m in sys.modules])"
+    completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
+                               env=subprocess_env(), check=True)
+    assert completed.stdout.strip() == "[]"
+
+
+def test_the_pytest_front_end_validates_like_the_cli(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "pytest", "--pyargs", "conformance.suites", "-p", "no:cacheprovider", "-q",
+         "--conformance-timeout", "inf", "--conformance-report-dir", str(tmp_path / "reports")],
+        capture_output=True, text=True, timeout=120, env=subprocess_env(), cwd=tmp_path, check=False)
+    assert completed.returncode == pytest.ExitCode.USAGE_ERROR, completed.stdout + completed.stderr
+    assert "argument --conformance-timeout: must be a number of seconds" in completed.stderr
+    assert "Traceback" not in completed.stderr
+    assert not (tmp_path / "reports").exists()
+
+
+def test_catalog_and_help_import_nothing_heavy() -> None:
+    """`conformance catalog` prints a data file: no pytest, SDK, Hypothesis, httpx or server imports."""
+    probe = ("import sys, io, contextlib\nfrom conformance.cli import main\n"
+             "with contextlib.redirect_stdout(io.StringIO()):\n    main(['catalog']); main(['run', '--help'])\n"
+             f"print([m for m in {(*HEAVY_MODULES, 'pytest')!r} if m in sys.modules])")
+    completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
+                               env=subprocess_env(), check=True)
+    assert completed.stdout.strip() == "[]"
+
+
+def test_both_front_ends_take_the_same_options(cli) -> None:
+    """Each run option is declared once (conformance/options.py): `conformance run --NAME` and
+    `pytest --conformance-NAME` are the same list, with the same defaults and validation."""
+    import re
+
+    from conformance.options import RUN_OPTIONS
+
+    cli_help = cli("run", "--help").out
+    pytest_help = subprocess.run([sys.executable, "-m", "pytest", "--help"], capture_output=True, text=True,
+                                 timeout=120, env=subprocess_env(), check=True).stdout
+    assert set(re.findall(r"(?<![\w-])--[a-z][a-z-]+", cli_help)) - {"--help", "--verbose"} == \
+        {option.flag() for option in RUN_OPTIONS}
+    assert set(re.findall(r"--conformance-[a-z-]+", pytest_help)) == {option.flag("conformance-") for option in RUN_OPTIONS}

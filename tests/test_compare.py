@@ -8,14 +8,22 @@ import json
 from pathlib import Path
 
 import pytest
+from test_report import Page
 
 from conformance import cli
 from conformance.catalog import load_catalog
 from conformance.cli import main
-from conformance.compare import (Changes, ReportError, baseline_verdict, diff, load_report, matrix,
-                                 render_changes, render_html, render_markdown)
+from conformance.compare import (
+    Changes,
+    ReportError,
+    diff,
+    load_report,
+    matrix,
+    render_changes,
+    render_html,
+    render_markdown,
+)
 from conformance.report import build_report
-from test_report import Page
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = {vendor: ROOT / "reports" / f"reference-{vendor}" / "report.json" for vendor in ("openai", "fireworks")}
@@ -120,16 +128,27 @@ def test_html_matrix_is_self_contained_and_coloured(openai, fireworks) -> None:
     assert "reference-fireworks" in "".join(page.text)
 
 
-def test_diff_fireworks_against_openai_lists_the_flips(openai, fireworks) -> None:
+def test_behaviour_flips_fail_the_gate_unless_accepted(openai, fireworks) -> None:
+    """Under profile none every check passes, so only flips tell a provider's users what changed."""
     changes = diff(openai, fireworks)
     before = {r["check_id"]: r["observed"] for r in openai["results"]}
     flipped = {r["check_id"] for r in fireworks["results"] if r["observed"] != before[r["check_id"]]}
     assert {change.check_id for change in changes.flips} == flipped and flipped
     assert not (changes.new_failures or changes.fixes or changes.new_inconclusives or changes.added or changes.removed)
-    assert not changes.regressed
+    assert changes.regressed
     text = render_changes(changes)
-    assert f"## Behaviour flips ({len(flipped)})" in text and "No regression." in text
+    assert f"## Behaviour flips ({len(flipped)})" in text
+    assert f"**Regression: {len(flipped)} behaviour flip(s) (accept them with --accept-behaviour-changes).**" in text
     assert "| `stream-usage-default/chat` | ✅ pass · openai | ✅ pass · fireworks |" in text
+    accepted = diff(openai, fireworks, accept_behaviour_changes=True)
+    assert not accepted.regressed and accepted.flips == changes.flips
+    assert "No regression (behaviour flips accepted" in render_changes(accepted)
+
+
+def test_diff_gates_flips_with_the_same_flag_as_run(capsys) -> None:
+    assert main(["diff", str(COMMITTED["openai"]), str(COMMITTED["fireworks"])]) == 1
+    assert "Behaviour flips" in capsys.readouterr().out
+    assert main(["diff", str(COMMITTED["openai"]), str(COMMITTED["fireworks"]), "--accept-behaviour-changes"]) == 0
 
 
 def test_diff_of_a_report_with_itself_is_empty(capsys) -> None:
@@ -143,8 +162,6 @@ def test_a_new_failure_is_a_regression(openai, tmp_path: Path, capsys) -> None:
     out = capsys.readouterr().out
     assert "**Regression: 1 new failure(s).**" in out and "## New failures (1)" in out
     assert "| `best-of/completions` | ✅ pass · openai | ❌ fail · openai |" in out
-    markdown, regressed = baseline_verdict(COMMITTED["openai"], load_report(current))
-    assert regressed and markdown == out
 
 
 def test_each_kind_of_change(openai) -> None:
@@ -170,10 +187,21 @@ def test_a_run_that_could_not_start_is_a_regression(openai) -> None:
     assert len(changes.removed) == len(openai["results"])
 
 
-def test_different_profiles_are_noted(openai, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("field", "value", "says"), [
+    (("profile", "name"), "openai", "different profiles (`none` → `openai`)"),
+    (("model",), "another-model", "different models (`reference-model` → `another-model`)"),
+    (("endpoint",), {"base_url": "https://api.example.com/v1", "name": "api.example.com", "embedded": False},
+     "different endpoints (`reference-openai` → `https://api.example.com/v1`)"),
+])
+def test_a_baseline_of_another_endpoint_model_or_profile_is_warned_about(openai, field, value, says) -> None:
     judged = copy.deepcopy(openai)
-    judged["profile"]["name"] = "openai"
-    assert "different profiles" in render_changes(diff(openai, judged))
+    target = judged
+    for key in field[:-1]:
+        target = target[key]
+    target[field[-1]] = value
+    text = render_changes(diff(openai, judged))
+    assert f"> **Warning**: the runs are of different {says.split('different ')[1]}" in text
+    assert text.count("**Warning**") == 1
 
 
 @pytest.mark.parametrize("content, says", [
@@ -192,7 +220,7 @@ def test_an_unusable_file_is_one_line_and_exit_2(content, says, tmp_path: Path, 
         assert out == "" and err.count("\n") == 1 and err.startswith("conformance: error: ") and says in err, err
         assert "Traceback" not in err
     with pytest.raises(ReportError):
-        baseline_verdict(path, {})
+        load_report(path)
 
 
 def test_compare_prints_markdown_or_writes_both_files(tmp_path: Path, capsys) -> None:
@@ -206,8 +234,6 @@ def test_compare_prints_markdown_or_writes_both_files(tmp_path: Path, capsys) ->
 
 
 def test_the_cli_runs_both_commands(tmp_path: Path, capsys) -> None:
-    assert cli.main(["diff", str(COMMITTED["openai"]), str(COMMITTED["fireworks"])]) == 0
-    assert "Behaviour flips" in capsys.readouterr().out
     assert cli.main(["compare", str(COMMITTED["openai"]), "--out", str(tmp_path)]) == 0
     assert cli.main(["diff", str(COMMITTED["openai"]), str(tmp_path / "missing.json")]) == 2
 

@@ -82,8 +82,32 @@ def test_an_unusable_baseline_stops_before_the_run(github: dict[str, str], tmp_p
     assert main(environ) == 2
     assert not Path(github["INPUT_REPORT-DIR"]).exists()
     assert outputs(environ)["exit-code"] == "2"
-    assert "is not a conformance report" in summary(environ)
-    assert capsys.readouterr().err.count("\n") == 1
+    assert "wrote no report** (exit 2)" in summary(environ)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--baseline" in err and "is not a conformance report" in err
+
+
+def test_the_baseline_gate_is_the_run_commands_own(github: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Action passes --baseline to `conformance run` rather than diffing on its own."""
+    seen: list[list[str]] = []
+    invoke = github_action.cli.invoke
+    monkeypatch.setattr(github_action.cli, "invoke", lambda argv: seen.append(argv) or invoke(argv))
+    environ = {**github, "INPUT_PROFILE": "none", "INPUT_ARGS": replay("fireworks"),
+               "INPUT_BASELINE": str(BASELINES / "reference-openai")}
+    assert main(environ) == 1  # the same calls, flipped behaviours: a release must not change them silently
+    assert seen and seen[0][seen[0].index("--baseline") + 1] == str(BASELINES / "reference-openai")
+    assert outputs(environ)["regressed"] == "true" and "behaviour flip(s)" in summary(environ)
+    environ["INPUT_ARGS"] += " --accept-behaviour-changes"
+    assert main(environ) == 0
+
+
+def test_a_base_url_from_an_unset_secret_fails_the_step(github: dict[str, str], capsys) -> None:
+    """`base-url: ${{ secrets.MISSING }}` arrives empty: that must not test the embedded server."""
+    environ = {**github, "INPUT_BASE_URL": ""}
+    assert main(environ) == 2
+    assert not Path(github["INPUT_REPORT-DIR"]).exists() and outputs(environ)["exit-code"] == "2"
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--base-url" in err and "empty" in err
 
 
 def test_the_summary_is_cut_to_fit(github: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -134,8 +158,11 @@ def test_inputs_in_either_spelling_and_defaults() -> None:
     inputs = read_inputs({"INPUT_BASE-URL": " http://a/v1 ", "INPUT_REPORT_DIR": "out", "INPUT_MODEL": ""})
     assert inputs == {"base-url": "http://a/v1", "api-key": "", "model": "", "profile": "openai", "baseline": "",
                       "report-dir": "out", "args": ""}
-    assert github_action.run_arguments({**inputs, "args": "-k 'stream or stop'"}) == [
-        "run", "--report-dir", "out", "--profile", "openai", "--base-url", "http://a/v1", "-k", "stream or stop"]
+    assert read_inputs({})["base-url"] == "embedded" and read_inputs({"INPUT_BASE_URL": " "})["base-url"] == ""
+    assert "--base-url" not in github_action.run_arguments(read_inputs({}))
+    assert github_action.run_arguments({**inputs, "args": "-k 'stream or stop'", "baseline": "b.json"}) == [
+        "run", "--report-dir", "out", "--profile", "openai", "--base-url", "http://a/v1", "--baseline", "b.json",
+        "-k", "stream or stop"]
 
 
 def test_the_action_passes_every_input_to_the_script() -> None:

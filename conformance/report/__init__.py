@@ -25,13 +25,14 @@ REPORT_FORMAT = 1
 
 
 def build_report(run: "ConformanceRun | None", setup_failure: str | None = None,
-                 base_url: str | None = None, stats: RunStats | None = None) -> dict[str, Any]:
+                 base_url: str | None = None, stats: RunStats | None = None,
+                 name: str | None = None) -> dict[str, Any]:
     """The report as data. With no run (it could not start), a complete report of why, counting
     the requests that found out (`stats`: the listing, the preflight)."""
     if run is None:
         stats = stats or RunStats()
         return {
-            "format": REPORT_FORMAT, "tool": {"name": "conformance", "version": __version__},
+            "format": REPORT_FORMAT, "tool": {"name": "conformance", "version": __version__}, "name": name,
             "endpoint": {"base_url": base_url, "name": None, "embedded": False}, "model": None,
             "profile": None, "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "duration_s": 0.0, "status": "not-started", "complete": False, "message": setup_failure,
@@ -48,6 +49,7 @@ def build_report(run: "ConformanceRun | None", setup_failure: str | None = None,
     return {
         "format": REPORT_FORMAT,
         "tool": {"name": "conformance", "version": __version__},
+        "name": run.name,
         "endpoint": {"base_url": run.endpoint.base_url, "name": run.endpoint.name,
                      "embedded": run.endpoint.embedded is not None or run.endpoint.name.startswith("reference-")},
         "model": run.endpoint.model,
@@ -109,7 +111,7 @@ def worst(outcomes: list[str]) -> str:
 
 def write_reports(run: "ConformanceRun | None", directory: Path, setup_failure: str | None = None,
                   base_url: str | None = None, stats: RunStats | None = None,
-                  redactor: Redactor | None = None) -> list[Path]:
+                  redactor: Redactor | None = None, name: str | None = None) -> list[Path]:
     """Write every format; returns the paths written.
 
     Every format renders the same bounded, redacted dict (see `json_report.bounded` and
@@ -119,7 +121,7 @@ def write_reports(run: "ConformanceRun | None", directory: Path, setup_failure: 
     from conformance.report import html, json_report, junit, markdown
 
     redactor = redactor or Redactor()
-    report = redactor.tree(json_report.bounded(build_report(run, setup_failure, base_url, stats)))
+    report = redactor.tree(json_report.bounded(build_report(run, setup_failure, base_url, stats, name)))
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for name, render in (("report.json", json_report.render), ("report.md", markdown.render),
