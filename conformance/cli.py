@@ -18,6 +18,7 @@ from pathlib import Path
 from conformance import __version__, compare
 from conformance import pytest_plugin as plugin
 from conformance.catalog import load_catalog
+from conformance.datasets import command as dataset_command
 from conformance.profiles import ProfileError, load_profile
 from conformance.reference_server.faults import FAULTS
 
@@ -118,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     catalog = commands.add_parser("catalog", help="list the documented differences with their sources")
     catalog.add_argument("--format", choices=("text", "json"), default="text")
     compare.add_commands(commands)
+    dataset_command.add_command(commands)
     return parser
 
 
@@ -238,7 +240,7 @@ def command_catalog(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": command_run, "serve": command_serve, "catalog": command_catalog,
-            "compare": compare.command_compare, "diff": compare.command_diff}
+            "compare": compare.command_compare, "diff": compare.command_diff, "dataset": dataset_command.run}
 
 
 def main(argv: list[str] | None = None) -> int:
