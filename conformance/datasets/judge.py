@@ -117,6 +117,10 @@ class FileJudge:
                                           for name, value in params.items()}
                                  for target, params in rule.params.items()}
                        for rule_id, rule in rules.items()}
+        #: Per set parameter, the values every chosen target accepts: the common case's fast path.
+        self.common = {(rule_id, name): frozenset.intersection(*(params[name] for params in by_target.values()))
+                       for rule_id, by_target in self.params.items() for name in SET_PARAMS
+                       if name in next(iter(by_target.values()))}
         self.dispatch = Dispatch.of(rules)
         self.max_stored = max_stored
         self.line = 0
@@ -177,10 +181,10 @@ class FileJudge:
 
     def judge_path(self, path: Path) -> None:
         """Judge the whole file; raises reader.UnreadableFile or NotJsonl for usage errors."""
-        stream, self.compressed = open_dataset(path)
-        with stream:
-            max_bytes = next(iter(self.params["line-size"].values()))["max_bytes"]
-            for number, data in read_lines(stream, max_bytes):
+        raw, self.compressed = open_dataset(path)
+        max_bytes = next(iter(self.params["line-size"].values()))["max_bytes"]
+        with raw:
+            for number, data in read_lines(raw, self.compressed, max_bytes):
                 self.line = number
                 if type(data) is bytes:
                     self.lines_read += 1
@@ -190,7 +194,6 @@ class FileJudge:
                     self.emit("line-size", "", f"the line is {data.size:,} bytes, over the {max_bytes:,}-byte bound; "
                                                f"not judged further")
                 else:
-                    assert isinstance(data, EarlyEnd)
                     self.emit("file-complete", "", f"{data.reason}: line {number} and after are lost")
                 if not self.objects and self.lines_read >= GIVE_UP_AFTER:
                     raise NotJsonl(f"{str(path)!r} is not JSONL: none of its first {GIVE_UP_AFTER} lines is a JSON object")

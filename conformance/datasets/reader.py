@@ -1,23 +1,21 @@
 """Streaming lines from .jsonl and .jsonl.gz files in bounded pieces: memory stays flat.
 
-A line longer than the bound is measured by reading it in pieces of `PIECE` bytes and reported as
-`Oversize`; it is never held whole. A gzip stream that ends early or is corrupt yields `EarlyEnd`
-(the lines before it were already judged). Compression is recognised by its magic bytes, not by
-the file name.
+The file is read (and, when it is gzip, decompressed with a bounded output per step) in chunks of
+`CHUNK` bytes and split into lines here, so a line longer than the bound is measured and reported
+as `Oversize` without ever being held whole, and a gzip stream that ends early still yields every
+complete line before the point where it ends, then `EarlyEnd`. Compression is recognised by its
+magic bytes, not by the file's name; concatenated gzip members are read as one stream.
 """
 
 from __future__ import annotations
 
-import gzip
-import io
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator, Union
 
 GZIP_MAGIC = b"\x1f\x8b"
-BUFFER = 1 << 20
-PIECE = 1 << 20
+CHUNK = 1 << 20
 
 
 class UnreadableFile(Exception):
@@ -38,54 +36,88 @@ Line = Union[bytes, Oversize, EarlyEnd]
 
 
 def open_dataset(path: Path) -> tuple[BinaryIO, bool]:
-    """The file as a binary stream (decompressed when it is gzip), and whether it was compressed."""
+    """The raw file, and whether it is gzip-compressed."""
     try:
-        raw = open(path, "rb", buffering=BUFFER)
-    except OSError as problem:
-        raise UnreadableFile(f"cannot read {str(path)!r}: {problem.strerror or problem}") from None
-    try:
+        raw = open(path, "rb", buffering=CHUNK)
         compressed = raw.peek(2)[:2] == GZIP_MAGIC
     except OSError as problem:
-        raw.close()
         raise UnreadableFile(f"cannot read {str(path)!r}: {problem.strerror or problem}") from None
-    if not compressed:
-        return raw, False
-    return io.BufferedReader(gzip.GzipFile(fileobj=raw, mode="rb"), buffer_size=BUFFER), True
+    return raw, compressed
 
 
-def read_lines(stream: BinaryIO, max_bytes: int) -> Iterator[tuple[int, Line]]:
-    """(line number from 1, the line's bytes or what went wrong); an `EarlyEnd` is always last."""
-    number = 0
+def plain_chunks(raw: BinaryIO) -> Iterator[bytes | EarlyEnd]:
     while True:
-        number += 1
         try:
-            data = stream.readline(max_bytes + 1)
-            if not data:
-                return
-            if len(data) > max_bytes and not data.endswith(b"\n"):
-                yield number, Oversize(len(data) + skip_rest_of_line(stream))
-                continue
-        except (EOFError, OSError, zlib.error) as problem:
-            yield number, EarlyEnd(early_end_reason(problem))
+            chunk = raw.read(CHUNK)
+        except OSError as problem:
+            yield EarlyEnd(f"the file cannot be read further: {problem.strerror or problem}")
             return
-        yield number, data
+        if not chunk:
+            return
+        yield chunk
 
 
-def skip_rest_of_line(stream: BinaryIO) -> int:
-    """Read up to the next line end in bounded pieces; the number of bytes skipped, without it."""
-    skipped = 0
+def gzip_chunks(raw: BinaryIO) -> Iterator[bytes | EarlyEnd]:
+    """Decompressed chunks of at most CHUNK bytes each; EarlyEnd if the stream stops mid-member."""
+    decompressor = zlib.decompressobj(wbits=31)
     while True:
-        piece = stream.readline(PIECE)
-        if not piece:
-            return skipped
-        if piece.endswith(b"\n"):
-            return skipped + len(piece) - 1
-        skipped += len(piece)
+        try:
+            data = raw.read(CHUNK)
+        except OSError as problem:
+            yield EarlyEnd(f"the file cannot be read further: {problem.strerror or problem}")
+            return
+        if not data:
+            if not decompressor.eof:
+                yield EarlyEnd("the compressed stream ends before its end-of-stream marker")
+            return
+        while data:
+            try:
+                output = decompressor.decompress(data, CHUNK)
+            except zlib.error as problem:
+                yield EarlyEnd(f"the compressed stream is corrupt: {problem}")
+                return
+            if output:
+                yield output
+            data = decompressor.unconsumed_tail
+            if decompressor.eof:
+                data = decompressor.unused_data
+                if data:  # another gzip member follows
+                    decompressor = zlib.decompressobj(wbits=31)
 
 
-def early_end_reason(problem: BaseException) -> str:
-    if isinstance(problem, EOFError):
-        return "the compressed stream ends before its end-of-stream marker"
-    if isinstance(problem, gzip.BadGzipFile):
-        return f"the compressed stream is corrupt: {problem}"
-    return f"the compressed stream cannot be read: {problem}"
+def read_lines(raw: BinaryIO, compressed: bool, max_bytes: int) -> Iterator[tuple[int, Line]]:
+    """(line number from 1, the line's bytes without its line end, or what went wrong)."""
+    number = 0
+    pending: list[bytes] = []  # the current line's pieces so far, at most max_bytes in all
+    pending_size = 0
+    skipping = False  # the current line is over the bound: only its size is counted
+    for chunk in (gzip_chunks(raw) if compressed else plain_chunks(raw)):
+        if isinstance(chunk, EarlyEnd):
+            yield number + 1, chunk
+            return
+        parts = chunk.split(b"\n")
+        for index, part in enumerate(parts):
+            last = index == len(parts) - 1
+            if pending_size or skipping:
+                pending_size += len(part)
+                if not skipping and pending_size > max_bytes:
+                    skipping, pending = True, []
+                elif not skipping:
+                    pending.append(part)
+                if last:
+                    break
+                number += 1
+                yield number, (Oversize(pending_size) if skipping else b"".join(pending))
+                pending, pending_size, skipping = [], 0, False
+            elif last:
+                if part:
+                    if len(part) > max_bytes:
+                        skipping = True
+                    else:
+                        pending.append(part)
+                    pending_size = len(part)
+            else:
+                number += 1
+                yield number, (part if len(part) <= max_bytes else Oversize(len(part)))
+    if pending_size or skipping:
+        yield number + 1, (Oversize(pending_size) if skipping else b"".join(pending))

@@ -100,6 +100,8 @@ rule("message-shape", "walker")(message_shape)
 
 @rule("message-role", "message", params=("roles",))
 def message_role(judge: FileJudge, message: dict, role: str, pointer: str) -> None:
+    if role in judge.common["message-role", "roles"]:
+        return
     broken = [target for target, params in judge.params["message-role"].items() if role not in params["roles"]]
     if broken:
         judge.emit("message-role", pointer + "/role", f"role {show(role)} is not documented for {', '.join(broken)}",
@@ -127,9 +129,7 @@ def content_part_type(judge: FileJudge, message: dict, role: str, pointer: str) 
     content = message["content"]
     if not isinstance(content, list):
         return
-    for target_params in judge.params["content-part-type"].values():
-        allowed = target_params["parts"].get(role)
-        break
+    allowed = next(iter(judge.params["content-part-type"].values()))["parts"].get(role)
     for index, part in enumerate(content):
         where = f"{pointer}/content/{index}"
         if not isinstance(part, dict) or not isinstance(part.get("type"), str):
@@ -215,6 +215,8 @@ def weight_value(judge: FileJudge, message: dict, role: str, pointer: str) -> No
 @rule("message-unknown-key", "message", params=("keys",))
 def message_unknown_key(judge: FileJudge, message: dict, role: str, pointer: str) -> None:
     keys = message.keys()
+    if keys <= judge.common["message-unknown-key", "keys"]:
+        return
     found: dict[str, list[str]] = {}
     for target, params in judge.params["message-unknown-key"].items():
         if keys <= params["keys"]:
@@ -269,8 +271,8 @@ def tool_call_arguments(judge: FileJudge, message: dict, role: str, pointer: str
     if not isinstance(calls, list):
         return
     for index, call in enumerate(calls):
-        arguments = call.get("function", {}).get("arguments") if isinstance(call, dict) and \
-            isinstance(call.get("function"), dict) else None
+        function = call.get("function") if isinstance(call, dict) else None
+        arguments = function.get("arguments") if isinstance(function, dict) else None
         if not isinstance(arguments, str):
             continue
         try:
@@ -307,9 +309,7 @@ def tools_shape(judge: FileJudge, messages: list, tools: Any, pointer: str) -> N
 
 @rule("tool-name-pattern", "conversation", params=("pattern",))
 def tool_name_pattern(judge: FileJudge, messages: list, tools: Any, pointer: str) -> None:
-    for params in judge.params["tool-name-pattern"].values():
-        pattern = judge.compiled(params["pattern"])
-        break
+    pattern = judge.compiled(next(iter(judge.params["tool-name-pattern"].values()))["pattern"])
     for where, name in function_names(messages, tools, pointer):
         if not pattern.fullmatch(name):
             judge.emit("tool-name-pattern", where, f"function name {show(name, 40)} does not match {pattern.pattern}")
@@ -434,9 +434,11 @@ def sample_weight(judge: FileJudge, example: dict) -> None:
 def sample_weight_consistent(judge: FileJudge) -> None:
     state = judge.sample_weights
     if state.with_weight and state.without_weight:
-        judge.emit_at(state.first_without, "sample-weight-consistent", "/weight",
+        deviates = max(state.first_with, state.first_without)  # the first line unlike the first example
+        missing = state.without_weight if deviates == state.first_without else state.with_weight
+        judge.emit_at(deviates, "sample-weight-consistent", "/weight" if deviates == state.first_with else "",
                       f"{state.with_weight} examples have a per-sample `weight`, {state.without_weight} do not "
-                      f"(first without: line {state.first_without})", count=state.without_weight)
+                      f"(line 1 sets the pattern; line {deviates} is the first to break it)", count=missing)
 
 
 # ---------------------------------------------------------------- preference (DPO) examples
