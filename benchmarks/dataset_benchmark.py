@@ -6,12 +6,13 @@ lines per second and the child's peak resident memory (getrusage's ru_maxrss). T
 60 s and under 200 MB for 1,000,000 examples. The machine's load average is printed beside the
 figures, since a loaded machine is slower.
 
-    python benchmarks/dataset_benchmark.py [--lines N] [--profile both]
+    python benchmarks/dataset_benchmark.py [--lines N] [--profile both] [--gzip]
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import resource
@@ -22,7 +23,7 @@ import time
 from pathlib import Path
 
 SYSTEM = "You are a helpful assistant that answers questions about geography concisely and correctly."
-FILLER = "The answer depends on the context; here is a careful, complete explanation of it. " * 6
+FILLER = "The answer depends on the context; here is a careful, complete explanation of it. " * 8
 
 
 def example(number: int) -> str:
@@ -40,8 +41,10 @@ def example(number: int) -> str:
     return json.dumps({"messages": messages}, separators=(",", ":"))
 
 
-def generate(path: Path, lines: int) -> int:
-    with open(path, "w", encoding="utf-8", buffering=1 << 20) as stream:
+def generate(path: Path, lines: int, compress: bool) -> int:
+    opened = gzip.open(path, "wt", encoding="utf-8", compresslevel=1) if compress else \
+        open(path, "w", encoding="utf-8", buffering=1 << 20)
+    with opened as stream:
         for number in range(lines):
             stream.write(example(number))
             stream.write("\n")
@@ -52,10 +55,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--profile", default="both", choices=("openai", "fireworks", "both"))
+    parser.add_argument("--gzip", action="store_true", help="write and validate train.jsonl.gz instead")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
-        path = Path(directory) / "train.jsonl"
-        size = generate(path, args.lines)
+        path = Path(directory) / ("train.jsonl.gz" if args.gzip else "train.jsonl")
+        size = generate(path, args.lines, args.gzip)
         load_before = os.getloadavg()[0]
         started = time.perf_counter()
         completed = subprocess.run([sys.executable, "-m", "conformance", "dataset", str(path), "--profile", args.profile],
@@ -68,7 +72,7 @@ def main() -> int:
         print(completed.stdout, completed.stderr, sep="\n", file=sys.stderr)
         print(f"unexpected exit code {completed.returncode}: the generated file should be valid", file=sys.stderr)
         return 1
-    print(f"{args.lines:,} examples, {size / 1e6:,.0f} MB: {elapsed:.1f} s wall (including start-up), "
+    print(f"{args.lines:,} examples, {size / 1e6:,.0f} MB{' gzip' if args.gzip else ''}: {elapsed:.1f} s wall (including start-up), "
           f"{args.lines / elapsed:,.0f} lines/s, {cpu:.1f} s CPU, peak RSS {peak_mb:.0f} MB; "
           f"load average {load_before:.1f} before, {load_after:.1f} after, {os.cpu_count()} CPUs")
     return 0

@@ -262,3 +262,8 @@ def test_stored_findings_are_capped_per_rule_but_all_are_counted(tmp_path):
     file_judge = judge(write(tmp_path / "train.jsonl", lines))
     assert file_judge.counts["weight-value"] == 250 and len(file_judge.stored["weight-value"]) == 100
     assert file_judge.failures["openai"]["error"] == 250
+
+
+def test_a_function_message_may_have_null_content(tmp_path):
+    example = chat(USER, {"role": "function", "name": "get_weather", "content": None}, REPLY)
+    assert findings(judge(write(tmp_path / "train.jsonl", [encode(example)] * 12), ("openai",))) == []

@@ -100,7 +100,7 @@ def render_markdown(report: dict[str, Any]) -> str:
              f"- Files: {len(report['files'])}; lines read: {report['lines_read']:,}; "
              f"took {report['duration_s']:.1f}s",
              f"- conformance {report['tool']['version']}", ""]
-    lines += [f"**{target}: {verdict(valid)}**" for target, valid in report["valid"].items()]
+    lines += [f"- **{target}**: {verdict(valid)}" for target, valid in report["valid"].items()]
     titles = {rule["id"]: rule["title"] for rule in report["rules"]}
     for section in report["files"]:
         lines += ["", f"## {code(section['path'])}", ""]

@@ -10,7 +10,9 @@ Scopes: `message` functions run for every message of a conversation, `always` or
 message has their `trigger` key (the common case pays for no absent feature); `conversation`
 functions see a whole message list with its `tools` (a chat example, or a preference example's
 `input`); `sft`, `dpo` and `completion` functions see a whole example of that format; `file`
-functions run once at the end. `line` rules are judged by `judge.py` while parsing.
+functions run once at the end. `walker` functions (`message_shape`, `messages_nonempty`, `dpo_input`)
+decide whether the rest can look further and are called by `judge.py` directly, as are the `line`
+rules, judged while parsing.
 """
 
 from __future__ import annotations
@@ -114,6 +116,8 @@ def message_content(judge: FileJudge, message: dict, role: str, pointer: str) ->
     if isinstance(content, str) or (isinstance(content, list) and content):
         return
     if content is None and role == "assistant" and (message.get("tool_calls") or message.get("function_call")):
+        return
+    if content is None and role == "function" and "content" in message:  # the spec's function message: string or null
         return
     if isinstance(content, list):
         judge.emit("message-content", pointer + "/content", "`content` is an empty array (at least one part)")
