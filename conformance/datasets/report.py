@@ -90,6 +90,10 @@ def code(value: Any) -> str:
     return f"{fence}{pad}{content}{pad}{fence}"
 
 
+def plural(count: int, word: str) -> str:
+    return f"{count:,} {word}" + ("" if count == 1 else "s")
+
+
 def verdict(valid: bool) -> str:
     return "✅ valid" if valid else "❌ not valid"
 
@@ -110,8 +114,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += [f"- Lines read: {section['lines_read']:,}" + (" (gzip)" if section["compressed"] else ""),
                   f"- Examples: {formats or 'none'}"]
         for target, valid in section["valid"].items():
-            lines.append(f"- {target}: {verdict(valid)} ({section['errors'][target]:,} errors, "
-                         f"{section['warnings'][target]:,} warnings)")
+            lines.append(f"- {target}: {verdict(valid)} ({plural(section['errors'][target], 'error')}, "
+                         f"{plural(section['warnings'][target], 'warning')})")
         if section["rules"]:
             lines += ["", "| Rule | What it requires | Severity | Findings |", "|---|---|---|---|"]
             for rule in section["rules"]:
@@ -215,5 +219,5 @@ def summary_lines(report: dict[str, Any]) -> Iterable[str]:
             yield f"  unusable: {section['problem']}"
             continue
         for target, valid in section["valid"].items():
-            yield (f"  {target}: {'valid' if valid else 'NOT valid'} ({section['errors'][target]:,} errors, "
-                   f"{section['warnings'][target]:,} warnings)")
+            yield (f"  {target}: {'valid' if valid else 'NOT valid'} ({plural(section['errors'][target], 'error')}, "
+                   f"{plural(section['warnings'][target], 'warning')})")
