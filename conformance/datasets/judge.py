@@ -4,7 +4,8 @@ Memory stays flat: a line is dropped once judged; findings are counted per rule,
 `max_stored` per rule are kept with their details; conversion advice is counted per target, rule
 and subject (at most `MAX_SUBJECTS` subjects per rule, the rest counted as "other").
 Lines are parsed by the standard library's json (decoded as UTF-8 first, so invalid UTF-8 is its
-own finding); orjson was measured and gave no gain here, since the rules, not parsing, dominate.
+own finding): one parser, one set of error messages; orjson saved about a quarter of the CPU time
+on a million lines, which the speed target does not need.
 """
 
 from __future__ import annotations
