@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -251,7 +252,13 @@ def test_a_100_mb_line_is_a_finding_and_the_rest_is_still_judged(tmp_path):
         stream.write(b'{"messages": [{"role": "user", "content": "' + b"a" * (100 << 20) + b'"}]}\n')
         for _ in range(11):
             stream.write(encode({**SFT, "messages": [USER]}) + b"\n")
-    file_judge = judge(path)
+    tracemalloc.start()
+    try:
+        file_judge = judge(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 48 << 20  # the 32 MiB bound plus a chunk, never the 100 MB line
     (oversize,) = file_judge.stored["line-size"]
     assert oversize.line == 2 and "104,857,6" in oversize.message
     assert [f.line for f in file_judge.stored["assistant-present"]] == list(range(3, 14))
