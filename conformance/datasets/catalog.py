@@ -25,13 +25,13 @@ class RulesError(ValueError):
 class Source:
     key: str
     title: str
-    url: str
+    url: str | None  # None only for this tool's own bounds
     revision: str
     on_disk: str | None
 
     def cite(self, section: str) -> str:
         where = f"; on disk: {self.on_disk}" if self.on_disk else "; not on disk"
-        return f"{self.title}, {self.revision}, {section} <{self.url}>{where}"
+        return f"{self.title}, {self.revision}, {section}" + (f" <{self.url}>" if self.url else "") + where
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def parse_rules(data: dict[str, Any], expected_params: Mapping[str, frozenset[st
                 for error in Draft202012Validator(rules_schema()).iter_errors(data)]
     if problems:
         raise RulesError("datasets.toml: " + "; ".join(problems[:5]))
-    sources = {key: Source(key, value["title"], value["url"], value["revision"], value.get("on_disk"))
+    sources = {key: Source(key, value["title"], value.get("url"), value["revision"], value.get("on_disk"))
                for key, value in data["sources"].items()}
     rules: dict[str, Rule] = {}
     for entry in data["rule"]:

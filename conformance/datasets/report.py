@@ -172,7 +172,7 @@ def render_junit(report: dict[str, Any]) -> str:
                 continue
             detail = "\n".join(f"line {f['line']} {f['pointer'] or '/'} [{', '.join(f['targets'])}]: {f['message']}"
                                for f in kept)
-            headline = f"{counts[rule['id']]} findings: {rule['title']}"
+            headline = f"{plural(counts[rule['id']], 'finding')}: {rule['title']}"
             if rule in failing:
                 ElementTree.SubElement(case, "failure", {"message": headline[:1000]}).text = detail
             else:
