@@ -88,7 +88,7 @@ def test_an_unreadable_file_is_a_usage_error_and_the_others_are_still_judged(tmp
 def test_markdown_html_and_junit_escape_what_the_dataset_holds(tmp_path, capsys):
     hostile = "<script>alert(1)</script>|`x`|[link](javascript:alert(1))\nsecond line"
     row = {"messages": [{"role": "user", "content": "Hi", hostile: 1}, {"role": "assistant", "content": "Hello."}]}
-    path = write_lines(tmp_path / f"a|b`c<i>.jsonl", [row] * 10)
+    path = write_lines(tmp_path / "a|b`c<i>.jsonl", [row] * 10)
     run(capsys, str(path), "--report-dir", str(tmp_path / "out"))
     markdown = (tmp_path / "out" / "dataset-report.md").read_text(encoding="utf-8")
     outside_code = re.sub(r"(`+)(?!`).*?(?<!`)\1(?!`)", "", markdown)  # code spans show markup literally

@@ -81,16 +81,19 @@ class Dispatch:
         dispatch = cls()
         for rule_id in rules:
             registered = REGISTRY[rule_id]
-            if registered.scope == "message" and registered.trigger is None:
-                dispatch.always.append(registered.function)
-            elif registered.scope == "message":
-                dispatch.triggered.setdefault(registered.trigger, []).append(registered.function)
-            elif registered.scope == "conversation":
-                dispatch.conversation.append(registered.function)
-            elif registered.scope in dispatch.example:
-                dispatch.example[registered.scope].append(registered.function)
-            elif registered.scope == "file":
-                dispatch.file.append(registered.function)
+            function, scope, trigger = registered.function, registered.scope, registered.trigger
+            if function is None:  # a line rule: judged while parsing
+                continue
+            if scope == "message" and trigger is None:
+                dispatch.always.append(function)
+            elif scope == "message" and trigger is not None:
+                dispatch.triggered.setdefault(trigger, []).append(function)
+            elif scope == "conversation":
+                dispatch.conversation.append(function)
+            elif scope in dispatch.example:
+                dispatch.example[scope].append(function)
+            elif scope == "file":
+                dispatch.file.append(function)
         return dispatch
 
 
@@ -108,7 +111,7 @@ class FileJudge:
         self.path = path
         self.rules = rules
         self.targets = tuple(dict.fromkeys(t for rule in rules.values() for t in rule.severities))
-        self.params = {rule_id: {target: {name: frozenset(value) if name in SET_PARAMS else value
+        self.params: dict[str, dict[str, dict[str, Any]]] = {rule_id: {target: {name: frozenset(value) if name in SET_PARAMS else value
                                           for name, value in params.items()}
                                  for target, params in rule.params.items()}
                        for rule_id, rule in rules.items()}
@@ -128,7 +131,7 @@ class FileJudge:
         self.sample_weights = SampleWeights()
         self.counts: Counter[str] = Counter()
         self.stored: dict[str, list[Finding]] = {}
-        self.failures = {target: Counter() for target in self.targets}  # target -> severity -> count
+        self.failures: dict[str, Counter[str]] = {target: Counter() for target in self.targets}  # severity -> count
         self.conversions: Counter[tuple[str, str, str]] = Counter()
         self.subjects: dict[str, set[str]] = {}
         self.by_format = {"sft": self.judge_sft, "dpo": self.judge_dpo, "completion": self.judge_completion}
@@ -181,14 +184,14 @@ class FileJudge:
         with raw:
             for number, data in read_lines(raw, self.compressed, max_bytes):
                 self.line = number
-                if type(data) is bytes:
+                if isinstance(data, bytes):
                     self.lines_read += 1
                     self.judge_line(data)
                 elif isinstance(data, Oversize):
                     self.lines_read += 1
                     self.emit("line-size", "", f"the line is {data.size:,} bytes, over the {max_bytes:,}-byte bound; "
                                                f"not judged further")
-                else:
+                elif isinstance(data, EarlyEnd):
                     self.emit("file-complete", "", f"{data.reason}: line {number} and after are lost")
                 if not self.objects and self.lines_read >= GIVE_UP_AFTER:
                     raise NotJsonl(f"{str(path)!r} is not JSONL: none of its first {GIVE_UP_AFTER} lines is a JSON object")

@@ -9,6 +9,7 @@ magic bytes, not by the file's name; concatenated gzip members are read as one s
 
 from __future__ import annotations
 
+import io
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,10 +36,10 @@ class EarlyEnd:
 Line = Union[bytes, Oversize, EarlyEnd]
 
 
-def open_dataset(path: Path) -> tuple[BinaryIO, bool]:
+def open_dataset(path: Path) -> tuple[io.BufferedReader[io.FileIO], bool]:
     """The raw file, and whether it is gzip-compressed."""
     try:
-        raw = open(path, "rb", buffering=CHUNK)
+        raw = io.BufferedReader(io.FileIO(path, "rb"), buffer_size=CHUNK)  # the caller closes it
         compressed = raw.peek(2)[:2] == GZIP_MAGIC
     except OSError as problem:
         raise UnreadableFile(f"cannot read {str(path)!r}: {problem.strerror or problem}") from None

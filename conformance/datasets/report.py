@@ -101,8 +101,8 @@ def verdict(valid: bool) -> str:
 def render_markdown(report: dict[str, Any]) -> str:
     lines = ["# Fine-tuning dataset report", "",
              f"- Profile: `{report['profile']}` ({', '.join(report['targets'])})",
-             f"- Files: {len(report['files'])}; lines read: {report['lines_read']:,}; "
-             f"took {report['duration_s']:.1f}s",
+             (f"- Files: {len(report['files'])}; lines read: {report['lines_read']:,}; "
+              f"took {report['duration_s']:.1f}s"),
              f"- conformance {report['tool']['version']}", ""]
     lines += [f"- **{target}**: {verdict(valid)}" for target, valid in report["valid"].items()]
     titles = {rule["id"]: rule["title"] for rule in report["rules"]}

@@ -168,22 +168,20 @@ def check_image(judge: FileJudge, image: Any, pointer: str) -> None:
     problems: dict[str, list[str]] = {}
     header = DATA_URL.match(url[:300])
     for target, params in judge.params["image-url"].items():
-        if header is None:
-            remote = url.startswith(("https://", "http://"))
-            if not remote:
-                problem = "the URL is neither http(s) nor a data URL"
-            elif not params["remote"]:
-                problem = "only base64 data URLs are documented, not remote images"
-            else:
-                continue
-        else:
-            problem = data_url_problem(header, url, params)
-            if problem is None:
-                continue
-        problems.setdefault(problem, []).append(target)
+        problem = remote_url_problem(url, params) if header is None else data_url_problem(header, url, params)
+        if problem is not None:
+            problems.setdefault(problem, []).append(target)
     for problem, targets in problems.items():
         judge.emit("image-url", pointer + "/url", f"{problem} ({', '.join(targets)})", targets,
                    subject="embed the image as a base64 PNG or JPEG data URL" if "remote" in problem else problem)
+
+
+def remote_url_problem(url: str, params: dict) -> str | None:
+    if not url.startswith(("https://", "http://")):
+        return "the URL is neither http(s) nor a data URL"
+    if not params["remote"]:
+        return "only base64 data URLs are documented, not remote images"
+    return None
 
 
 def data_url_problem(header: re.Match, url: str, params: dict) -> str | None:
