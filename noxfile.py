@@ -75,6 +75,13 @@ def benchmark(session: nox.Session) -> None:
 
 
 @nox.session
+def benchmark_dataset(session: nox.Session) -> None:
+    """`conformance dataset` on a generated 1,000,000-example SFT file: lines/s and peak memory."""
+    session.install(".")
+    session.run("python", "benchmarks/dataset_benchmark.py", *session.posargs)
+
+
+@nox.session
 def live_llama_cpp(session: nox.Session) -> None:
     """The whole suite against a real llama.cpp server on CPU, recorded for the project's tests.
 

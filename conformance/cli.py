@@ -29,6 +29,7 @@ from conformance.options import (
     positive_int,
     settings,
 )
+from conformance.datasets import command as dataset_command
 from conformance.redaction import Redactor, run_redactor
 
 if TYPE_CHECKING:
@@ -125,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     changed.add_argument("baseline", metavar="BASELINE.json")
     changed.add_argument("current", metavar="CURRENT.json")
     OPTIONS["accept-behaviour-changes"].add_to(changed.add_argument)
+    dataset_command.add_command(commands)
     return parser
 
 
@@ -326,7 +328,8 @@ def command_diff(args: argparse.Namespace) -> int:
 
 
 #: The commands besides `run` (`execute_run`, whose outcome is more than an exit code).
-COMMANDS = {"serve": command_serve, "catalog": command_catalog, "compare": command_compare, "diff": command_diff}
+COMMANDS = {"serve": command_serve, "catalog": command_catalog, "compare": command_compare, "diff": command_diff,
+            "dataset": dataset_command.run}
 
 
 def invoke(argv: list[str] | None = None) -> Finished:
