@@ -20,8 +20,8 @@ VERDICTS = {
     "completion-schema/completions": "openai",
     "usage-in-response/chat": "openai",
     "usage-in-response/completions": "openai",
-    "n-choices/chat": "openai",
-    "n-choices/completions": "openai",
+    "n-choices/chat": "usage-one-choice",  # usage counts one of the n choices
+    "n-choices/completions": "usage-one-choice",
     "multi-turn-history/chat": "openai",
     "model-identifiers/models": "openai",
     "stream-usage-default/chat": "openai",
@@ -62,6 +62,7 @@ VERDICTS = {
     "error-envelope/unknown-model": "other",
     "error-envelope/invalid-json": "other",
     "error-envelope/missing-messages": "openai",
+    "error-envelope/unknown-model-lookup": "openai",
     "parameter-validation/invalid": "other",
     "parameter-validation/valid": "openai",
     "openai-sdk/chat": "openai",
