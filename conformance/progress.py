@@ -78,7 +78,7 @@ class LiveProgress:
     def advance(self, result: CheckResult) -> None:
         with self.lock:
             self.results.append(result)
-            self.progress.update(self.task, advance=1, description=self.describe(tally(self.results)))
+            self.progress.update(self.task, advance=1, description=self.describe(tally(self.results)), refresh=True)
 
     def say(self, line: str, outcome: str) -> None:
         from rich.text import Text
@@ -107,8 +107,9 @@ class PlainProgress:
     def tick(self) -> None:
         while not self.ended.wait(self.interval):
             with self.lock:
-                line = (f"conformance: {len(self.results)} of {self.total} checks finished "
-                        f"({tally(self.results)}), {time.monotonic() - self.started:.0f}s")
+                counts = f" ({tally(self.results)})" if self.results else ""
+                line = (f"conformance: {len(self.results)} of {self.total} checks finished{counts}, "
+                        f"{time.monotonic() - self.started:.0f}s")
             self.write(self.describe(line))
 
     def advance(self, result: CheckResult) -> None:
