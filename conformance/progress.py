@@ -63,7 +63,13 @@ class LiveProgress:
 
     def __init__(self, stream: TextIO, total: int, describe: Callable[[str], str]):
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         console = Console(file=stream, force_terminal=True, highlight=False, soft_wrap=True)
         self.describe = describe

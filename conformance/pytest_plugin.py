@@ -317,7 +317,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     if run is None:
         write_changes(terminalreporter, config)  # a run that could not start, against its baseline
         return
-    from conformance.console import differences_from_openai, failure_lines, printable, tally
+    from conformance.console import (
+        differences_from_openai,
+        failure_lines,
+        printable,
+        tally,
+    )
     from conformance.report import build_report, traffic
 
     redactor = redactor_of(config)
@@ -335,8 +340,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
                 write(line, red=True, bold=number == 0 and result.outcome == "error")
         elif result.outcome != "pass":
             write(result.headline(), yellow=True)
-    if run.unjudged_summary():
-        write(run.unjudged_summary(), yellow=True, bold=True)
+    unjudged = run.unjudged_summary()
+    if unjudged:
+        write(unjudged, yellow=True, bold=True)
     differences = differences_from_openai(results, run.catalog)
     if differences:
         write(differences, bold=True)
