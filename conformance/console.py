@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 #: GitHub Actions reads `::name ...::` at the start of a line (after any blanks) as a command.
 WORKFLOW_COMMAND = re.compile(r"^(\s*)::", re.MULTILINE)
-#: The outcomes in the order the summary names them (report.json's `summary` keys).
+#: The outcomes, failures first, as the summary line names them (report.json's `summary` keys).
 SUMMARY_ORDER = ("fail", "error", "inconclusive", "skip", "pass")
 #: A check the profile expects that got no verdict (out of budget, or the run stopped first).
 NOT_JUDGED = "not judged"

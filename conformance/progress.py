@@ -183,7 +183,7 @@ class RunConsole:
         if self.verbose and result is not None and report.when == "call":
             self.say(verbose_line(result, self.id_width), label(result))
         if report.failed and (result is None or label(result) not in VERDICTS_PYTEST_FAILS):
-            self.say(f"error {report.nodeid} ({report.when}): {report.longreprtext}", "error")
+            self.say(f"internal error in {report.nodeid} ({report.when}), no verdict: {report.longreprtext}", "error")
 
     def say(self, line: str, outcome: str) -> None:
         assert self.display is not None and self.redactor is not None

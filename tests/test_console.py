@@ -179,6 +179,28 @@ def test_on_a_terminal_progress_is_live_and_the_summary_still_one_line(tmp_path:
     assert len(summaries) == 1, text
 
 
+def test_a_defect_in_the_suite_is_shown_though_pytest_is_silenced(monkeypatch: pytest.MonkeyPatch, capsys,
+                                                                  tmp_path: Path) -> None:
+    """pytest's failure sections are off in `conformance run`; a pytest failure that is no verdict
+    of ours (here: collecting a result raises) must still be shown, not only felt in the exit code."""
+    from conformance import runner
+    from conformance.cli import main
+
+    collect = runner.ConformanceRun.result
+
+    def broken(run: runner.ConformanceRun, check_id: str) -> CheckResult:
+        if check_id == "usage-in-response/chat":
+            raise RuntimeError("a defect in the suite")
+        return collect(run, check_id)
+
+    monkeypatch.setattr(runner.ConformanceRun, "result", broken)
+    code = main(["run", "--report-dir", str(tmp_path), "-k", "usage-in-response"])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert [line for line in out.splitlines() if line.startswith("internal error in ")
+            and "usage-in-response/chat" in line and "RuntimeError: a defect in the suite" in line], out
+
+
 class Lines:
     """A stream that tells the test when a line it waits for arrives."""
 
