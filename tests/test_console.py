@@ -50,6 +50,7 @@ def fireworks_server() -> Iterator[str]:
     server = subprocess.Popen([sys.executable, "-m", "conformance", "serve", "--port", "0", "--behavior",
                                "fireworks"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                               text=True, env=environment(), cwd=ROOT)
+    assert server.stdout is not None
     try:
         yield server.stdout.readline().strip()
     finally:
@@ -205,7 +206,8 @@ class Lines:
     """A stream that tells the test when a line it waits for arrives."""
 
     def __init__(self, awaited: str) -> None:
-        self.awaited, self.lines = awaited, []
+        self.awaited = awaited
+        self.lines: list[str] = []
         self.arrived = threading.Event()
 
     def write(self, text: str) -> None:
