@@ -15,7 +15,6 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, TextIO
 
 import pytest
@@ -33,7 +32,8 @@ if TYPE_CHECKING:
 #: Seconds between plain progress lines (the first comes after as long).
 PLAIN_INTERVAL_S = 5.0
 #: How the outcome word of a `-v` line is coloured on a terminal.
-STYLES = {"pass": "green", "fail": "red", "error": "bold red"}
+STYLES = {"pass": "green", "fail": "red", "error": "bold red", "internal error": "bold red"}
+INTERNAL_ERROR = "internal error"
 #: The verdicts `pytest_plugin.enforce` turns into a pytest failure; any other failure is a defect.
 VERDICTS_PYTEST_FAILS = ("fail", "error", NOT_JUDGED)
 
@@ -43,7 +43,7 @@ class Display(Protocol):
 
     def advance(self, result: CheckResult) -> None: ...
 
-    def say(self, line: str, outcome: str) -> None: ...
+    def say(self, line: str, style: str | None, styled: int) -> None: ...
 
     def end(self) -> None: ...
 
@@ -61,7 +61,7 @@ class LiveProgress:
     """A rich progress line on a terminal: checks finished of those started, the tally so far, the
     time taken; erased when the run ends."""
 
-    def __init__(self, stream: TextIO, total: int, describe: Callable[[str], str]):
+    def __init__(self, stream: TextIO, total: int):
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -72,7 +72,6 @@ class LiveProgress:
         )
 
         console = Console(file=stream, force_terminal=True, highlight=False, soft_wrap=True)
-        self.describe = describe
         self.results: list[CheckResult] = []
         self.lock = threading.Lock()
         self.progress: Progress = Progress(
@@ -84,13 +83,15 @@ class LiveProgress:
     def advance(self, result: CheckResult) -> None:
         with self.lock:
             self.results.append(result)
-            self.progress.update(self.task, advance=1, description=self.describe(tally(self.results)), refresh=True)
+            self.progress.update(self.task, advance=1, description=tally(self.results), refresh=True)
 
-    def say(self, line: str, outcome: str) -> None:
+    def say(self, line: str, style: str | None, styled: int) -> None:
+        """`line` above the progress line, its first `styled` characters in `style` (rich's syntax)."""
         from rich.text import Text
 
         text = Text(line)
-        text.stylize(STYLES.get(outcome, "yellow"), 0, len(outcome))
+        if style:
+            text.stylize(style, 0, styled)
         self.progress.console.print(text)
 
     def end(self) -> None:
@@ -100,9 +101,8 @@ class LiveProgress:
 class PlainProgress:
     """Plain lines for a pipe, a file or CI: one every `interval` seconds while the run lasts."""
 
-    def __init__(self, stream: TextIO, total: int, describe: Callable[[str], str],
-                 interval: float = PLAIN_INTERVAL_S):
-        self.stream, self.total, self.describe, self.interval = stream, total, describe, interval
+    def __init__(self, stream: TextIO, total: int, interval: float = PLAIN_INTERVAL_S):
+        self.stream, self.total, self.interval = stream, total, interval
         self.results: list[CheckResult] = []
         self.lock = threading.Lock()
         self.started = time.monotonic()
@@ -116,13 +116,13 @@ class PlainProgress:
                 counts = f" ({tally(self.results)})" if self.results else ""
                 line = (f"conformance: {len(self.results)} of {self.total} checks finished{counts}, "
                         f"{time.monotonic() - self.started:.0f}s")
-            self.write(self.describe(line))
+            self.write(line)
 
     def advance(self, result: CheckResult) -> None:
         with self.lock:
             self.results.append(result)
 
-    def say(self, line: str, outcome: str) -> None:
+    def say(self, line: str, style: str | None, styled: int) -> None:
         self.write(line)
 
     def write(self, line: str) -> None:
@@ -150,7 +150,7 @@ class RunConsole:
     @pytest.hookimpl(wrapper=True)
     def pytest_report_teststatus(self, report: pytest.TestReport):
         """No letter or word per test: the outcome pytest would name (a skip for inconclusive)
-        is not ours; the category still counts for pytest's exit code."""
+        is not ours. The category still goes into pytest's statistics."""
         category, _, _ = yield
         return category, "", ""
 
@@ -165,13 +165,9 @@ class RunConsole:
         run = self.run = session.config.stash.get(RUN, None)
         if run is None:
             return
-        redactor = self.redactor = redactor_of(session.config)
-
-        def describe(text: str) -> str:
-            return printable(redactor.text(text))
-
-        shown = LiveProgress if on_terminal(self.stream) else PlainProgress
-        self.display = shown(self.stream, len(run.selected), describe)
+        self.redactor = redactor_of(session.config)
+        display = LiveProgress if on_terminal(self.stream) else PlainProgress
+        self.display = display(self.stream, len(run.selected))
         run.on_each_result(self.display.advance)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -183,12 +179,19 @@ class RunConsole:
         if self.verbose and result is not None and report.when == "call":
             self.say(verbose_line(result, self.id_width), label(result))
         if report.failed and (result is None or label(result) not in VERDICTS_PYTEST_FAILS):
-            self.say(f"internal error in {report.nodeid} ({report.when}), no verdict: {report.longreprtext}", "error")
+            self.say(f"{INTERNAL_ERROR} in {report.nodeid} ({report.when}), no verdict: {report.longreprtext}",
+                     INTERNAL_ERROR)
 
-    def say(self, line: str, outcome: str) -> None:
-        assert self.display is not None and self.redactor is not None
-        for part in line.split("\n"):
-            self.display.say(printable(self.redactor.text(part)), outcome)
+    def shown(self, text: str) -> str:
+        """Server text as the console may show it: redacted, then one inert line."""
+        assert self.redactor is not None
+        return printable(self.redactor.text(text))
+
+    def say(self, text: str, outcome: str) -> None:
+        """Print `text` (each of its lines) above the progress, coloured as `outcome` where it starts."""
+        assert self.display is not None
+        for number, line in enumerate(text.split("\n")):
+            self.display.say(self.shown(line), STYLES.get(outcome, "yellow") if number == 0 else None, len(outcome))
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self) -> None:

@@ -221,7 +221,7 @@ class Lines:
 
 def test_plain_progress_is_whole_lines_while_the_run_lasts() -> None:
     stream = Lines("1 of 2 checks")
-    progress = PlainProgress(stream, 2, lambda text: text, interval=0.01)  # type: ignore[arg-type]
+    progress = PlainProgress(stream, 2, interval=0.01)  # type: ignore[arg-type]
     progress.advance(CheckResult("a/x", "a", "A", "fail", ["openai"], "fireworks", "why"))
     try:
         assert stream.arrived.wait(timeout=30)
