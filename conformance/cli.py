@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     for option in RUN_OPTIONS:
         option.add_to(run.add_argument)
     run.add_argument("-k", dest="keyword", help="only checks whose id matches this pytest -k expression")
-    run.add_argument("-v", "--verbose", action="store_true", help="one line per check")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="one line per check: outcome, check id, behaviour observed, reason")
 
     serve = commands.add_parser("serve", help="run the reference server in the foreground")
     serve.add_argument("--behavior", choices=("openai", "fireworks"), default="openai")
@@ -137,12 +138,15 @@ def pytest_arguments(args: argparse.Namespace) -> list[str]:
     pytest-benchmark would otherwise leave directories in the user's working directory. Built-in
     plugins that cost time and do nothing for checks that never print are left out too: output
     capturing (two dup2 per item), and the unraisable-exception hunt (five full garbage
-    collections at exit, about 0.3 s with the SDK loaded)."""
+    collections at exit, about 0.3 s with the SDK loaded).
+
+    pytest's console is silenced down to its errors (`-qq`: no header, no collection count, no
+    counts line; `--tb=no -rN`: no failure sections): `progress.RunConsole` shows progress, `-v`
+    lines, and the plugin's one summary line, in our outcomes' names."""
     suites = Path(str(resources.files("conformance.suites")))
     arguments = [str(suites), "-c", str(suites / "pytest.ini"), "--rootdir", str(suites),
                  "--disable-plugin-autoload", "-p", "no:cacheprovider", "-p", "no:unraisableexception",
-                 "--capture=no", "--no-header", "-rN",
-                 "--tb=short" if args.verbose else "--tb=no", "-v" if args.verbose else "-q"]
+                 "--capture=no", "--no-header", "-rN", "--tb=no", "-qq"]
     if args.keyword:
         arguments += ["-k", args.keyword]
     return arguments
@@ -232,6 +236,7 @@ def execute_run(args: argparse.Namespace) -> Finished:
     import conformance.endpoint  # noqa: F401  # imported in this thread; the opener below only talks
     from conformance import pytest_plugin
     from conformance.client import RunStats
+    from conformance.progress import RunConsole
     from conformance.pytest_plugin import CHANGES, INTERRUPTED_START, REPORT, redactor_of_settings
 
     try:
@@ -248,7 +253,7 @@ def execute_run(args: argparse.Namespace) -> Finished:
     try:
         with sigterm_as_interrupt() as received:
             try:
-                code = pytest.main(pytest_arguments(args), plugins=[pytest_plugin, link])
+                code = pytest.main(pytest_arguments(args), plugins=[pytest_plugin, link, RunConsole(args.verbose)])
             except KeyboardInterrupt:  # before pytest took over
                 code = pytest.ExitCode.INTERRUPTED
             if code == pytest.ExitCode.INTERRUPTED:
