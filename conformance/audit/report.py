@@ -19,6 +19,7 @@ from conformance.audit.findings import Finding, registered_checks
 from conformance.audit.sources import Scan
 from conformance.audit.targets import Target, verdict
 from conformance.catalog import Catalog
+from conformance.datasets.report import plural
 
 REPORT_FORMAT = 1
 #: Uses kept per finding in the report (all are counted): a rule matched at 10,000 places is one finding.
@@ -85,6 +86,14 @@ def where_shown(use: dict[str, Any]) -> str:
     return f"{code(use['where'])} {code(use['name'])}{value}{traced}"
 
 
+def target_shown(target: dict[str, Any]) -> str:
+    from conformance.report.markdown import code
+
+    where = target["base_url"] if target["base_url"] not in (None, target["name"]) else None
+    return (f"{code(target['name'], in_table=False)} ({target['kind']}"
+            + (f", {code(where, in_table=False)}" if where else "") + ")")
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     from conformance.report.markdown import cell, code
 
@@ -92,9 +101,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines = ["# Migration audit", "",
              f"- Sources: {', '.join(code(source, in_table=False) for source in report['sources'])}",
              f"- Files: {report['files_seen']:,} seen, {report['files_parsed']:,} parsed; "
-             f"{report['uses_found']:,} uses of the API; {len(report['problems'])} problems",
-             "- Targets: " + (", ".join(f"{code(t['base_url'] or t['name'], in_table=False)} ({t['kind']})"
-                                         for t in targets) or "none"),
+             f"{plural(report['uses_found'], 'use')} of the API; {plural(len(report['problems']), 'problem')}",
+             "- Targets: " + (", ".join(target_shown(target) for target in targets) or "none"),
              f"- Took {report['duration_s']:.1f}s; conformance {report['tool']['version']}", ""]
     if report["failing_targets"]:
         lines.append("**A relied-on behaviour differs (or could not be judged) on: "
@@ -188,8 +196,9 @@ def write_reports(report: dict[str, Any], directory: Path) -> list[Path]:
 
 def summary_lines(report: dict[str, Any]) -> Iterable[str]:
     """What the command prints: the relied-on entries, then per target the verdicts that matter."""
-    yield (f"scanned {report['files_seen']:,} files ({report['files_parsed']:,} parsed): {report['uses_found']:,} "
-           f"uses, {len(report['findings'])} findings, {len(report['problems'])} problems")
+    yield (f"scanned {plural(report['files_seen'], 'file')} ({report['files_parsed']:,} parsed): "
+           f"{plural(report['uses_found'], 'use')}, {plural(len(report['findings']), 'finding')}, "
+           f"{plural(len(report['problems']), 'problem')}")
     for problem in report["problems"]:
         yield f"  problem: {problem['where']}: {problem['message']}"
     for finding in report["findings"]:

@@ -7,6 +7,7 @@ entry's behaviours, so a rule can never point at a check that does not exist.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -54,9 +55,15 @@ class Rule:
 
 
 def value_matches(schema: dict[str, Any], value: Any) -> bool:
+    return value_validator(json.dumps(schema, sort_keys=True)).is_valid(value)
+
+
+@lru_cache(maxsize=None)
+def value_validator(schema: str) -> Any:
+    """One compiled validator per distinct `value` schema: a large code base has thousands of uses."""
     from jsonschema import Draft202012Validator
 
-    return Draft202012Validator(schema).is_valid(value)
+    return Draft202012Validator(json.loads(schema))
 
 
 def value_schema_problem(origin: str, rule_id: str, schema: dict[str, Any]) -> None:
