@@ -5,14 +5,15 @@ client name; `responses`, `embeddings`, `completions`, `.parse`, `.stream`, `bet
 the first argument is an object literal, a character scanner that knows strings, template
 literals and comments walks it to its closing brace and reads its top-level keys (`key:`,
 `"key":`, shorthand `key,`; `...spread` is skipped). A value is read as a literal when it is
-JSON or a Python-style literal once `true`/`false`/`null` are spelt the Python way (so `["\\n"]`,
-`'x'`, `0.2` are literal, and anything holding a name or a call is not).
+JSON or a Python-style literal once bare keys are quoted and `true`/`false`/`null` are spelt the
+Python way (so `["\\n"]`, `'x'`, `0.2`, `{ include_usage: true }` are literal, and anything
+holding a name or a call is not; a string holding `, key:` or the word `true` may be misread).
 
-Robustness: arguments built elsewhere (`create(params)`) are found as the call only; a
-regular-expression literal containing a quote or brace inside the object can confuse the walk
-(it stops at the end of the file, never loops); reads are matched by name (`.usage`,
-`.finish_reason`) in files that call the SDK, untraced, as the Python scan does for what it
-cannot trace.
+Robustness: a call or read spelt inside a string or comment is skipped; arguments built elsewhere
+(`create(params)`) are found as the call only; a regular-expression literal holding a quote or
+brace inside the object can confuse the walk (it stops at the end of the file, never loops);
+reads are matched by name (`.usage`, `.finish_reason`) in files that call the SDK, untraced, as
+the Python scan does for what it cannot trace.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from conformance.audit.uses import Use, api_of_method
 CALL = re.compile(r"\.((?:beta\.)?(?:chat\.completions|completions|responses|embeddings)\.(?:create|parse|stream))"
                   r"\s*\(\s*")
 KEY = re.compile(r"\s*(?:(?P<bare>[A-Za-z_$][\w$]*)|\"(?P<double>[^\"\\]*)\"|'(?P<single>[^'\\]*)')\s*(?P<sep>[:,}])")
+#: Strings, template literals and comments: a call spelt inside one is not a call.
+INERT = re.compile(r"//[^\n]*|/\*.*?(?:\*/|\Z)|\"(?:\\.|[^\"\\\n])*\"|'(?:\\.|[^'\\\n])*'|`(?:\\.|[^`\\])*`", re.S)
+BARE_KEY = re.compile(r"([{,]\s*)([A-Za-z_$][\w$]*)\s*:")
 PYTHON_WORDS = re.compile(r"\b(true|false|null)\b")
 PYTHON_SPELLING = {"true": "True", "false": "False", "null": "None"}
 CLOSING = {"{": "}", "[": "]", "(": ")"}
@@ -90,6 +94,7 @@ def read_literal(source: str) -> tuple[bool, Any]:
         return True, json.loads(source)
     except ValueError:
         pass
+    source = BARE_KEY.sub(lambda key: f'{key.group(1)}"{key.group(2)}":', source)
     try:
         return True, ast.literal_eval(PYTHON_WORDS.sub(lambda word: PYTHON_SPELLING[word.group()], source))
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
@@ -133,9 +138,18 @@ def scan_javascript(path: str, source: str, read_names: frozenset[str]) -> list[
     def where(offset: int) -> str:
         return f"{path}:{bisect.bisect_right(line_starts, offset)}"
 
+    inert = [(match.start(), match.end()) for match in INERT.finditer(source)]
+    inert_starts = [start for start, _ in inert]
+
+    def in_inert_text(offset: int) -> bool:
+        index = bisect.bisect_right(inert_starts, offset) - 1
+        return index >= 0 and offset < inert[index][1]
+
     uses: list[Use] = []
     streams: set[bool | None] = set()
     for call in CALL.finditer(source):
+        if in_inert_text(call.start()):
+            continue
         method = call.group(1)
         api = api_of_method(method)
         keys = object_keys(source, call.end()) if source.startswith("{", call.end()) else []
@@ -151,5 +165,5 @@ def scan_javascript(path: str, source: str, read_names: frozenset[str]) -> list[
     stream_kind = next(iter(streams)) if len(streams) == 1 else None
     reads = re.compile(r"(?:\?\.|\.)\s*(" + "|".join(sorted(map(re.escape, read_names))) + r")\b")
     uses += [Use("read", match.group(1), where(match.start(1)), None, stream_kind, traced=False)
-             for match in reads.finditer(source)]
+             for match in reads.finditer(source) if not in_inert_text(match.start())]
     return uses

@@ -169,8 +169,9 @@ class Scanner(ast.NodeVisitor):
         self.visit(node.iter)
         origin = self.origin(iterated(node.iter))
         self.bind(node.target, origin)
-        if origin is not None and origin.stream is not False and leaves_early(node.body):
-            self.uses.append(Use("call", "close", self.where(node), origin.api, True))
+        exit_node = early_exit(node.body) if origin is not None and origin.stream is not False else None
+        if origin is not None and exit_node is not None:
+            self.uses.append(Use("call", "close", self.where(exit_node), origin.api, True))
         for statement in (*node.body, *node.orelse):
             self.visit(statement)
 
@@ -274,22 +275,22 @@ def iterated(node: ast.expr) -> ast.expr:
     return node
 
 
-def leaves_early(body: list[ast.stmt]) -> bool:
-    """Whether a loop body can `break` or `return` out of the loop (nested loops' breaks are theirs)."""
-    pending: list[ast.AST] = list(body)
+def early_exit(body: list[ast.stmt]) -> ast.stmt | None:
+    """The first `break` or `return` that leaves a loop early (nested loops' breaks are theirs)."""
+    pending: list[ast.AST] = list(reversed(body))
     while pending:
         node = pending.pop()
         if isinstance(node, (ast.Break, ast.Return)):
-            return True
+            return node
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
             continue
         if isinstance(node, (ast.For, ast.AsyncFor, ast.While)):
-            pending.extend(child for statement in node.body for child in ast.walk(statement)
+            pending.extend(child for statement in reversed(node.body) for child in ast.walk(statement)
                            if isinstance(child, ast.Return))
-            pending.extend(node.orelse)
+            pending.extend(reversed(node.orelse))
             continue
-        pending.extend(ast.iter_child_nodes(node))
-    return False
+        pending.extend(reversed(list(ast.iter_child_nodes(node))))
+    return None
 
 
 #: Lines that cannot start a top-level statement of their own, though they sit at column 0.

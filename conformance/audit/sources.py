@@ -113,10 +113,9 @@ def scan_file(scan: Scan, path: Path, kind: str | None, scanners: dict[str, Scan
         uses, errors = scanners[kind](shown, text)
     except (RecursionError, MemoryError):
         scan.problem(shown, "too deeply nested to parse; not audited")
-    except NotARecording as error:
-        scan.problem(shown, str(error))
-    except ValueError as error:  # ast.parse on Python before 3.12: "source code string cannot contain null bytes"
-        scan.problem(shown, f"cannot be parsed: {error}; not audited")
+        return
+    except ValueError as error:  # a broken recording; ast.parse before Python 3.12 on a NUL byte
+        scan.problem(shown, str(error) if isinstance(error, NotARecording) else f"cannot be parsed: {error}; not audited")
         return
     scan.uses += uses
     for error in errors:
