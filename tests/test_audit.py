@@ -52,8 +52,8 @@ RULE_EXAMPLES: dict[str, tuple[str, int]] = {
     "best-of": ("client.completions.create(model=m, prompt=p, best_of=3)", 3),
     "logit-bias": ('client.chat.completions.create(model=m, messages=ms, logit_bias={"50256": -100})', 3),
     "legacy-functions": ("client.chat.completions.create(model=m, messages=ms, functions=fs)", 3),
-    "function-call-read": ("r = client.chat.completions.create(model=m, messages=ms)\n"
-                           "call = r.choices[0].message.function_call", 4),
+    "function-call-read": (("r = client.chat.completions.create(model=m, messages=ms)\n"
+                           "call = r.choices[0].message.function_call"), 4),
     "chat-logprobs": ("client.chat.completions.create(model=m, messages=ms, logprobs=True)", 3),
     "chat-logprobs-integer": ("client.chat.completions.create(model=m, messages=ms, logprobs=5)", 3),
     "top-logprobs-range": ("client.chat.completions.create(model=m, messages=ms, logprobs=True, top_logprobs=8)", 3),
@@ -66,15 +66,15 @@ RULE_EXAMPLES: dict[str, tuple[str, int]] = {
     "stream": ("client.chat.completions.create(model=m, messages=ms, stream=True)", 3),
     "stream-options-include-usage": (
         'client.chat.completions.create(model=m, messages=ms, stream=True, stream_options={"include_usage": True})', 3),
-    "stream-usage-read": ("for chunk in client.chat.completions.create(model=m, messages=ms, stream=True):\n"
-                          "    print(chunk.usage)", 4),
+    "stream-usage-read": (("for chunk in client.chat.completions.create(model=m, messages=ms, stream=True):\n"
+                          "    print(chunk.usage)"), 4),
     "usage-read": ("r = client.completions.create(model=m, prompt=p)\ntotal = r.usage.total_tokens", 4),
     "model-argument": ('client.embeddings.create(model="text-embedding-3-small", input="x")', 3),
     "chat-call": ("client.beta.chat.completions.parse(model=m, messages=ms, response_format=Answer)", 3),
     "completions-call": ("client.completions.create(model=m, prompt=p)", 3),
     "responses-call": ('client.responses.create(model=m, input="hi")', 3),
-    "stream-close": ("with client.chat.completions.create(model=m, messages=ms, stream=True) as s:\n"
-                     "    for chunk in s:\n        break", 5),
+    "stream-close": (("with client.chat.completions.create(model=m, messages=ms, stream=True) as s:\n"
+                     "    for chunk in s:\n        break"), 5),
     "raw-response": ("raw = client.chat.completions.with_raw_response.create(model=m, messages=ms)", 3),
 }
 
@@ -102,8 +102,8 @@ def test_rule_matches_its_example_with_file_and_line(rule_id):
     ("r = client.chat.completions.create(model=m, messages=ms)\nprint(r.usage)", "stream-usage-read"),
     ("for c in client.chat.completions.create(model=m, messages=ms, stream=True):\n    print(c.usage)", "usage-read"),
     # With stream_options the app asked for usage: the stream-options rule speaks for it, not the default one.
-    ("for c in client.chat.completions.create(model=m, messages=ms, stream=True, stream_options=o):\n"
-     "    print(c.usage)", "stream-usage-read"),
+    (("for c in client.chat.completions.create(model=m, messages=ms, stream=True, stream_options=o):\n"
+     "    print(c.usage)"), "stream-usage-read"),
     ("for c in client.chat.completions.create(model=m, messages=ms, stream=True):\n    print(c)", "stream-close"),
 ])
 def test_rule_conditions_leave_out_uses_that_do_not_rely_on_the_entry(source, rule_id):

@@ -8,8 +8,8 @@ when the application uses that API (or the scan could not tell), and a streamed 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from conformance.audit.rules import Rule
 from conformance.audit.uses import Use

@@ -30,7 +30,7 @@ CALL = re.compile(r"\.((?:beta\.)?(?:chat\.completions|completions|responses|emb
                   r"\s*\(\s*")
 KEY = re.compile(r"\s*(?:(?P<bare>[A-Za-z_$][\w$]*)|\"(?P<double>[^\"\\]*)\"|'(?P<single>[^'\\]*)')\s*(?P<sep>[:,}])")
 #: Strings, template literals and comments: a call spelt inside one is not a call.
-INERT = re.compile(r"//[^\n]*|/\*.*?(?:\*/|\Z)|\"(?:\\.|[^\"\\\n])*\"|'(?:\\.|[^'\\\n])*'|`(?:\\.|[^`\\])*`", re.S)
+INERT = re.compile(r"//[^\n]*|/\*.*?(?:\*/|\Z)|\"(?:\\.|[^\"\\\n])*\"|'(?:\\.|[^'\\\n])*'|`(?:\\.|[^`\\])*`", re.DOTALL)
 BARE_KEY = re.compile(r"([{,]\s*)([A-Za-z_$][\w$]*)\s*:")
 PYTHON_WORDS = re.compile(r"\b(true|false|null)\b")
 PYTHON_SPELLING = {"true": "True", "false": "False", "null": "None"}
@@ -153,7 +153,7 @@ def scan_javascript(path: str, source: str, read_names: frozenset[str]) -> list[
         method = call.group(1)
         api = api_of_method(method)
         keys = object_keys(source, call.end()) if source.startswith("{", call.end()) else []
-        stream: bool | None = True if method.endswith(".stream") else False
+        stream: bool | None = method.endswith(".stream")
         for _, name, known, value in keys:
             if name == "stream":
                 stream = bool(value) if known else None

@@ -14,7 +14,8 @@ seen in traffic; the request's API and `stream` are.
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from conformance.audit.uses import Use, api_of_path
 

@@ -10,9 +10,10 @@ plain text.
 from __future__ import annotations
 
 import json
-import xml.etree.ElementTree as ElementTree
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
+from xml.etree import ElementTree
 
 from conformance import __version__
 from conformance.audit.findings import Finding, registered_checks
@@ -100,8 +101,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     targets = report["targets"]
     lines = ["# Migration audit", "",
              f"- Sources: {', '.join(code(source, in_table=False) for source in report['sources'])}",
-             f"- Files: {report['files_seen']:,} seen, {report['files_parsed']:,} parsed; "
-             f"{plural(report['uses_found'], 'use')} of the API; {plural(len(report['problems']), 'problem')}",
+             (f"- Files: {report['files_seen']:,} seen, {report['files_parsed']:,} parsed; "
+             f"{plural(report['uses_found'], 'use')} of the API; {plural(len(report['problems']), 'problem')}"),
              "- Targets: " + (", ".join(target_shown(target) for target in targets) or "none"),
              f"- Took {report['duration_s']:.1f}s; conformance {report['tool']['version']}", ""]
     if report["failing_targets"]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -58,7 +58,7 @@ def value_matches(schema: dict[str, Any], value: Any) -> bool:
     return value_validator(json.dumps(schema, sort_keys=True)).is_valid(value)
 
 
-@lru_cache(maxsize=None)
+@cache
 def value_validator(schema: str) -> Any:
     """One compiled validator per distinct `value` schema: a large code base has thousands of uses."""
     from jsonschema import Draft202012Validator

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from conformance.audit.javascript_source import scan_javascript
 from conformance.audit.python_source import scan_python
@@ -114,9 +114,12 @@ def scan_file(scan: Scan, path: Path, kind: str | None, scanners: dict[str, Scan
     except (RecursionError, MemoryError):
         scan.problem(shown, "too deeply nested to parse; not audited")
         return
-    except ValueError as error:  # a broken recording; ast.parse before Python 3.12 on a NUL byte
-        scan.problem(shown, str(error) if isinstance(error, NotARecording) else f"cannot be parsed: {error}; not audited")
+    except NotARecording as broken:
+        scan.problem(shown, str(broken))
+        return
+    except ValueError as unparsable:  # ast.parse before Python 3.12, on a NUL byte
+        scan.problem(shown, f"cannot be parsed: {unparsable}; not audited")
         return
     scan.uses += uses
-    for error in errors:
-        scan.problem(f"{shown}:{error.lineno or 0}", f"syntax error: {error.msg}; that statement is not audited")
+    for syntax in errors:
+        scan.problem(f"{shown}:{syntax.lineno or 0}", f"syntax error: {syntax.msg}; that statement is not audited")

@@ -61,8 +61,8 @@ def verdict(target: Target, catalog: Catalog, entry_id: str, assumes: tuple[str,
         reason = target.message or "no relevant check ran"
         return {"target": target.name, "behaviours": [], "verdict": "not-judged", "does": reason, "checks": []}
     judged = [row for row in rows if row["outcome"] not in NOT_JUDGED_OUTCOMES and row["observed"]]
-    breaking = [row for row in judged if row["observed"] not in assumes]
-    word = "breaks" if breaking else "not-judged" if len(judged) < len(rows) else "holds"
+    broken = [row for row in judged if row["observed"] not in assumes]
+    word = "breaks" if broken else "not-judged" if len(judged) < len(rows) else "holds"
     return {"target": target.name, "behaviours": sorted({row["observed"] for row in judged}), "verdict": word,
             "does": "; ".join(f"{row['check_id']}: {observed_words(row)}" for row in rows),
             "checks": [row["check_id"] for row in rows]}
