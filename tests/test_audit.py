@@ -63,6 +63,10 @@ RULE_EXAMPLES: dict[str, tuple[str, int]] = {
     "raw-output": ("client.chat.completions.create(model=m, messages=ms, extra_body={'raw_output': True})", 3),
     "perf-metrics": ("client.chat.completions.create(model=m, messages=ms, extra_body={'perf_metrics_in_response': True})", 3),
     "perf-metrics-read": ("r = client.chat.completions.create(model=m, messages=ms)\nprint(r.perf_metrics)", 4),
+    "perf-metrics-headers": ("raw = client.chat.completions.with_raw_response.create(model=m, messages=ms)\n"
+                             "tokens = raw.headers.get('Fireworks-Prompt-Tokens')", 4),
+    "sampling-options-header": ("raw = client.chat.completions.with_raw_response.create(model=m, messages=ms)\n"
+                                "options = raw.headers['fireworks-sampling-options']", 4),
     "stream": ("client.chat.completions.create(model=m, messages=ms, stream=True)", 3),
     "stream-options-include-usage": (
         'client.chat.completions.create(model=m, messages=ms, stream=True, stream_options={"include_usage": True})', 3),
@@ -128,7 +132,7 @@ def shipped_data() -> dict:
     (lambda data: data["rule"][0].update(entries=["tool-calls-not-in-catalog"]), "tool-calls-not-in-catalog"),
     (lambda data: data["rule"][0].update(assumes=["truncates"]), "truncates"),
     (lambda data: data["rule"][0].update(value={"type": "integr"}), "invalid value schema"),
-    (lambda data: data["rule"][0].update(use="header"), "header"),
+    (lambda data: data["rule"][0].update(use="attribute"), "attribute"),
     (lambda data: data["rule"].append(dict(data["rule"][0])), "defined twice"),
 ])
 def test_the_rules_file_is_validated_strictly(change, message):
@@ -233,6 +237,7 @@ export async function run(messages: Message[], rest: object) {
   for await (const chunk of stream) { total += chunk.usage?.total_tokens ?? 0; }
   return client.responses.create(params);
 }
+export const prompted = (response: Response) => response.headers.get("Fireworks-Prompt-Tokens");
 """
 
 
@@ -250,6 +255,8 @@ def test_typescript_request_literals_are_read_by_key_with_literal_values():
     assert {"stop", "max-tokens", "top-logprobs-range", "stream-options-include-usage", "responses-call"} <= set(found)
     assert [(use.name, use.where) for use in uses if use.kind == "read"] == [
         ("usage", "app.ts:16"), ("total_tokens", "app.ts:16")]
+    assert [(use.name, use.where) for use in uses if use.kind == "header"] == [("fireworks-prompt-tokens", "app.ts:19")]
+    assert "perf-metrics-headers" in found
 
 
 def test_an_unterminated_object_ends_at_the_end_of_the_file():

@@ -12,7 +12,7 @@ holding a name or a call is not; a string holding `, key:` or the word `true` ma
 Robustness: a call or read spelt inside a string or comment is skipped; arguments built elsewhere
 (`create(params)`) are found as the call only; a regular-expression literal holding a quote or
 brace inside the object can confuse the walk (it stops at the end of the file, never loops);
-reads are matched by name (`.usage`, `.finish_reason`) in files that call the SDK, untraced, as
+reads are matched by name (`.usage`, `.finish_reason`, `.headers.get("name")`) in files that call the SDK, untraced, as
 the Python scan does for what it cannot trace.
 """
 
@@ -32,6 +32,7 @@ KEY = re.compile(r"\s*(?:(?P<bare>[A-Za-z_$][\w$]*)|\"(?P<double>[^\"\\]*)\"|'(?
 #: Strings, template literals and comments: a call spelt inside one is not a call.
 INERT = re.compile(r"//[^\n]*|/\*.*?(?:\*/|\Z)|\"(?:\\.|[^\"\\\n])*\"|'(?:\\.|[^'\\\n])*'|`(?:\\.|[^`\\])*`", re.DOTALL)
 BARE_KEY = re.compile(r"([{,]\s*)([A-Za-z_$][\w$]*)\s*:")
+HEADER_READ = re.compile(r"\.headers\s*(?:\.get\(\s*|\[\s*)([\"'])([^\"'\n]+)\1")
 PYTHON_WORDS = re.compile(r"\b(true|false|null)\b")
 PYTHON_SPELLING = {"true": "True", "false": "False", "null": "None"}
 CLOSING = {"{": "}", "[": "]", "(": ")"}
@@ -160,9 +161,13 @@ def scan_javascript(path: str, source: str, read_names: frozenset[str]) -> list[
         streams.add(stream)
         uses.append(Use("call", method, where(call.start(1)), api, stream))
         uses += [Use("argument", name, where(offset), api, stream, known, value) for offset, name, known, value in keys]
-    if not uses or not read_names:
+    if not uses:
         return uses
     stream_kind = next(iter(streams)) if len(streams) == 1 else None
+    uses += [Use("header", match.group(2).lower(), where(match.start(2)), None, stream_kind, traced=False)
+             for match in HEADER_READ.finditer(source) if not in_inert_text(match.start())]
+    if not read_names:
+        return uses
     reads = re.compile(r"(?:\?\.|\.)\s*(" + "|".join(sorted(map(re.escape, read_names))) + r")\b")
     uses += [Use("read", match.group(1), where(match.start(1)), None, stream_kind, traced=False)
              for match in reads.finditer(source) if not in_inert_text(match.start())]

@@ -8,7 +8,8 @@ What is found:
 - arguments: every keyword, with its value when `ast.literal_eval` can read it, and the keys of a
   literal `extra_body` or `**{...}`;
 - reads: attributes (`chunk.usage`, `choice.finish_reason`) and string keys (`data["usage"]`,
-  `.get("usage")`) named by a read rule. A read is traced to its call through local names (an
+  `.get("usage")`) named by a read rule, and every header read by name (`raw.headers["x"]`,
+  `.headers.get("x")`). A read is traced to its call through local names (an
   assignment, `with ... as`, `for ... in`, attribute and index steps); one that cannot be traced
   (the response came in as a parameter) is kept only in a file that uses the SDK, marked untraced,
   and streamed if every call in the file streams (unknown if the file has both kinds).
@@ -208,7 +209,7 @@ class Scanner(ast.NodeVisitor):
                 if origin is not None and origin.stream is not False:
                     self.uses.append(Use("call", "close", self.where(node), origin.api, True))
             elif node.func.attr == "get" and node.args and isinstance(node.args[0], ast.Constant):
-                self.read(node, node.args[0].value, node.func.value)
+                self.key_read(node, node.args[0].value, node.func.value)
         self.generic_visit(node)
 
     def sdk_call(self, node: ast.Call, method: str, raw: bool) -> None:
@@ -236,8 +237,17 @@ class Scanner(ast.NodeVisitor):
 
     def visit_Subscript(self, node: ast.Subscript) -> None:
         if isinstance(node.slice, ast.Constant):
-            self.read(node, node.slice.value, node.value)
+            self.key_read(node, node.slice.value, node.value)
         self.generic_visit(node)
+
+    def key_read(self, node: ast.AST, key: Any, base: ast.expr) -> None:
+        """`x["usage"]`, `x.get("usage")`; on `.headers` (`raw.headers.get("fireworks-prompt-tokens")`) a header read."""
+        if isinstance(base, ast.Attribute) and base.attr == "headers" and isinstance(key, str):
+            origin = self.origin(base.value)
+            self.uses.append(Use("header", key.lower(), self.where(node), origin.api if origin else None,
+                                 origin.stream if origin else None, traced=origin is not None))
+        else:
+            self.read(node, key, base)
 
     def read(self, node: ast.AST, name: Any, base: ast.expr) -> None:
         if isinstance(name, str) and name in self.read_names:

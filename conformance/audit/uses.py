@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Kind = Literal["call", "argument", "read"]
+Kind = Literal["call", "argument", "read", "header"]
 #: The APIs a use can be tied to; None in `Use.api`: the scan could not tell.
 APIS = ("chat", "completions", "responses", "embeddings")
 
@@ -17,7 +17,7 @@ APIS = ("chat", "completions", "responses", "embeddings")
 @dataclass(frozen=True)
 class Use:
     """One use: `kind` and `name` say what (a call `chat.completions.create`, an argument `stop`, a
-    read `usage`); `api` and `stream` the request it belongs to (None: unknown); `value` is the
+    read `usage`, a response header read, by its lower-case name); `api` and `stream` the request it belongs to (None: unknown); `value` is the
     argument's literal value when `literal`; `where` is file:line or recording#request."""
 
     kind: Kind
