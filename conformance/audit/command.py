@@ -39,6 +39,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
     import time
     from datetime import datetime, timezone
     from pathlib import Path
@@ -50,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
     from conformance.audit.targets import Target, observe
     from conformance.catalog import load_catalog
     from conformance.console import printable
+    from conformance.options import API_KEY_VARIABLE
     from conformance.profiles import ProfileError, load_profile
+    from conformance.redaction import run_redactor
 
     missing = [source for source in args.sources if not Path(source).exists()]
     if missing:
@@ -82,7 +85,10 @@ def run(args: argparse.Namespace) -> int:
                 report_root / f"target-{index}" if report_root is not None else None)
         targets.append(target)
     rows = [finding_row(finding, catalog, targets) for finding in findings]
-    report = build_report(list(args.sources), scan, rows, targets, started_at, time.perf_counter() - started)
+    # The runs' own reports are redacted already; the key is kept out of this one the same way.
+    redactor = run_redactor(args.api_key or os.environ.get(API_KEY_VARIABLE), None, [])
+    report = redactor.tree(build_report(list(args.sources), scan, rows, targets, started_at,
+                                        time.perf_counter() - started))
     for line in summary_lines(report):
         print(printable(line))
     if report_root is not None:

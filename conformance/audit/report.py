@@ -120,7 +120,8 @@ def render_markdown(report: dict[str, Any]) -> str:
                 lines.append(f"| {code(finding['rule'])} ({finding['use_count']}) | {code(entry['id'])} | {marks} |")
         lines += ["", "## Findings"]
         for finding in report["findings"]:
-            lines += ["", f"### {code(finding['rule'], in_table=False)}: {cell(', '.join(finding['names']))}", "",
+            names = ", ".join(code(name, in_table=False) for name in finding["names"])
+            lines += ["", f"### {code(finding['rule'], in_table=False)}: {finding['use']} {names}", "",
                       f"- Assumes: {cell(finding['assumption'])}", f"- Fix: {cell(finding['fix'])}",
                       f"- Used at ({finding['use_count']}"
                       + (f", first {len(finding['uses'])} shown" if finding["use_count"] > len(finding["uses"]) else "")
