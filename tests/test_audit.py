@@ -63,10 +63,10 @@ RULE_EXAMPLES: dict[str, tuple[str, int]] = {
     "raw-output": ("client.chat.completions.create(model=m, messages=ms, extra_body={'raw_output': True})", 3),
     "perf-metrics": ("client.chat.completions.create(model=m, messages=ms, extra_body={'perf_metrics_in_response': True})", 3),
     "perf-metrics-read": ("r = client.chat.completions.create(model=m, messages=ms)\nprint(r.perf_metrics)", 4),
-    "perf-metrics-headers": ("raw = client.chat.completions.with_raw_response.create(model=m, messages=ms)\n"
-                             "tokens = raw.headers.get('Fireworks-Prompt-Tokens')", 4),
-    "sampling-options-header": ("raw = client.chat.completions.with_raw_response.create(model=m, messages=ms)\n"
-                                "options = raw.headers['fireworks-sampling-options']", 4),
+    "perf-metrics-headers": (("raw = client.chat.completions.with_raw_response.create(model=m, messages=ms)\n"
+                             "tokens = raw.headers.get('Fireworks-Prompt-Tokens')"), 4),
+    "sampling-options-header": (("raw = client.chat.completions.with_raw_response.create(model=m, messages=ms)\n"
+                                "options = raw.headers['fireworks-sampling-options']"), 4),
     "stream": ("client.chat.completions.create(model=m, messages=ms, stream=True)", 3),
     "stream-options-include-usage": (
         'client.chat.completions.create(model=m, messages=ms, stream=True, stream_options={"include_usage": True})', 3),
@@ -312,3 +312,22 @@ def test_a_broken_recording_is_a_problem_not_a_crash(tmp_path):
     (tmp_path / "broken.yaml").write_text("interactions: [unclosed\n")
     scan = scan_sources([tmp_path], READS)
     assert sorted(Path(p["where"]).name for p in scan.problems) == ["broken.har", "broken.yaml"]
+
+
+def test_long_literal_values_are_cut_in_the_report():
+    [use] = [u for u in python_uses(HEADER + f"client.completions.create(model=m, prompt={'x' * 5000!r})")
+             if u.name == "prompt"]
+    shown = use.to_dict()["value"]
+    assert use.value == "x" * 5000 and shown.endswith("... (cut)") and len(shown) < 300
+    assert next(u for u in python_uses(HEADER + "client.completions.create(model=m, prompt=b'bytes')")
+            if u.name == "prompt").to_dict()["value"] == "b'bytes'"
+
+
+def test_the_audit_schemas_are_valid_and_shipped_in_the_wheel():
+    from jsonschema import Draft202012Validator
+
+    pyproject = toml_reader.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    shipped = pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]
+    for name in ("audit-rules.schema.json", "audit-report.schema.json"):
+        Draft202012Validator.check_schema(json.loads((ROOT / "schemas" / name).read_text(encoding="utf-8")))
+        assert shipped[f"schemas/{name}"] == f"conformance/schemas/{name}"

@@ -147,3 +147,11 @@ def test_help_names_the_options(argv, capsys):
     assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert all(option in out for option in ("--base-url", "--embedded", "--profile", "--report-dir"))
+
+
+def test_the_console_lists_at_most_20_problems_and_counts_the_rest(tmp_path, capsys):
+    for number in range(25):
+        (tmp_path / f"broken{number:02}.py").write_text("import openai\ndef f(:\n")
+    assert audit(str(tmp_path)) == 0
+    out = capsys.readouterr().out
+    assert out.count("  problem: ") == 20 and "... and 5 more problems" in out

@@ -116,6 +116,7 @@ def object_keys(text: str, start: int) -> list[tuple[int, str, bool, Any]]:
         if index >= len(text) or text[index] == "}":
             break
         if text.startswith("...", index):
+            keys.append((index, "...", False, None))  # a spread: the object may hold any field
             index = value_end(text, index + 3)
             continue
         match = KEY.match(text, index)
@@ -159,8 +160,12 @@ def scan_javascript(path: str, source: str, read_names: frozenset[str]) -> list[
             if name == "stream":
                 stream = bool(value) if known else None
         streams.add(stream)
-        uses.append(Use("call", method, where(call.start(1)), api, stream))
-        uses += [Use("argument", name, where(offset), api, stream, known, value) for offset, name, known, value in keys]
+        # A spread or a variable argument may send any field: then the request's fields are unknown.
+        spread = not source.startswith("{", call.end()) or any(name == "..." for _, name, _, _ in keys)
+        fields = None if spread else frozenset(name for _, name, _, _ in keys)
+        uses.append(Use("call", method, where(call.start(1)), api, stream, request_fields=fields))
+        uses += [Use("argument", name, where(offset), api, stream, known, value, request_fields=fields)
+                 for offset, name, known, value in keys if name != "..."]
     if not uses:
         return uses
     stream_kind = next(iter(streams)) if len(streams) == 1 else None

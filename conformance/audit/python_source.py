@@ -213,23 +213,24 @@ class Scanner(ast.NodeVisitor):
         self.generic_visit(node)
 
     def sdk_call(self, node: ast.Call, method: str, raw: bool) -> None:
-        api, stream = api_of_method(method), self.stream_of(node, method)
+        api, stream, fields = api_of_method(method), self.stream_of(node, method), request_fields(node)
         self.streams.add(stream)
-        self.uses.append(Use("call", method, self.where(node), api, stream))
+        self.uses.append(Use("call", method, self.where(node), api, stream, request_fields=fields))
         if raw:
-            self.uses.append(Use("call", "with_raw_response", self.where(node), api, stream))
+            self.uses.append(Use("call", "with_raw_response", self.where(node), api, stream, request_fields=fields))
         for keyword in node.keywords:
             if keyword.arg is None or keyword.arg == "extra_body":
                 if isinstance(keyword.value, ast.Dict):  # `**{...}`, `extra_body={...}`: the keys are fields
                     for key, value in zip(keyword.value.keys, keyword.value.values):
                         if isinstance(key, ast.Constant) and isinstance(key.value, str):
-                            self.argument(key, key.value, value, api, stream)
+                            self.argument(key, key.value, value, api, stream, fields)
                 continue
-            self.argument(keyword, keyword.arg, keyword.value, api, stream)
+            self.argument(keyword, keyword.arg, keyword.value, api, stream, fields)
 
-    def argument(self, node: ast.AST, name: str, value: ast.expr, api: str | None, stream: bool | None) -> None:
+    def argument(self, node: ast.AST, name: str, value: ast.expr, api: str | None, stream: bool | None,
+                 fields: frozenset[str]) -> None:
         known, parsed = literal(value)
-        self.uses.append(Use("argument", name, self.where(node), api, stream, known, parsed))
+        self.uses.append(Use("argument", name, self.where(node), api, stream, known, parsed, request_fields=fields))
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
         self.read(node, node.attr, node.value)

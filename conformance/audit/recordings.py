@@ -31,9 +31,10 @@ def request_uses(where: str, api: str | None, body: Any) -> list[Use]:
     """The call and the arguments of one request body (nothing when it is not a JSON object)."""
     if api is None or not isinstance(body, dict):
         return []
-    stream = body.get("stream") is True
-    return [Use("call", METHOD_OF_API[api], where, api, stream),
-            *(Use("argument", str(name), where, api, stream, True, value) for name, value in body.items())]
+    stream, fields = body.get("stream") is True, frozenset(map(str, body))
+    return [Use("call", METHOD_OF_API[api], where, api, stream, request_fields=fields),
+            *(Use("argument", str(name), where, api, stream, True, value, request_fields=fields)
+              for name, value in body.items())]
 
 
 def json_body(text: Any) -> Any:

@@ -27,6 +27,8 @@ REPORT_FORMAT = 1
 MAX_USES = 50
 FILES = {"json": "audit-report.json", "markdown": "audit-report.md", "html": "audit-report.html",
          "junit": "audit-junit.xml"}
+#: Problems printed on the console; the reports list them all.
+MAX_PRINTED_PROBLEMS = 20
 VERDICTS = ("holds", "breaks", "may-break", "not-judged", "undocumented")
 MARK = {"holds": "✅ holds", "breaks": "❌ breaks", "may-break": "⚠️ may break", "not-judged": "❔ not judged",
         "undocumented": "➖ undocumented"}
@@ -201,8 +203,10 @@ def summary_lines(report: dict[str, Any]) -> Iterable[str]:
     yield (f"scanned {plural(report['files_seen'], 'file')} ({report['files_parsed']:,} parsed): "
            f"{plural(report['uses_found'], 'use')}, {plural(len(report['findings']), 'finding')}, "
            f"{plural(len(report['problems']), 'problem')}")
-    for problem in report["problems"]:
+    for problem in report["problems"][:MAX_PRINTED_PROBLEMS]:
         yield f"  problem: {problem['where']}: {problem['message']}"
+    if len(report["problems"]) > MAX_PRINTED_PROBLEMS:
+        yield f"  ... and {len(report['problems']) - MAX_PRINTED_PROBLEMS} more problems (all are in the reports)"
     for finding in report["findings"]:
         first = finding["uses"][0]["where"]
         more = f" (+{finding['use_count'] - 1} more)" if finding["use_count"] > 1 else ""

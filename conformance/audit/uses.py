@@ -6,6 +6,7 @@ never know where a use came from.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -33,7 +34,23 @@ class Use:
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "name": self.name, "where": self.where, "api": self.api, "stream": self.stream,
-                "literal": self.literal, "value": self.value if self.literal else None, "traced": self.traced}
+                "literal": self.literal, "value": bounded(self.value) if self.literal else None, "traced": self.traced}
+
+
+#: The longest literal value a report shows as it is; a longer one (a prompt, a schema) is cut.
+MAX_VALUE_CHARS = 200
+
+
+def bounded(value: Any) -> Any:
+    """The value as JSON can hold it, short: a long or deep one becomes its first characters, marked cut."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):  # bytes, sets, complex numbers from a Python literal
+        text = None
+    if text is not None and len(text) <= MAX_VALUE_CHARS:
+        return value
+    shown = text if text is not None else repr(value)
+    return shown[:MAX_VALUE_CHARS] + ("... (cut)" if len(shown) > MAX_VALUE_CHARS else "")
 
 
 def api_of_method(method: str) -> str | None:
