@@ -331,3 +331,16 @@ def test_the_audit_schemas_are_valid_and_shipped_in_the_wheel():
     for name in ("audit-rules.schema.json", "audit-report.schema.json"):
         Draft202012Validator.check_schema(json.loads((ROOT / "schemas" / name).read_text(encoding="utf-8")))
         assert shipped[f"schemas/{name}"] == f"conformance/schemas/{name}"
+
+
+def test_the_pre_1_0_sdks_are_recognised():
+    python = python_uses("import openai\nr = openai.ChatCompletion.create(model='gpt-4', messages=ms, stop=['x'])\n"
+                         "e = await openai.Completion.acreate(engine='davinci', prompt=p, best_of=2)\n"
+                         "print(r.choices[0].finish_reason)\n")
+    assert {"stop", "best-of", "finish-reason-read", "chat-call", "completions-call"} <= set(rule_ids(python))
+    [read] = [use for use in python if use.kind == "read"]
+    assert (read.api, read.traced) == ("chat", True)
+    javascript = scan_javascript("v3.js", "const r = await openai.createChatCompletion({ model: 'gpt-4', n: 2 });",
+                                 READS)
+    assert [(use.kind, use.name, use.api) for use in javascript] == [
+        ("call", "chat.completions.create", "chat"), ("argument", "model", "chat"), ("argument", "n", "chat")]

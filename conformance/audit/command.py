@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from conformance.audit.report import build_report, finding_row, summary_lines, write_reports
     from conformance.audit.rules import RulesError, load_rules
     from conformance.audit.sources import scan_sources
-    from conformance.audit.targets import Target, observe
+    from conformance.audit.targets import Target, observe, observed_targets
     from conformance.catalog import load_catalog
     from conformance.console import printable
     from conformance.options import API_KEY_VARIABLE
@@ -72,17 +72,12 @@ def run(args: argparse.Namespace) -> int:
     scan = scan_sources([Path(source) for source in args.sources], read_names(rules))
     findings = map_uses(scan.uses, rules)
     targets = [Target(profile.name, "documented", profile=profile) for profile in profiles]
-    observed = [(Target(url, "observed", base_url=url), ["--base-url", url]) for url in args.base_urls]
-    observed += [(Target(f"embedded-{behaviour}", "observed"), ["--embedded-behavior", behaviour])
-                 for behaviour in args.embedded]
-    passed = [option for flag in ("api_key", "model") if getattr(args, flag)
-              for option in (f"--{flag.replace('_', '-')}", getattr(args, flag))]
+    observed = observed_targets(args)
     check_ids = sorted({check for finding in findings for entry_id in finding.rule.entries
                         for check in finding.relevant_checks(registered_checks(entry_id))})
     report_root = Path(args.report_dir) if args.report_dir is not None else None
     for index, (target, options) in enumerate(observed, start=1):
-        observe(target, check_ids, [*options, *passed],
-                report_root / f"target-{index}" if report_root is not None else None)
+        observe(target, check_ids, options, report_root / f"target-{index}" if report_root is not None else None)
         targets.append(target)
     rows = [finding_row(finding, catalog, targets) for finding in findings]
     # The runs' own reports are redacted already; the key is kept out of this one the same way.

@@ -1,7 +1,8 @@
 """Uses of the `openai` npm package in JavaScript/TypeScript: request arguments, by a small scan.
 
 Not a parser. A regular expression finds calls such as `openai.chat.completions.create(` (any
-client name; `responses`, `embeddings`, `completions`, `.parse`, `.stream`, `beta.`), and when
+client name; `responses`, `embeddings`, `completions`, `.parse`, `.stream`, `beta.`, and v3's
+`createChatCompletion`), and when
 the first argument is an object literal, a character scanner that knows strings, template
 literals and comments walks it to its closing brace and reads its top-level keys (`key:`,
 `"key":`, shorthand `key,`; `...spread` is skipped). A value is read as a literal when it is
@@ -26,8 +27,11 @@ from typing import Any
 
 from conformance.audit.uses import Use, api_of_method
 
-CALL = re.compile(r"\.((?:beta\.)?(?:chat\.completions|completions|responses|embeddings)\.(?:create|parse|stream))"
-                  r"\s*\(\s*")
+CALL = re.compile(r"\.((?:beta\.)?(?:chat\.completions|completions|responses|embeddings)\.(?:create|parse|stream)"
+                  r"|createChatCompletion|createCompletion|createEmbedding)\s*\(\s*")
+#: The openai npm package before v4 (`openai.createChatCompletion({...})`), still common in code being migrated.
+LEGACY_METHODS = {"createChatCompletion": "chat.completions.create", "createCompletion": "completions.create",
+                  "createEmbedding": "embeddings.create"}
 KEY = re.compile(r"\s*(?:(?P<bare>[A-Za-z_$][\w$]*)|\"(?P<double>[^\"\\]*)\"|'(?P<single>[^'\\]*)')\s*(?P<sep>[:,}])")
 #: Strings, template literals and comments: a call spelt inside one is not a call.
 INERT = re.compile(r"//[^\n]*|/\*.*?(?:\*/|\Z)|\"(?:\\.|[^\"\\\n])*\"|'(?:\\.|[^'\\\n])*'|`(?:\\.|[^`\\])*`", re.DOTALL)
@@ -152,7 +156,7 @@ def scan_javascript(path: str, source: str, read_names: frozenset[str]) -> list[
     for call in CALL.finditer(source):
         if in_inert_text(call.start()):
             continue
-        method = call.group(1)
+        method = LEGACY_METHODS.get(call.group(1), call.group(1))
         api = api_of_method(method)
         keys = object_keys(source, call.end()) if source.startswith("{", call.end()) else []
         stream: bool | None = method.endswith(".stream")

@@ -3,7 +3,7 @@
 What is found:
 - calls: any method chain ending in `create`, `parse` or `stream` through `chat.completions`,
   `completions`, `responses` or `embeddings` (whatever the client is called: `client`,
-  `self.client`, `get_client()`), `with_raw_response` in such a chain, and a streamed response
+  `self.client`, `get_client()`), the openai<1.0 `openai.ChatCompletion.create` / `acreate` family, `with_raw_response` in such a chain, and a streamed response
   closed early (`break` out of the loop over it, or `.close()`);
 - arguments: every keyword, with its value when `ast.literal_eval` can read it, and the keys of a
   literal `extra_body` or `**{...}`;
@@ -25,6 +25,8 @@ from conformance.audit.uses import Use, api_of_method
 
 API_WORDS = ("beta", "chat", "completions", "responses", "embeddings")
 REQUEST_METHODS = ("create", "parse", "stream")
+#: The openai<1.0 module-level API (`openai.ChatCompletion.create`, `acreate`), still common in code being migrated.
+LEGACY_RESOURCES = {"ChatCompletion": "chat.completions", "Completion": "completions", "Embedding": "embeddings"}
 WRAPPERS = ("with_raw_response", "with_streaming_response")
 CLOSERS = ("close", "aclose")
 
@@ -56,9 +58,13 @@ def method_chain(node: ast.expr) -> list[str]:
 def sdk_method(call: ast.Call) -> tuple[str, bool] | None:
     """The SDK method a call makes (`chat.completions.create`) and whether it goes through
     `with_raw_response`; None for any other call."""
-    if not isinstance(call.func, ast.Attribute) or call.func.attr not in REQUEST_METHODS:
+    if not isinstance(call.func, ast.Attribute):
         return None
     chain = method_chain(call.func)
+    if call.func.attr in ("create", "acreate") and len(chain) >= 2 and chain[-2] in LEGACY_RESOURCES:
+        return f"{LEGACY_RESOURCES[chain[-2]]}.create", False
+    if call.func.attr not in REQUEST_METHODS:
+        return None
     starts = [i for i, part in enumerate(chain[:-1]) if part in API_WORDS]
     if not starts:
         return None

@@ -43,6 +43,17 @@ class Target:
                 "profile": self.profile.origin if self.profile else None, "message": self.message}
 
 
+def observed_targets(args: Any) -> list[tuple[Target, list[str]]]:
+    """The live targets the command line names (`--base-url`, `--embedded`), each with the
+    `conformance run` options that reach it (`--api-key` and `--model` passed on)."""
+    passed = [option for flag in ("api_key", "model") if getattr(args, flag)
+              for option in (f"--{flag.replace('_', '-')}", getattr(args, flag))]
+    observed = [(Target(url, "observed", base_url=url), ["--base-url", url, *passed]) for url in args.base_urls]
+    observed += [(Target(f"embedded-{behaviour}", "observed"), ["--embedded-behavior", behaviour, *passed])
+                 for behaviour in args.embedded]
+    return observed
+
+
 def verdict(target: Target, catalog: Catalog, entry_id: str, assumes: tuple[str, ...],
             check_ids: list[str]) -> dict[str, Any]:
     """Per target and entry: what the target does (`does`, `behaviours`), and the verdict for the app."""
