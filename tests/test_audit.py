@@ -344,3 +344,15 @@ def test_the_pre_1_0_sdks_are_recognised():
                                  READS)
     assert [(use.kind, use.name, use.api) for use in javascript] == [
         ("call", "chat.completions.create", "chat"), ("argument", "model", "chat"), ("argument", "n", "chat")]
+
+
+def test_a_request_built_as_a_dict_in_the_same_scope_is_read():
+    uses = python_uses(HEADER + "def ask():\n"
+                                "    params = {'model': 'gpt-4o', 'stop': ['x']}\n"
+                                "    options = dict(n=2, stream=True)\n"
+                                "    for chunk in client.chat.completions.create(**params, **options, messages=ms):\n"
+                                "        print(chunk.usage)\n")
+    arguments = {use.name: (use.where, use.value) for use in uses if use.kind == "argument"}
+    assert arguments == {"model": ("app.py:4", "gpt-4o"), "stop": ("app.py:4", ["x"]), "n": ("app.py:5", 2),
+                         "stream": ("app.py:5", True), "messages": ("app.py:6", None)}
+    assert {"stop", "n", "stream", "stream-usage-read"} <= set(rule_ids(uses))

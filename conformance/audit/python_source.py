@@ -6,7 +6,8 @@ What is found:
   `self.client`, `get_client()`), the openai<1.0 `openai.ChatCompletion.create` / `acreate` family, `with_raw_response` in such a chain, and a streamed response
   closed early (`break` out of the loop over it, or `.close()`);
 - arguments: every keyword, with its value when `ast.literal_eval` can read it, and the keys of a
-  literal `extra_body` or `**{...}`;
+  literal `extra_body`, `**{...}`, or `**params` where `params` is a dict built in the same scope
+  (`params = {...}` or `dict(...)`; a dict changed afterwards is read as first built);
 - reads: attributes (`chunk.usage`, `choice.finish_reason`) and string keys (`data["usage"]`,
   `.get("usage")`) named by a read rule, and every header read by name (`raw.headers["x"]`,
   `.headers.get("x")`). A read is traced to its call through local names (an
@@ -87,6 +88,8 @@ class Scanner(ast.NodeVisitor):
     def __init__(self, path: str, read_names: frozenset[str]):
         self.path, self.read_names = path, read_names
         self.scopes: list[dict[str, Origin]] = [{}]
+        #: Per scope, names bound to a dict display or `dict(...)`: what `create(**params)` sends.
+        self.dicts: list[dict[str, list[tuple[ast.AST, str, ast.expr]]]] = [{}]
         self.uses: list[Use] = []
         self.streams: set[bool | None] = set()
         self.imports_openai = False
@@ -101,7 +104,7 @@ class Scanner(ast.NodeVisitor):
             if isinstance(node, ast.Call):
                 found = sdk_method(node)
                 if found is not None:
-                    return Origin(api_of_method(found[0]), self.stream_of(node, found[0]), request_fields(node))
+                    return Origin(api_of_method(found[0]), self.stream_of(node, found[0]), self.request_fields(node))
                 node = node.func.value if isinstance(node.func, ast.Attribute) else None
             elif isinstance(node, (ast.Attribute, ast.Subscript, ast.Await, ast.Starred)):
                 node = node.value
@@ -111,14 +114,14 @@ class Scanner(ast.NodeVisitor):
                 return None
         return None
 
-    @staticmethod
-    def stream_of(call: ast.Call, method: str) -> bool | None:
+    def stream_of(self, call: ast.Call, method: str) -> bool | None:
+        """Whether the call streams: `.stream(...)`, or the `stream` field it sends (None: not a literal)."""
         if method.endswith(".stream"):
             return True
-        for keyword in call.keywords:
-            if keyword.arg == "stream":
-                known, value = literal(keyword.value)
-                return bool(value) if known else None
+        for _, name, value in self.sent_fields(call):
+            if name == "stream":
+                known, parsed = literal(value)
+                return bool(parsed) if known else None
         return False
 
     def bind(self, target: ast.expr, origin: Origin | None) -> None:
@@ -135,8 +138,10 @@ class Scanner(ast.NodeVisitor):
 
     def visit_scope(self, node: ast.AST) -> None:
         self.scopes.append({})
+        self.dicts.append({})
         self.generic_visit(node)
         self.scopes.pop()
+        self.dicts.pop()
 
     visit_FunctionDef = visit_AsyncFunctionDef = visit_Lambda = visit_scope
 
@@ -149,9 +154,15 @@ class Scanner(ast.NodeVisitor):
     def visit_Assign(self, node: ast.Assign) -> None:
         self.visit(node.value)
         origin = self.origin(node.value)
+        fields = dict_fields(node.value)
         for target in node.targets:
             self.visit(target)
             self.bind(target, origin)
+            if isinstance(target, ast.Name):
+                if fields is None:
+                    self.dicts[-1].pop(target.id, None)
+                else:
+                    self.dicts[-1][target.id] = fields
 
     def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
         if node.value is not None:
@@ -219,19 +230,31 @@ class Scanner(ast.NodeVisitor):
         self.generic_visit(node)
 
     def sdk_call(self, node: ast.Call, method: str, raw: bool) -> None:
-        api, stream, fields = api_of_method(method), self.stream_of(node, method), request_fields(node)
+        api, stream, fields = api_of_method(method), self.stream_of(node, method), self.request_fields(node)
         self.streams.add(stream)
         self.uses.append(Use("call", method, self.where(node), api, stream, request_fields=fields))
         if raw:
             self.uses.append(Use("call", "with_raw_response", self.where(node), api, stream, request_fields=fields))
-        for keyword in node.keywords:
-            if keyword.arg is None or keyword.arg == "extra_body":
-                if isinstance(keyword.value, ast.Dict):  # `**{...}`, `extra_body={...}`: the keys are fields
-                    for key, value in zip(keyword.value.keys, keyword.value.values):
-                        if isinstance(key, ast.Constant) and isinstance(key.value, str):
-                            self.argument(key, key.value, value, api, stream, fields)
+        for node_of_field, name, value in self.sent_fields(node):
+            self.argument(node_of_field, name, value, api, stream, fields)
+
+    def request_fields(self, call: ast.Call) -> frozenset[str]:
+        return frozenset(name for _, name, _ in self.sent_fields(call))
+
+    def sent_fields(self, call: ast.Call) -> list[tuple[ast.AST, str, ast.expr]]:
+        """Each field a call sends, with the node that names it: its keywords, and the keys of
+        `extra_body={...}` and `**{...}` / `**params` (a dict built in the same scope)."""
+        sent: list[tuple[ast.AST, str, ast.expr]] = []
+        for keyword in call.keywords:
+            if keyword.arg is not None and keyword.arg != "extra_body":
+                sent.append((keyword, keyword.arg, keyword.value))
                 continue
-            self.argument(keyword, keyword.arg, keyword.value, api, stream, fields)
+            if isinstance(keyword.value, ast.Name):
+                sent += next((scope[keyword.value.id] for scope in reversed(self.dicts)
+                              if keyword.value.id in scope), [])
+            else:
+                sent += dict_fields(keyword.value) or []
+        return sent
 
     def argument(self, node: ast.AST, name: str, value: ast.expr, api: str | None, stream: bool | None,
                  fields: frozenset[str]) -> None:
@@ -272,16 +295,14 @@ class Scanner(ast.NodeVisitor):
         return [use if use.traced else replace(use, stream=stream) for use in self.uses if use.traced or uses_sdk]
 
 
-def request_fields(call: ast.Call) -> frozenset[str]:
-    """The fields a call's request sends: its keywords, and the keys of a literal `extra_body` or `**{...}`."""
-    names = set()
-    for keyword in call.keywords:
-        if keyword.arg is not None and keyword.arg != "extra_body":
-            names.add(keyword.arg)
-        elif isinstance(keyword.value, ast.Dict):
-            names.update(key.value for key in keyword.value.keys
-                         if isinstance(key, ast.Constant) and isinstance(key.value, str))
-    return frozenset(names)
+def dict_fields(node: ast.expr) -> list[tuple[ast.AST, str, ast.expr]] | None:
+    """The string keys of a dict display or `dict(key=...)` call, with their values; None for anything else."""
+    if isinstance(node, ast.Dict):
+        return [(key, key.value, value) for key, value in zip(node.keys, node.values)
+                if isinstance(key, ast.Constant) and isinstance(key.value, str)]
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args:
+        return [(keyword, keyword.arg, keyword.value) for keyword in node.keywords if keyword.arg is not None]
+    return None
 
 
 def iterated(node: ast.expr) -> ast.expr:
