@@ -155,3 +155,18 @@ def test_the_console_lists_at_most_20_problems_and_counts_the_rest(tmp_path, cap
     assert audit(str(tmp_path)) == 0
     out = capsys.readouterr().out
     assert out.count("  problem: ") == 20 and "... and 5 more problems" in out
+
+
+def test_credentials_never_reach_the_reports(tmp_path):
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "app.py").write_text(
+        "import openai\n"
+        "openai.chat.completions.create(model='m', messages=[], stop=['sk-given-key-1234'],\n"
+        "                               extra_headers={'Authorization': 'Bearer sk-written-in-code-5678'})\n")
+    reports = tmp_path / "reports"
+    assert audit(str(source), "--api-key", "sk-given-key-1234", "--report-dir", str(reports)) == 0
+    for path in reports.iterdir():
+        text = path.read_text(encoding="utf-8")
+        assert "sk-given-key-1234" not in text and "sk-written-in-code-5678" not in text, path.name
+    assert "<redacted>" in (reports / "audit-report.json").read_text(encoding="utf-8")

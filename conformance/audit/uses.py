@@ -33,8 +33,15 @@ class Use:
     request_fields: frozenset[str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        shown = NOT_SHOWN if self.name in CREDENTIAL_FIELDS else bounded(self.value)
         return {"kind": self.kind, "name": self.name, "where": self.where, "api": self.api, "stream": self.stream,
-                "literal": self.literal, "value": bounded(self.value) if self.literal else None, "traced": self.traced}
+                "literal": self.literal, "value": shown if self.literal else None, "traced": self.traced}
+
+
+#: Request fields whose values may be credentials written into the code (`extra_headers={"Authorization": ...}`):
+#: their use is reported, their value never.
+CREDENTIAL_FIELDS = frozenset({"extra_headers", "extra_query", "api_key", "headers"})
+NOT_SHOWN = "<not shown: may hold credentials>"
 
 
 #: The longest literal value a report shows as it is; a longer one (a prompt, a schema) is cut.
