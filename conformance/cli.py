@@ -29,6 +29,7 @@ from conformance.options import (
     positive_int,
     settings,
 )
+from conformance.audit import command as audit_command
 from conformance.datasets import command as dataset_command
 from conformance.redaction import Redactor, run_redactor
 
@@ -128,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     changed.add_argument("current", metavar="CURRENT.json")
     OPTIONS["accept-behaviour-changes"].add_to(changed.add_argument)
     dataset_command.add_command(commands)
+    audit_command.add_command(commands)
     return parser
 
 
@@ -334,7 +336,7 @@ def command_diff(args: argparse.Namespace) -> int:
 
 #: The commands besides `run` (`execute_run`, whose outcome is more than an exit code).
 COMMANDS = {"serve": command_serve, "catalog": command_catalog, "compare": command_compare, "diff": command_diff,
-            "dataset": dataset_command.run}
+            "dataset": dataset_command.run, "audit": audit_command.run}
 
 
 def invoke(argv: list[str] | None = None) -> Finished:
