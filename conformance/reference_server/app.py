@@ -28,6 +28,7 @@ from conformance.reference_server import validation
 from conformance.reference_server.config import ServerConfig
 from conformance.reference_server.errors import ApiError, bad_param
 from conformance.reference_server.responses_api import create_response
+from conformance.reference_server.shapes import length_cap, read_messages
 from conformance.reference_server.structured import ToolCall, forced_tool_call, response_document
 
 CREATED = 1_700_000_000
@@ -149,7 +150,10 @@ class Endpoint:
 
     # ---- routes ---------------------------------------------------------------------------
     def model_object(self) -> dict[str, Any]:
-        return {"id": self.config.model_id, "object": "model", "created": CREATED, "owned_by": "conformance"}
+        model = {"id": self.config.model_id, "object": "model", "created": CREATED, "owned_by": "conformance"}
+        if self.config.is_("models-object-shape", "other"):
+            del model["owned_by"]  # deviation: a required field is missing
+        return model
 
     async def models(self, request: Request) -> Response:
         await self.guard(request)
@@ -159,6 +163,8 @@ class Endpoint:
         """`GET /v1/models/{model}`: the model object, or a 404 envelope for any other id."""
         await self.guard(request)
         requested = request.path_params["model"]
+        if self.config.is_("models-object-shape", "unsupported"):
+            raise ApiError(404, f"Invalid URL (GET {request.url.path})", code="not_found")
         if requested != self.config.model_id:
             raise ApiError(404, f"The model `{requested}` does not exist or you do not have access to it.",
                            param="model", code="model_not_found")
@@ -171,6 +177,7 @@ class Endpoint:
         body = await self.read_body(request)
         messages = body.get("messages") if self.trusting else validation.check_messages(body)
         self.check_params(body, OPENAI_CHAT, chat=True)
+        messages = read_messages(self.config, messages)
         if self.config.is_("multi-turn-history", "other"):
             messages = messages[-1:]  # deviation: the history is dropped
         prompt = lm.render_chat(messages)
@@ -259,7 +266,7 @@ class Endpoint:
             raise ApiError(400, f"This model's maximum context length is {window} tokens, however your prompt "
                            f"has {prompt_tokens} tokens.", param="messages" if chat else "prompt",
                            code="context_length_exceeded")
-        requested = body.get("max_tokens", body.get("max_completion_tokens"))
+        requested = length_cap(self.config, body)
         if requested is None:
             default = 2048 if self.config.is_("context-overflow-default", "fireworks") else room
             requested = default if chat else 16

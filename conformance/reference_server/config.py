@@ -44,6 +44,10 @@ CAPABILITIES: dict[str, tuple[str, ...]] = {
     "completion-echo": ("openai", "other"),
     "raw-output": _BOTH,
     "responses-api": ("openai", "unsupported"),
+    "max-completion-tokens": ("openai", "fireworks", "ignored"),
+    "developer-role": ("openai", "rejected", "dropped"),
+    "content-parts": ("openai", "rejected", "image-dropped", "other"),
+    "models-object-shape": ("openai", "other", "unsupported"),
     # The core surface has one documented behaviour; the server breaks it with rule-break faults
     # (faults.py), and tests/test_surface.py proves each matching check fails.
     "sse-framing": ("openai",),

@@ -1,0 +1,60 @@
+"""How the reference server reads the request shapes of today's SDKs: the `developer` role,
+content parts, and the two length caps. One function per catalog entry, each showing the
+behaviour the server's config names for it (config.py), so every check can be seen to fail.
+
+The reference model reads text only: an image part is refused as OpenAI refuses it for a model
+that takes no images, unless a deviation drops it or breaks on it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conformance.reference_server.config import ServerConfig
+from conformance.reference_server.errors import ApiError, bad_param
+from conformance.reference_server.validation import invalid_value
+
+
+def read_messages(config: ServerConfig, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages as the model reads them: `developer` as `system`, content parts as text."""
+    read = []
+    for position, message in enumerate(messages):
+        path = f"messages[{position}]"
+        if message.get("role") == "developer":
+            if config.is_("developer-role", "rejected"):
+                raise invalid_value(f"{path}.role", "expected one of system, user, assistant, but got 'developer'.")
+            if config.is_("developer-role", "dropped"):
+                continue
+            message = {**message, "role": "system"}
+        if isinstance(message.get("content"), list):
+            message = {**message, "content": read_parts(config, message["content"], f"{path}.content")}
+        read.append(message)
+    return read
+
+
+def read_parts(config: ServerConfig, parts: list[dict[str, Any]], path: str) -> list[dict[str, Any]]:
+    """The text parts of a content array; what happens to any other part is the entry's behaviour."""
+    if config.is_("content-parts", "rejected"):
+        raise invalid_value(path, "expected a string, but got an array of content parts.")
+    texts = []
+    for position, part in enumerate(parts):
+        kind = part.get("type")
+        if kind == "text":
+            texts.append(part)
+        elif config.is_("content-parts", "other"):
+            raise ApiError(500, f"The server failed to process a content part of type {kind!r}.", "server_error")
+        elif not config.is_("content-parts", "image-dropped"):
+            raise invalid_value(f"{path}[{position}].type", f"{kind!r} parts are not supported by this model, "
+                                "which reads text only.")
+    return texts
+
+
+def length_cap(config: ServerConfig, body: dict[str, Any]) -> int | None:
+    """The completion cap the request asks for: `max_tokens`, else its successor
+    `max_completion_tokens` (Fireworks: an alias that cannot be combined with it)."""
+    if "max_completion_tokens" in body and "max_tokens" in body and config.is_("max-completion-tokens", "fireworks"):
+        raise bad_param("max_completion_tokens", "max_completion_tokens is an alias for max_tokens: "
+                        "they cannot be specified together.")
+    if config.is_("max-completion-tokens", "ignored"):
+        return body.get("max_tokens")
+    return body.get("max_tokens", body.get("max_completion_tokens"))
