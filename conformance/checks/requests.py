@@ -136,3 +136,36 @@ def image_part(ctx: ProbeContext, image: Exchange, as_text: int) -> Observation:
     if with_image > as_text:
         return observe("openai", f"{text_ok}; the image part is read ({with_image - as_text} more prompt tokens)")
     return observe("other", f"{text_ok}; with an image part fewer prompt tokens ({with_image})")
+
+
+#: OpenAI's optional chat fields that SDKs pass through when a user sets them, with harmless values.
+DOCUMENTED_FIELDS: dict[str, Any] = {
+    "store": False, "metadata": {"probe": "conformance"}, "service_tier": "auto", "user": "conformance",
+    "prompt_cache_key": "conformance", "safety_identifier": "conformance",
+}
+UNKNOWN_FIELD = "conformance_unknown_field"
+
+
+@check("documented-optional-fields/chat", "documented-optional-fields",
+       "OpenAI's documented optional fields are accepted, an unknown field refused (chat)")
+def documented_optional_fields(ctx: ProbeContext) -> Observation:
+    documented, unknown = ctx.send_all([
+        (CHAT.path, CHAT.body(ctx.model, SAY_OK, {"max_tokens": 1, **fields}))
+        for fields in (DOCUMENTED_FIELDS, {UNKNOWN_FIELD: True})])
+    if refused_for(ctx, documented, *DOCUMENTED_FIELDS):
+        return refused_fields(ctx, documented)
+    ctx.require_success(documented, "the documented optional fields")
+    if refused_for(ctx, unknown, UNKNOWN_FIELD):
+        return observe("openai", f"the six documented fields accepted; {UNKNOWN_FIELD} {rejection_reason(unknown)}")
+    ctx.require_success(unknown, f"a request with {UNKNOWN_FIELD}")
+    return observe("lenient", f"the six documented fields accepted, and {UNKNOWN_FIELD} too (HTTP {unknown.status})")
+
+
+def refused_fields(ctx: ProbeContext, together: Exchange) -> Observation:
+    """Which documented fields the endpoint refuses, each sent on its own."""
+    alone = ctx.send_all([(CHAT.path, CHAT.body(ctx.model, SAY_OK, {"max_tokens": 1, name: value}))
+                          for name, value in DOCUMENTED_FIELDS.items()])
+    refused = [name for name, exchange in zip(DOCUMENTED_FIELDS, alone) if is_refused(exchange)]
+    named = ", ".join(refused) if refused else "none on its own, only all six together"
+    return observe("rejects-documented", f"documented fields refused: {named} "
+                   f"(together: {rejection_reason(together)})", refused=refused)

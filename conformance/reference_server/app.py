@@ -28,7 +28,7 @@ from conformance.reference_server import validation
 from conformance.reference_server.config import ServerConfig
 from conformance.reference_server.errors import ApiError, bad_param
 from conformance.reference_server.responses_api import create_response
-from conformance.reference_server.shapes import length_cap, read_messages
+from conformance.reference_server.shapes import length_cap, read_messages, unknown_fields
 from conformance.reference_server.structured import ToolCall, forced_tool_call, response_document
 
 CREATED = 1_700_000_000
@@ -220,9 +220,10 @@ class Endpoint:
         allowed |= {p for p, entry in EXTENSIONS.items() if self.config.is_(entry, "fireworks")}
         if chat and self.config.is_("echo-on-chat", "fireworks"):
             allowed.add("echo")
+        unknown = unknown_fields(self.config, body, allowed)
+        if unknown:
+            raise ApiError(400, f"Unrecognized request argument supplied: {unknown[0]}", param=unknown[0])
         for param in body:
-            if param not in allowed:
-                raise ApiError(400, f"Unrecognized request argument supplied: {param}", param=param)
             entry = OLD_UNSUPPORTED.get(param)
             if entry and self.config.is_(entry, "fireworks"):
                 raise bad_param(param, f"`{param}` is not supported")

@@ -1,5 +1,5 @@
 """How the reference server reads the request shapes of today's SDKs: the `developer` role,
-content parts, and the two length caps. One function per catalog entry, each showing the
+content parts, the two length caps, and OpenAI's newer optional fields. One function per catalog entry, each showing the
 behaviour the server's config names for it (config.py), so every check can be seen to fail.
 
 The reference model reads text only: an image part is refused as OpenAI refuses it for a model
@@ -58,3 +58,16 @@ def length_cap(config: ServerConfig, body: dict[str, Any]) -> int | None:
     if config.is_("max-completion-tokens", "ignored"):
         return body.get("max_tokens")
     return body.get("max_tokens", body.get("max_completion_tokens"))
+
+
+#: OpenAI's newest optional fields, which a server whose request schema predates them refuses.
+NEWER_FIELDS = frozenset({"store", "safety_identifier", "prompt_cache_key"})
+
+
+def unknown_fields(config: ServerConfig, body: dict[str, Any], known: set[str]) -> list[str]:
+    """The request's fields the server refuses as unrecognised: none when it is lenient."""
+    if config.is_("documented-optional-fields", "lenient"):
+        return []
+    if config.is_("documented-optional-fields", "rejects-documented"):
+        known = known - NEWER_FIELDS
+    return [field for field in body if field not in known]
