@@ -28,7 +28,7 @@ from conformance.reference_server import validation
 from conformance.reference_server.config import ServerConfig
 from conformance.reference_server.errors import ApiError, bad_param
 from conformance.reference_server.responses_api import create_response
-from conformance.reference_server.shapes import length_cap, read_messages, unknown_fields
+from conformance.reference_server.shapes import length_cap, read_messages, unknown_fields, usage_details
 from conformance.reference_server.structured import ToolCall, forced_tool_call, response_document
 
 CREATED = 1_700_000_000
@@ -307,8 +307,9 @@ class Endpoint:
         generations = [self.generate(body, c, limit, tool) for c in continuations]
         counted = generations[:1] if self.config.is_("n-choices", "usage-one-choice") else generations
         completion_tokens = sum(len(g.tokens) for g in counted) * max(1, body.get("best_of") or 1)
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                 "total_tokens": prompt_tokens + completion_tokens}
+        usage: dict[str, Any] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                                 "total_tokens": prompt_tokens + completion_tokens}
+        usage.update(usage_details(self.config, prompt_tokens))
         response_id = self.state.next_id("chatcmpl" if chat else "cmpl")
         if body.get("stream"):
             events = self.stream(body, prompt, generations, usage, response_id, chat)

@@ -49,6 +49,7 @@ CAPABILITIES: dict[str, tuple[str, ...]] = {
     "content-parts": ("openai", "rejected", "image-dropped", "other"),
     "models-object-shape": ("openai", "other", "unsupported"),
     "documented-optional-fields": ("openai", "lenient", "rejects-documented"),
+    "usage-details": ("openai", "fireworks", "absent", "other"),
     # The core surface has one documented behaviour; the server breaks it with rule-break faults
     # (faults.py), and tests/test_surface.py proves each matching check fails.
     "sse-framing": ("openai",),

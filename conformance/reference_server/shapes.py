@@ -71,3 +71,16 @@ def unknown_fields(config: ServerConfig, body: dict[str, Any], known: set[str]) 
     if config.is_("documented-optional-fields", "rejects-documented"):
         known = known - NEWER_FIELDS
     return [field for field in body if field not in known]
+
+
+def usage_details(config: ServerConfig, prompt_tokens: int) -> dict[str, Any]:
+    """The breakdowns a usage object carries besides its three counts (nothing is ever cached)."""
+    behaviour = config.acts("usage-details")
+    if behaviour == "absent":
+        return {}
+    cached = prompt_tokens + 1 if behaviour == "other" else 0  # deviation: more cached than sent
+    details: dict[str, Any] = {"prompt_tokens_details": {"cached_tokens": cached}}
+    if behaviour != "fireworks":
+        details["completion_tokens_details"] = {"reasoning_tokens": 0, "accepted_prediction_tokens": 0,
+                                                "rejected_prediction_tokens": 0}
+    return details
