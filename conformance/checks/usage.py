@@ -7,7 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from conformance.checks.base import CHAT, ProbeContext, ProbeFailed, as_dict, check, usage_problem
+from conformance.checks.base import (
+    CHAT,
+    ProbeContext,
+    ProbeFailed,
+    as_dict,
+    check,
+    usage_problem,
+)
 from conformance.results import Observation, observe
 
 PROMPT = "Reply with only the word OK."
