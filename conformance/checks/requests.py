@@ -16,6 +16,7 @@ from conformance.checks.base import (
     ProbeFailed,
     as_dict,
     check,
+    choices_of,
     first_choice,
     is_refused,
     refused_for,
@@ -169,3 +170,25 @@ def refused_fields(ctx: ProbeContext, together: Exchange) -> Observation:
     named = ", ".join(refused) if refused else "none on its own, only all six together"
     return observe("rejects-documented", f"documented fields refused: {named} "
                    f"(together: {rejection_reason(together)})", refused=refused)
+
+
+@check("stream-error-frame/chat", "stream-error-frame", "An invalid streamed request is refused before the stream (chat)")
+def stream_error_frame(ctx: ProbeContext) -> Observation:
+    # A wrong-typed temperature: every validator refuses it, and nothing is generated.
+    exchange = ctx.generate(CHAT, SAY_OK, max_tokens=1, stream=True, temperature="hot")
+    if refused_for(ctx, exchange, "temperature"):
+        if exchange.error_envelope is None:
+            return observe("other", f"refused with HTTP {exchange.status} but no error envelope: {exchange.text[:120]!r}")
+        return observe("openai", f"a wrong-typed temperature {rejection_reason(exchange)}, before any stream")
+    if not exchange.is_event_stream:
+        return inconclusive(f"a wrong-typed temperature was answered HTTP {exchange.status} without a stream, "
+                            "so there is no error to observe")
+    stream = exchange.stream
+    if any(event.event == "error" for event in stream.events):
+        return observe("event-error", "HTTP 200, then an `event: error` frame in the stream")
+    errors = [chunk["error"] for chunk in stream.chunks if isinstance(chunk, dict) and "error" in chunk]
+    if errors:
+        return observe("in-band", f"HTTP 200, then `data: {{\"error\": ...}}` in the stream: {str(errors[0])[:160]}")
+    if stream.done and any(choices_of(chunk) for chunk in stream.chunks if isinstance(chunk, dict)):
+        return inconclusive("a wrong-typed temperature was accepted and answered, so there is no error to observe")
+    return observe("other", f"HTTP 200 and a stream of {len(stream.events)} events with neither an answer nor an error")

@@ -28,7 +28,9 @@ from conformance.reference_server import validation
 from conformance.reference_server.config import ServerConfig
 from conformance.reference_server.errors import ApiError, bad_param
 from conformance.reference_server.responses_api import create_response
-from conformance.reference_server.shapes import length_cap, read_messages, unknown_fields, usage_details
+from conformance.reference_server.shapes import (
+    error_response, length_cap, read_messages, unknown_fields, usage_details,
+)
 from conformance.reference_server.structured import ToolCall, forced_tool_call, response_document
 
 CREATED = 1_700_000_000
@@ -506,7 +508,7 @@ def create_app(config: ServerConfig) -> Starlette:
             try:
                 return await handler(request)
             except ApiError as error:
-                return error.response(config.faults)
+                return await error_response(config, request, error)
             except Exception as error:  # a bug here still answers in the envelope, on a kept-alive connection
                 LOG.exception("the reference server failed on %s %s", request.method, request.url.path)
                 return ApiError(500, f"The reference server failed: {type(error).__name__}", "server_error"

@@ -1,5 +1,6 @@
 """How the reference server reads the request shapes of today's SDKs: the `developer` role,
-content parts, the two length caps, and OpenAI's newer optional fields. One function per catalog entry, each showing the
+content parts, the two length caps, OpenAI's newer optional fields, usage details, and how a
+refused streaming request is answered. One function per catalog entry, each showing the
 behaviour the server's config names for it (config.py), so every check can be seen to fail.
 
 The reference model reads text only: an image part is refused as OpenAI refuses it for a model
@@ -8,7 +9,11 @@ that takes no images, unless a deviation drops it or breaks on it.
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
 
 from conformance.reference_server.config import ServerConfig
 from conformance.reference_server.errors import ApiError, bad_param
@@ -84,3 +89,26 @@ def usage_details(config: ServerConfig, prompt_tokens: int) -> dict[str, Any]:
         details["completion_tokens_details"] = {"reasoning_tokens": 0, "accepted_prediction_tokens": 0,
                                                 "rejected_prediction_tokens": 0}
     return details
+
+
+#: How a deviating server wraps a refusal of a streaming request in a 200 event stream.
+ERROR_FRAMES = {"in-band": b"data: %s\n\n", "event-error": b"event: error\ndata: %s\n\n", "other": b""}
+
+
+async def error_response(config: ServerConfig, request: Request, error: ApiError) -> Response:
+    """A refusal: its status and the envelope; as a deviation, for a request that asked for a stream,
+    a 200 stream carrying the envelope in band, in an `event: error` frame, or nothing at all."""
+    frame = ERROR_FRAMES.get(config.acts("stream-error-frame"))
+    if frame is None or error.status >= 500 or not await asks_for_stream(request):
+        return error.response(config.faults)
+    envelope = json.dumps({"error": {"message": error.message, "type": error.type, "param": error.param,
+                                     "code": error.code}}).encode()
+    return Response(frame.replace(b"%s", envelope), media_type="text/event-stream")
+
+
+async def asks_for_stream(request: Request) -> bool:
+    try:
+        body = json.loads(await request.body())
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("stream") is True
