@@ -29,7 +29,7 @@ from conformance.reference_server.config import ServerConfig
 from conformance.reference_server.errors import ApiError, bad_param
 from conformance.reference_server.responses_api import create_response
 from conformance.reference_server.shapes import (
-    error_response, length_cap, read_messages, unknown_fields, usage_details,
+    error_response, ignoring_eos, length_cap, read_messages, unknown_fields, usage_details,
 )
 from conformance.reference_server.structured import ToolCall, forced_tool_call, response_document
 
@@ -288,7 +288,8 @@ class Endpoint:
                        param="messages" if chat else "prompt", code="context_length_exceeded")
 
     def generate(self, body: dict[str, Any], continuation, limit: int, tool: ToolCall | None) -> Generation:
-        tokens, natural_end = lm.take(lm.forced(continuation, body.get("logit_bias")), limit)
+        tokens, natural_end = lm.take(ignoring_eos(self.config, body, lm.forced(continuation, body.get("logit_bias"))),
+                                      limit)
         text = "".join(tokens)
         stops = body.get("stop") or []
         stops = [stops] if isinstance(stops, str) else stops

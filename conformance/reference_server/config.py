@@ -51,6 +51,7 @@ CAPABILITIES: dict[str, tuple[str, ...]] = {
     "documented-optional-fields": ("openai", "lenient", "rejects-documented"),
     "usage-details": ("openai", "fireworks", "absent", "other"),
     "stream-error-frame": ("openai", "in-band", "event-error", "other"),
+    "fireworks-sampling-extensions": ("openai", "fireworks", "ignored"),
     # The core surface has one documented behaviour; the server breaks it with rule-break faults
     # (faults.py), and tests/test_surface.py proves each matching check fails.
     "sse-framing": ("openai",),

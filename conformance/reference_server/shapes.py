@@ -10,6 +10,8 @@ that takes no images, unless a deviation drops it or breaks on it.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from itertools import chain, repeat
 from typing import Any
 
 from starlette.requests import Request
@@ -69,10 +71,16 @@ def length_cap(config: ServerConfig, body: dict[str, Any]) -> int | None:
 NEWER_FIELDS = frozenset({"store", "safety_identifier", "prompt_cache_key"})
 
 
+#: Fireworks' sampling parameters, known while the server acts as Fireworks (or accepts and ignores them).
+SAMPLING_EXTENSIONS = frozenset({"top_k", "min_p", "typical_p", "repetition_penalty", "ignore_eos", "echo_last"})
+
+
 def unknown_fields(config: ServerConfig, body: dict[str, Any], known: set[str]) -> list[str]:
     """The request's fields the server refuses as unrecognised: none when it is lenient."""
     if config.is_("documented-optional-fields", "lenient"):
         return []
+    if not config.is_("fireworks-sampling-extensions", "openai"):
+        known = known | SAMPLING_EXTENSIONS
     if config.is_("documented-optional-fields", "rejects-documented"):
         known = known - NEWER_FIELDS
     return [field for field in body if field not in known]
@@ -112,3 +120,10 @@ async def asks_for_stream(request: Request) -> bool:
     except ValueError:
         return False
     return isinstance(body, dict) and body.get("stream") is True
+
+
+def ignoring_eos(config: ServerConfig, body: dict[str, Any], tokens: Iterator[str]) -> Iterator[str]:
+    """Fireworks' `ignore_eos`: the model goes on past its natural end (here, with spaces)."""
+    if body.get("ignore_eos") and config.is_("fireworks-sampling-extensions", "fireworks"):
+        return chain(tokens, repeat(" "))
+    return tokens

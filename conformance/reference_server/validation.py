@@ -31,7 +31,9 @@ OPTIONAL_FIELDS: dict[str, tuple[str, ...]] = {
     "best_of": ("integer", "null"),
     # Fireworks' extensions (known only while the server acts as Fireworks on their entries).
     "context_length_exceeded_behavior": ("string",), "perf_metrics_in_response": ("boolean",),
-    "raw_output": ("boolean",),
+    "raw_output": ("boolean",), "top_k": ("integer", "null"), "min_p": ("number", "null"),
+    "typical_p": ("number", "null"), "repetition_penalty": ("number", "null"), "ignore_eos": ("boolean",),
+    "echo_last": ("integer", "null"),
 }
 #: Inclusive bounds of numeric fields (None: unbounded on that side).
 RANGES: dict[str, tuple[float | None, float | None]] = {
