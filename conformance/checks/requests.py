@@ -192,3 +192,17 @@ def stream_error_frame(ctx: ProbeContext) -> Observation:
     if stream.done and any(choices_of(chunk) for chunk in stream.chunks if isinstance(chunk, dict)):
         return inconclusive("a wrong-typed temperature was accepted and answered, so there is no error to observe")
     return observe("other", f"HTTP 200 and a stream of {len(stream.events)} events with neither an answer nor an error")
+
+
+@check("reasoning-effort-values/chat", "reasoning-effort-values", "reasoning_effort: none, and an integer (chat)")
+def reasoning_effort_values(ctx: ProbeContext) -> Observation:
+    none, integer = ctx.send_all([(CHAT.path, CHAT.body(ctx.model, SAY_OK, {"max_tokens": 1, "reasoning_effort": value}))
+                                  for value in ("none", 0)])
+    if refused_for(ctx, none, "reasoning_effort"):
+        return observe("unsupported", f"reasoning_effort 'none' {rejection_reason(none)}: the model takes no "
+                       "reasoning_effort, so its integer form cannot be judged")
+    ctx.require_success(none, "reasoning_effort 'none'")
+    if refused_for(ctx, integer, "reasoning_effort"):
+        return observe("openai", f"'none' accepted; an integer {rejection_reason(integer)}")
+    ctx.require_success(integer, "reasoning_effort 0")
+    return observe("fireworks", "'none' accepted, and the integer 0 too")

@@ -29,7 +29,7 @@ from conformance.reference_server.config import ServerConfig
 from conformance.reference_server.errors import ApiError, bad_param
 from conformance.reference_server.responses_api import create_response
 from conformance.reference_server.shapes import (
-    error_response, ignoring_eos, length_cap, read_messages, unknown_fields, usage_details,
+    check_reasoning_effort, error_response, ignoring_eos, length_cap, read_messages, unknown_fields, usage_details,
 )
 from conformance.reference_server.structured import ToolCall, forced_tool_call, response_document
 
@@ -231,6 +231,7 @@ class Endpoint:
                 raise bad_param(param, f"`{param}` is not supported")
         if "stream_options" in body and self.config.is_("stream-options-include-usage", "unsupported"):
             raise ApiError(400, "Unrecognized request argument supplied: stream_options", param="stream_options")
+        check_reasoning_effort(self.config, body)
         validation.check_optional_fields(body)
         self.check_logprobs(body, chat)
         behaviour = body.get("context_length_exceeded_behavior", "truncate")

@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from conformance.reference_server.config import ServerConfig
 from conformance.reference_server.errors import ApiError, bad_param
-from conformance.reference_server.validation import invalid_value
+from conformance.reference_server.validation import expect, invalid_value
 
 
 def read_messages(config: ServerConfig, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -127,3 +127,14 @@ def ignoring_eos(config: ServerConfig, body: dict[str, Any], tokens: Iterator[st
     if body.get("ignore_eos") and config.is_("fireworks-sampling-extensions", "fireworks"):
         return chain(tokens, repeat(" "))
     return tokens
+
+
+def check_reasoning_effort(config: ServerConfig, body: dict[str, Any]) -> None:
+    """`reasoning_effort`: a string for OpenAI, an integer too for Fireworks; refused whole by a
+    server whose model does not reason (the `unsupported` deviation)."""
+    if "reasoning_effort" not in body:
+        return
+    if config.is_("reasoning-effort-values", "unsupported"):
+        raise bad_param("reasoning_effort", "reasoning_effort is not supported with this model.")
+    if not config.is_("reasoning-effort-values", "fireworks"):
+        expect(body["reasoning_effort"], "reasoning_effort", "string", "null")
