@@ -26,6 +26,7 @@ from conformance.reference_server import faults
 from conformance.reference_server import model as lm
 from conformance.reference_server import validation
 from conformance.reference_server.config import ServerConfig
+from conformance.reference_server.embeddings import create_embeddings
 from conformance.reference_server.errors import ApiError, bad_param
 from conformance.reference_server.responses_api import create_response
 from conformance.reference_server.shapes import (
@@ -200,6 +201,12 @@ class Endpoint:
         if not isinstance(prompt, str):
             raise bad_param("prompt", "The reference server serves one prompt per request, given as a string.")
         return self.complete(body, prompt, lm.completion_continuation(prompt), chat=False)
+
+    async def embeddings(self, request: Request) -> Response:
+        await self.guard(request)
+        if (fault := await self.faulty(request)) is not None:
+            return fault
+        return JSONResponse(create_embeddings(self.config, await self.read_body(request)))
 
     async def responses(self, request: Request) -> Response:
         await self.guard(request)
@@ -531,6 +538,7 @@ def create_app(config: ServerConfig) -> Starlette:
         Route("/v1/chat/completions", guarded(endpoint.chat), methods=["POST"]),
         Route("/v1/completions", guarded(endpoint.completions), methods=["POST"]),
         Route("/v1/responses", guarded(endpoint.responses), methods=["POST"]),
+        Route("/v1/embeddings", guarded(endpoint.embeddings), methods=["POST"]),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
     app.state.config = config
