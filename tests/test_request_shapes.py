@@ -8,7 +8,10 @@ import struct
 
 from conformance.client import RunStats
 from conformance.reference_server.config import ServerConfig
-from conformance.reference_server.embeddings import NATURAL_DIMENSIONS, create_embeddings
+from conformance.reference_server.embeddings import (
+    NATURAL_DIMENSIONS,
+    create_embeddings,
+)
 
 EMBEDDING = {"model": "m", "input": "hello"}
 
