@@ -30,7 +30,8 @@ from conformance.reference_server.embeddings import create_embeddings
 from conformance.reference_server.errors import ApiError, bad_param
 from conformance.reference_server.responses_api import create_response
 from conformance.reference_server.shapes import (
-    check_reasoning_effort, error_response, ignoring_eos, length_cap, read_messages, unknown_fields, usage_details,
+    check_reasoning_effort, error_response, ignoring_eos, length_cap, read_messages, show_reasoning, unknown_fields,
+    usage_details,
 )
 from conformance.reference_server.structured import ToolCall, forced_tool_call, response_document
 
@@ -330,6 +331,8 @@ class Endpoint:
                                      media_type=faults.stream_media_type(self.config.faults),
                                      headers=self.headers(prompt_tokens, streaming=True))
         choices = [self.choice(body, prompt, g, i, chat) for i, g in enumerate(generations)]
+        if chat:
+            show_reasoning(self.config, body, choices, usage)
         result: dict[str, Any] = {"id": response_id, "object": "chat.completion" if chat else "text_completion",
                                   "created": CREATED, "model": self.config.model_id, "choices": choices}
         if not self.config.is_("usage-in-response", "other"):

@@ -54,6 +54,7 @@ CAPABILITIES: dict[str, tuple[str, ...]] = {
     "fireworks-sampling-extensions": ("openai", "fireworks", "ignored"),
     "reasoning-effort-values": ("openai", "fireworks", "unsupported"),
     "embeddings": ("openai", "base64-ignored", "dimensions-ignored", "unsupported"),
+    "reasoning-field": ("openai", "fireworks", "reasoning", "think-tags", "input-rejected"),
     # The core surface has one documented behaviour; the server breaks it with rule-break faults
     # (faults.py), and tests/test_surface.py proves each matching check fails.
     "sse-framing": ("openai",),

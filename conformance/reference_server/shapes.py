@@ -1,6 +1,6 @@
 """How the reference server reads the request shapes of today's SDKs: the `developer` role,
-content parts, the two length caps, OpenAI's newer optional fields, usage details, and how a
-refused streaming request is answered. One function per catalog entry, each showing the
+content parts, the two length caps, OpenAI's newer optional fields, usage details, how a
+refused streaming request is answered, and where reasoning travels. One function per catalog entry, each showing the
 behaviour the server's config names for it (config.py), so every check can be seen to fail.
 
 The reference model reads text only: an image part is refused as OpenAI refuses it for a model
@@ -17,6 +17,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from conformance.reference_server import model as lm
 from conformance.reference_server.config import ServerConfig
 from conformance.reference_server.errors import ApiError, bad_param
 from conformance.reference_server.validation import expect, invalid_value
@@ -33,6 +34,8 @@ def read_messages(config: ServerConfig, messages: list[dict[str, Any]]) -> list[
             if config.is_("developer-role", "dropped"):
                 continue
             message = {**message, "role": "system"}
+        if "reasoning_content" in message and config.is_("reasoning-field", "input-rejected"):
+            raise invalid_value(f"{path}.reasoning_content", "unexpected property.")
         if isinstance(message.get("content"), list):
             message = {**message, "content": read_parts(config, message["content"], f"{path}.content")}
         read.append(message)
@@ -138,3 +141,30 @@ def check_reasoning_effort(config: ServerConfig, body: dict[str, Any]) -> None:
         raise bad_param("reasoning_effort", "reasoning_effort is not supported with this model.")
     if not config.is_("reasoning-effort-values", "fireworks"):
         expect(body["reasoning_effort"], "reasoning_effort", "string", "null")
+
+
+#: The reference model "reasons" only when asked to think step by step: every other answer, and
+#: every stream, stays as a model that does not reason would give it.
+REASONING_TRIGGER = "step by step"
+REASONING = "2 plus 3 is 5."
+
+
+def show_reasoning(config: ServerConfig, body: dict[str, Any], choices: list[dict[str, Any]],
+                   usage: dict[str, Any]) -> None:
+    """Add the reasoning to a non-streaming chat answer where the entry's behaviour puts it, and
+    count it in `usage` (its tokens are completion tokens, as on every reasoning model)."""
+    users = [lm.message_text(m) for m in body.get("messages") or [] if isinstance(m, dict) and m.get("role") == "user"]
+    if not users or REASONING_TRIGGER not in users[-1].lower():
+        return
+    tokens = lm.count_tokens(REASONING) * len(choices)
+    usage["completion_tokens"] += tokens
+    usage["total_tokens"] += tokens
+    usage.setdefault("completion_tokens_details", {})["reasoning_tokens"] = tokens
+    field = {"fireworks": "reasoning_content", "input-rejected": "reasoning_content", "reasoning": "reasoning"}
+    behaviour = config.acts("reasoning-field")
+    for choice in choices:
+        message = choice["message"]
+        if behaviour in field:
+            message[field[behaviour]] = REASONING
+        elif behaviour == "think-tags":
+            message["content"] = f"<think>{REASONING}</think>{message.get('content') or ''}"
