@@ -21,7 +21,6 @@ from conformance.checks.base import (
     is_refused,
     refused_for,
     rejection_reason,
-    require_control,
 )
 from conformance.client import Exchange
 from conformance.results import Observation, inconclusive, observe
@@ -108,8 +107,7 @@ def content_parts(ctx: ProbeContext) -> Observation:
         (CHAT.path, CHAT.body(ctx.model, [{"role": "user", "content": content}], {"max_tokens": 1}))
         for content in (SAY_OK, [TEXT_PART], [TEXT_PART, IMAGE_PART])])
     as_string = prompt_tokens(ctx, string, "the content as a string")
-    if is_refused(parts):
-        require_control(string, f"a text part {rejection_reason(parts)}", "the same text as a string")
+    if is_refused(parts):  # the string, its control, was answered
         return observe("rejected", f"a text part {rejection_reason(parts)}; the string is accepted")
     as_parts = prompt_tokens(ctx, parts, "the content as a text part")
     if as_parts != as_string:
