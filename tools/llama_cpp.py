@@ -245,11 +245,14 @@ def model(work: Path) -> Path:
 
 
 def server_command(
-    binary: Path, gguf: Path, port: int, ctx_size: int, parallel: int, chat_template: list[str]
+    binary: Path, gguf: Path, port: int, ctx_size: int, parallel: int, chat_template: list[str],
+    embeddings: bool = False,
 ) -> list[str]:
     """The ``llama-server`` command line: small, CPU only, as deterministic as the server allows.
 
-    ``chat_template`` is the template's own flags (see :func:`chat_template_flags`).
+    ``chat_template`` is the template's own flags (see :func:`chat_template_flags`). ``embeddings``
+    serves ``/v1/embeddings`` as well, mean-pooled (OpenAI's shape needs one vector per input;
+    chat and completions stay served).
     """
     return [
         str(binary),
@@ -274,6 +277,7 @@ def server_command(
         *chat_template,
         "--alias",
         "gemma-3-270m",
+        *(["--embeddings", "--pooling", "mean"] if embeddings else []),
     ]
 
 
@@ -319,7 +323,7 @@ def serve(args: argparse.Namespace) -> None:
     pidfile = Path(args.pidfile) if args.pidfile else work / f"llama-server-{args.port}.pid"
     logfile = work / f"llama-server-{args.port}.log"
     template = chat_template_flags(work, args.chat_template)
-    cmd = server_command(binary, gguf, args.port, args.ctx_size, args.parallel, template)
+    cmd = server_command(binary, gguf, args.port, args.ctx_size, args.parallel, template, args.embeddings)
     if port_in_use(args.port):
         raise SystemExit(
             f"127.0.0.1:{args.port} is already in use; stop that server or pick --port"
@@ -414,6 +418,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=DEFAULT_CHAT_TEMPLATE,
         help="'plain' (default: a User:/Assistant: transcript) or a llama.cpp built-in name",
     )
+    p_serve.add_argument("--embeddings", action="store_true", help="serve /v1/embeddings too (mean pooling)")
     p_serve.add_argument("--binary", help="llama-server to run (default: build one)")
     p_serve.add_argument("--model", help="GGUF to load (default: assemble the Gemma one)")
     p_serve.add_argument("--pidfile", help="default: WORK/llama-server-PORT.pid")

@@ -26,8 +26,13 @@ from conformance.reference_server import faults
 from conformance.reference_server import model as lm
 from conformance.reference_server import validation
 from conformance.reference_server.config import ServerConfig
+from conformance.reference_server.embeddings import create_embeddings
 from conformance.reference_server.errors import ApiError, bad_param
 from conformance.reference_server.responses_api import create_response
+from conformance.reference_server.shapes import (
+    check_reasoning_effort, error_response, ignoring_eos, length_cap, read_messages, show_reasoning, unknown_fields,
+    usage_details,
+)
 from conformance.reference_server.structured import ToolCall, forced_tool_call, response_document
 
 CREATED = 1_700_000_000
@@ -149,7 +154,10 @@ class Endpoint:
 
     # ---- routes ---------------------------------------------------------------------------
     def model_object(self) -> dict[str, Any]:
-        return {"id": self.config.model_id, "object": "model", "created": CREATED, "owned_by": "conformance"}
+        model = {"id": self.config.model_id, "object": "model", "created": CREATED, "owned_by": "conformance"}
+        if self.config.is_("models-object-shape", "other"):
+            del model["owned_by"]  # deviation: a required field is missing
+        return model
 
     async def models(self, request: Request) -> Response:
         await self.guard(request)
@@ -159,6 +167,8 @@ class Endpoint:
         """`GET /v1/models/{model}`: the model object, or a 404 envelope for any other id."""
         await self.guard(request)
         requested = request.path_params["model"]
+        if self.config.is_("models-object-shape", "unsupported"):
+            raise ApiError(404, f"Invalid URL (GET {request.url.path})", code="not_found")
         if requested != self.config.model_id:
             raise ApiError(404, f"The model `{requested}` does not exist or you do not have access to it.",
                            param="model", code="model_not_found")
@@ -171,6 +181,7 @@ class Endpoint:
         body = await self.read_body(request)
         messages = body.get("messages") if self.trusting else validation.check_messages(body)
         self.check_params(body, OPENAI_CHAT, chat=True)
+        messages = read_messages(self.config, messages)
         if self.config.is_("multi-turn-history", "other"):
             messages = messages[-1:]  # deviation: the history is dropped
         prompt = lm.render_chat(messages)
@@ -191,6 +202,12 @@ class Endpoint:
         if not isinstance(prompt, str):
             raise bad_param("prompt", "The reference server serves one prompt per request, given as a string.")
         return self.complete(body, prompt, lm.completion_continuation(prompt), chat=False)
+
+    async def embeddings(self, request: Request) -> Response:
+        await self.guard(request)
+        if (fault := await self.faulty(request)) is not None:
+            return fault
+        return JSONResponse(create_embeddings(self.config, await self.read_body(request)))
 
     async def responses(self, request: Request) -> Response:
         await self.guard(request)
@@ -213,14 +230,16 @@ class Endpoint:
         allowed |= {p for p, entry in EXTENSIONS.items() if self.config.is_(entry, "fireworks")}
         if chat and self.config.is_("echo-on-chat", "fireworks"):
             allowed.add("echo")
+        unknown = unknown_fields(self.config, body, allowed)
+        if unknown:
+            raise ApiError(400, f"Unrecognized request argument supplied: {unknown[0]}", param=unknown[0])
         for param in body:
-            if param not in allowed:
-                raise ApiError(400, f"Unrecognized request argument supplied: {param}", param=param)
             entry = OLD_UNSUPPORTED.get(param)
             if entry and self.config.is_(entry, "fireworks"):
                 raise bad_param(param, f"`{param}` is not supported")
         if "stream_options" in body and self.config.is_("stream-options-include-usage", "unsupported"):
             raise ApiError(400, "Unrecognized request argument supplied: stream_options", param="stream_options")
+        check_reasoning_effort(self.config, body)
         validation.check_optional_fields(body)
         self.check_logprobs(body, chat)
         behaviour = body.get("context_length_exceeded_behavior", "truncate")
@@ -259,7 +278,7 @@ class Endpoint:
             raise ApiError(400, f"This model's maximum context length is {window} tokens, however your prompt "
                            f"has {prompt_tokens} tokens.", param="messages" if chat else "prompt",
                            code="context_length_exceeded")
-        requested = body.get("max_tokens", body.get("max_completion_tokens"))
+        requested = length_cap(self.config, body)
         if requested is None:
             default = 2048 if self.config.is_("context-overflow-default", "fireworks") else room
             requested = default if chat else 16
@@ -278,7 +297,8 @@ class Endpoint:
                        param="messages" if chat else "prompt", code="context_length_exceeded")
 
     def generate(self, body: dict[str, Any], continuation, limit: int, tool: ToolCall | None) -> Generation:
-        tokens, natural_end = lm.take(lm.forced(continuation, body.get("logit_bias")), limit)
+        tokens, natural_end = lm.take(ignoring_eos(self.config, body, lm.forced(continuation, body.get("logit_bias"))),
+                                      limit)
         text = "".join(tokens)
         stops = body.get("stop") or []
         stops = [stops] if isinstance(stops, str) else stops
@@ -299,8 +319,9 @@ class Endpoint:
         generations = [self.generate(body, c, limit, tool) for c in continuations]
         counted = generations[:1] if self.config.is_("n-choices", "usage-one-choice") else generations
         completion_tokens = sum(len(g.tokens) for g in counted) * max(1, body.get("best_of") or 1)
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                 "total_tokens": prompt_tokens + completion_tokens}
+        usage: dict[str, Any] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                                 "total_tokens": prompt_tokens + completion_tokens}
+        usage.update(usage_details(self.config, prompt_tokens))
         response_id = self.state.next_id("chatcmpl" if chat else "cmpl")
         if body.get("stream"):
             events = self.stream(body, prompt, generations, usage, response_id, chat)
@@ -310,6 +331,8 @@ class Endpoint:
                                      media_type=faults.stream_media_type(self.config.faults),
                                      headers=self.headers(prompt_tokens, streaming=True))
         choices = [self.choice(body, prompt, g, i, chat) for i, g in enumerate(generations)]
+        if chat:
+            show_reasoning(self.config, body, choices, usage)
         result: dict[str, Any] = {"id": response_id, "object": "chat.completion" if chat else "text_completion",
                                   "created": CREATED, "model": self.config.model_id, "choices": choices}
         if not self.config.is_("usage-in-response", "other"):
@@ -497,7 +520,7 @@ def create_app(config: ServerConfig) -> Starlette:
             try:
                 return await handler(request)
             except ApiError as error:
-                return error.response(config.faults)
+                return await error_response(config, request, error)
             except Exception as error:  # a bug here still answers in the envelope, on a kept-alive connection
                 LOG.exception("the reference server failed on %s %s", request.method, request.url.path)
                 return ApiError(500, f"The reference server failed: {type(error).__name__}", "server_error"
@@ -518,6 +541,7 @@ def create_app(config: ServerConfig) -> Starlette:
         Route("/v1/chat/completions", guarded(endpoint.chat), methods=["POST"]),
         Route("/v1/completions", guarded(endpoint.completions), methods=["POST"]),
         Route("/v1/responses", guarded(endpoint.responses), methods=["POST"]),
+        Route("/v1/embeddings", guarded(endpoint.embeddings), methods=["POST"]),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
     app.state.config = config

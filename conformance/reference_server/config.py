@@ -44,6 +44,17 @@ CAPABILITIES: dict[str, tuple[str, ...]] = {
     "completion-echo": ("openai", "other"),
     "raw-output": _BOTH,
     "responses-api": ("openai", "unsupported"),
+    "max-completion-tokens": ("openai", "fireworks", "ignored"),
+    "developer-role": ("openai", "rejected", "dropped"),
+    "content-parts": ("openai", "rejected", "image-dropped", "other"),
+    "models-object-shape": ("openai", "other", "unsupported"),
+    "documented-optional-fields": ("openai", "lenient", "rejects-documented"),
+    "usage-details": ("openai", "fireworks", "absent", "other"),
+    "stream-error-frame": ("openai", "in-band", "event-error", "other"),
+    "fireworks-sampling-extensions": ("openai", "fireworks", "ignored"),
+    "reasoning-effort-values": ("openai", "fireworks", "unsupported"),
+    "embeddings": ("openai", "base64-ignored", "dimensions-ignored", "unsupported"),
+    "reasoning-field": ("openai", "fireworks", "reasoning", "think-tags", "input-rejected"),
     # The core surface has one documented behaviour; the server breaks it with rule-break faults
     # (faults.py), and tests/test_surface.py proves each matching check fails.
     "sse-framing": ("openai",),
