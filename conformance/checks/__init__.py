@@ -4,7 +4,7 @@ The import order is the report's order.
 """
 
 from conformance.checks import (  # noqa: F401  (registration by import)
-    core, streaming, generation, parameters, extensions, logprobs, prompt_inspection, responses, surface,
+    core, streaming, generation, parameters, extensions, logprobs, prompt_inspection, responses, surface, tools,
 )
 from conformance.checks.base import REGISTRY, Check
 
