@@ -280,9 +280,9 @@ def schema_subset(ctx: ProbeContext) -> Observation:
     return observe("fireworks", f"pattern {rejection_reason(exchange)}; the same schema without it is accepted")
 
 
+# The SDK's `parse` turns this into a strict json_schema and the reply back into it (no docstring:
+# it would travel in the schema as a description).
 class Answer(BaseModel):
-    """The SDK's `parse` turns this into a strict json_schema and the reply back into it."""
-
     answer: Literal["yes", "no"]
 
 
