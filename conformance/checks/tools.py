@@ -30,12 +30,24 @@ GET_CODE = {"type": "function", "function": {"name": "get_code", "description": 
 GET_NAME = {"type": "function", "function": {"name": "get_name", "description": "Returns a name.", "parameters": {
     "type": "object", "properties": {"name": {"type": "string", "enum": ["B2"]}}, "required": ["name"],
     "additionalProperties": False}}}
-CALL_GET_CODE = [{"role": "user", "content": "Call get_code."}]
+
+
+def written_call(name: str, arguments: str) -> str:
+    """A call as text: a model that echoes its prompt (a small one does) writes the call the server's
+    tool-call parser and grammar take, so even a weak model shows whether forcing holds."""
+    return f'<tool_call>{{"name": "{name}", "arguments": {arguments}}}</tool_call>'
+
+
+CALL_GET_CODE = [{"role": "user", "content": written_call("get_code", '{"code": "A1"}')}]
+#: The user writes both calls: only parallel_tool_calls: false keeps the answer to one.
+CALL_BOTH = [{"role": "user", "content": written_call("get_code", '{"code": "A1"}') +
+              written_call("get_name", '{"name": "B2"}')}]
 #: Room for a forced call such as {"code":"A1"} or {"name":"B2"}, whatever the tokenizer.
-CALL_TOKENS = 16
+CALL_TOKENS = 24
 YES_NO_SCHEMA = {"type": "object", "properties": {"answer": {"type": "string", "enum": ["yes", "no"]}},
                  "required": ["answer"], "additionalProperties": False}
-ASK_JSON = 'Is the sky blue? Reply in JSON: {"answer": "yes"} or {"answer": "no"}.'
+#: Names JSON, as OpenAI's JSON mode requires, and shows the document (a weak model echoes it).
+ASK_JSON = 'JSON: {"answer": "yes"}'
 #: Room for {"answer": "yes"} with some whitespace.
 JSON_TOKENS = 16
 
@@ -174,8 +186,7 @@ def tool_call_round_trip(ctx: ProbeContext) -> Observation:
 
 @check("parallel-tool-calls/chat", "parallel-tool-calls", "parallel_tool_calls: false allows at most one call (chat)")
 def parallel_tool_calls(ctx: ProbeContext) -> Observation:
-    exchange = ctx.generate(CHAT, [{"role": "user", "content": "Call get_code and get_name."}],
-                            max_tokens=2 * CALL_TOKENS, tools=[GET_CODE, GET_NAME], tool_choice="required",
+    exchange = ctx.generate(CHAT, CALL_BOTH, max_tokens=2 * CALL_TOKENS, tools=[GET_CODE, GET_NAME], tool_choice="required",
                             parallel_tool_calls=False)
     if refused_for(ctx, exchange, "parallel_tool_calls"):
         return observe("unsupported", f"parallel_tool_calls {rejection_reason(exchange)}")
@@ -202,18 +213,17 @@ def structured_content(ctx: ProbeContext, exchange: Exchange, what: str) -> tupl
 
 
 def judge_json(content: str, finish: Any, schema: dict[str, Any] | None) -> Observation:
-    """openai for a finished document (valid against `schema` if given); ignored for prose or a
-    rejected document; inconclusive when max_tokens cut a reply that is still a JSON prefix."""
+    """openai for a whole JSON object (valid against `schema` if given), even if max_tokens then cut
+    trailing whitespace; ignored for prose or a rejected document; inconclusive when max_tokens cut
+    a reply that is still a JSON prefix."""
     text = content.strip()
-    if finish == "length" and (not text or text.startswith("{")):
-        return inconclusive(f"cut by max_tokens after {content[:60]!r}: a model that closes the object sooner "
-                            "would decide this")
-    if not text.startswith("{"):
-        return observe("ignored", f"prose with a 200: {content[:80]!r}")
     try:
         document = json.loads(text)
     except ValueError:
-        return observe("ignored", f"not JSON although finished ({finish}): {content[:80]!r}")
+        if finish == "length" and (not text or text.startswith("{")):
+            return inconclusive(f"cut by max_tokens after {content[:60]!r}: a model that closes the object "
+                                "sooner would decide this")
+        return observe("ignored", f"not a JSON document ({finish}): {content[:80]!r}")
     if not isinstance(document, dict):
         return observe("ignored", f"JSON but not an object: {content[:80]!r}")
     problem = next(iter(jsonschema.Draft202012Validator(schema).iter_errors(document)), None) if schema else None
