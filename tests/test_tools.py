@@ -8,6 +8,8 @@ import pytest
 
 from conformance.catalog import load_catalog
 from conformance.checks import REGISTRY
+from conformance.checks.base import ProbeContext
+from conformance.checks.tools import CALL_GET_CODE, GET_CODE, forcing
 from conformance.client import EndpointClient
 from conformance.profiles import Profile
 from conformance.reference_server.errors import ApiError
@@ -71,3 +73,18 @@ def test_fireworks_subset_finds_keywords_not_property_names():
     assert unsupported_keyword({"properties": {"pattern": {"type": "string"}}}) is None
     assert unsupported_keyword({"properties": {"a": {"anyOf": [{"type": "string", "maxLength": 3}]}}}) == "maxLength"
     assert unsupported_keyword({"$defs": {"x": {"oneOf": [{"type": "null"}]}}}) == "oneOf"
+
+
+@pytest.mark.parametrize(("max_tokens", "verdict"), [(3, "cut short"), (64, "ignored")])
+def test_a_reply_without_the_call_is_ignored_only_when_it_finished(reference_server, max_tokens, verdict):
+    """A server that serves the forcing as auto writes text; cut by max_tokens, that text might still
+    have become the call, so only a finished reply says the forcing was ignored."""
+    server = reference_server("openai", {"tool-choice": "ignored"})
+    client = EndpointClient(server.base_url, None, timeout=10)
+    try:
+        ctx = ProbeContext(client, server.config.model_id)
+        exchange = ctx.send("chat/completions", {"model": ctx.model, "messages": CALL_GET_CODE, "tools": [GET_CODE],
+                                                 "tool_choice": "required", "max_tokens": max_tokens})
+        assert forcing(ctx, exchange, "get_code") == verdict
+    finally:
+        client.close()

@@ -2,8 +2,10 @@
 
 Every probe forces its outcome with the endpoint's own machinery rather than the model's
 obedience: the tool's only argument is an enum, the schema allows only `yes`/`no`, the grammar is
-`root ::= "yes" | "no"`. So a weak model and a strong one get the same verdict; where the reply is
-still cut by `max_tokens`, the verdict is `inconclusive`, never a guess.
+`root ::= "yes" | "no"`; and the prompt shows the expected call or document, which a small model
+echoes and a large one follows. So a weak model and a strong one get the same verdict; where the
+reply is still cut by `max_tokens` before the call or document is whole, the verdict is
+`inconclusive`, never a guess.
 """
 
 from __future__ import annotations
@@ -42,8 +44,9 @@ CALL_GET_CODE = [{"role": "user", "content": written_call("get_code", '{"code": 
 #: The user writes both calls: only parallel_tool_calls: false keeps the answer to one.
 CALL_BOTH = [{"role": "user", "content": written_call("get_code", '{"code": "A1"}') +
               written_call("get_name", '{"name": "B2"}')}]
-#: Room for a forced call such as {"code":"A1"} or {"name":"B2"}, whatever the tokenizer.
-CALL_TOKENS = 24
+#: Room for a forced call such as {"code":"A1"} or {"name":"B2"} whatever the tokenizer, and for
+#: the whole written call when a server ignores the forcing and the model echoes it.
+CALL_TOKENS = 32
 YES_NO_SCHEMA = {"type": "object", "properties": {"answer": {"type": "string", "enum": ["yes", "no"]}},
                  "required": ["answer"], "additionalProperties": False}
 #: Names JSON, as OpenAI's JSON mode requires, and shows the document (a weak model echoes it).
@@ -60,12 +63,15 @@ def tool_calls(exchange: Exchange) -> list[dict[str, Any]]:
 
 def forcing(ctx: ProbeContext, exchange: Exchange, name: str) -> str:
     """How one forced request went: `enforced` (a call to `name`), `refused` (a 4xx the control
-    without `tool_choice` does not get) or `ignored` (200 without that call)."""
+    without `tool_choice` does not get), `ignored` (a finished 200 without that call) or `cut short`
+    (no call, and max_tokens ended the reply: the call may have been on its way)."""
     if refused_for(ctx, exchange, "tool_choice"):
         return "refused"
     ctx.require_success(exchange, "a request forcing a tool call")
     called = [as_dict(call.get("function")).get("name") for call in tool_calls(exchange)]
-    return "enforced" if name in called else "ignored"
+    if name in called:
+        return "enforced"
+    return "cut short" if finish_reason(exchange) == "length" and not called else "ignored"
 
 
 def finish_reason(exchange: Exchange) -> Any:
@@ -87,6 +93,8 @@ def tool_choice(ctx: ProbeContext) -> Observation:
     finishes = {form: finish_reason(exchanges[form]) for form in ("required", "named")}
     summary = ", ".join(f"{form}: {outcome}" for form, outcome in seen.items())
     summary += f"; finish_reason required={finishes['required']}, named={finishes['named']}"
+    if "cut short" in seen.values():
+        return inconclusive(f"max_tokens ended a reply before any call: {summary}", forms=seen)
     if seen["required"] == "refused":
         return observe("unsupported", f"tool_choice required {rejection_reason(exchanges['required'])}")
     if "ignored" in (seen["required"], seen["named"]):
