@@ -205,7 +205,8 @@ class Endpoint:
     # ---- tools and structured outputs ----------------------------------------------------------
     def tool_call(self, body: dict[str, Any]) -> ToolCall | None:
         """The forced call, as the `tool-choice` behaviour takes `tool_choice` (`ignored`: any
-        forcing is dropped and the model answers in text, as a server serving a named choice as auto)."""
+        forcing is dropped and the model answers in text, as a server serving a named choice as auto).
+        `tool-call-stream=unsupported` refuses tools in a stream here, as older llama.cpp did."""
         tool = forced_tool_call(body, fireworks_forms=self.config.is_("tool-choice", "fireworks"))
         if body.get("stream") and body.get("tools") and self.config.is_("tool-call-stream", "unsupported"):
             raise bad_param("tools", "Cannot use tools with stream")
