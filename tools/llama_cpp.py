@@ -30,6 +30,7 @@ Only the standard library is used.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import re
 import shutil
@@ -72,22 +73,40 @@ DEFAULT_CHAT_TEMPLATE = "plain"
 """``plain`` is :data:`PLAIN_CHAT_TEMPLATE`; any other value goes to ``--chat-template NAME``."""
 
 PLAIN_CHAT_TEMPLATE = """\
+{%- if tools -%}{{ 'Tools:\\n' }}
+{%- for tool in tools -%}{{ tool['function']['name'] + ': ' }}{{ tool['function']['parameters'] | tojson }}{{ '\\n' }}
+{%- endfor -%}{{ '\\n' }}
+{%- endif -%}
 {%- for message in messages -%}
-{%- if message['role'] == 'system' -%}{{ message['content'] | trim }}{{ '\\n\\n' }}
-{%- elif message['role'] == 'user' -%}{{ 'User: ' + (message['content'] | trim) + '\\n' }}
-{%- else -%}{{ 'Assistant: ' + (message['content'] | trim) + '\\n' }}
+{%- set content = message['content'] if message['content'] is string else '' -%}
+{%- if message['role'] == 'system' -%}{{ content | trim }}{{ '\\n\\n' }}
+{%- elif message['role'] == 'user' -%}{{ 'User: ' + (content | trim) + '\\n' }}
+{%- elif message['role'] == 'tool' -%}{{ 'Tool: ' + (content | trim) + '\\n' }}
+{%- else -%}{{ 'Assistant: ' + (content | trim) }}
+{%- for call in message['tool_calls'] or [] -%}
+{{ '<tool_call>{"name": "' + call['function']['name'] + '", "arguments": ' }}
+{{- call['function']['arguments'] if call['function']['arguments'] is string else call['function']['arguments'] | tojson }}
+{{- '}</tool_call>' }}
+{%- endfor -%}{{ '\\n' }}
 {%- endif -%}
 {%- endfor -%}
 {%- if add_generation_prompt -%}{{ 'Assistant:' }}{%- endif -%}
 """
-"""A transcript-style Jinja chat template for a base model.
+"""A transcript-style Jinja chat template for a base model, which also renders tools.
 
 Measured with Gemma 3 270M (temperature 0): with it the model answers ``Say hello.`` with
 `` Hello.`` and repeats ``alpha beta ...`` when asked to, then goes on with ``\\nUser: ...``
 (pass ``stop: ["\\nUser:"]``).  With ``chatml`` it writes ``<|im_end|>`` as plain text (the
 Gemma vocabulary has no such token) and never answers; with ``--chat-template gemma`` the
 server, whose Jinja engine is on by default, takes the word ``gemma`` itself as the template
-(only ``chatml`` is recognised by name).  Tools are not rendered, so ``tools`` are ignored.
+(only ``chatml`` is recognised by name).
+
+Tools are listed before the transcript and an assistant's calls are written
+``<tool_call>{"name": ..., "arguments": ...}</tool_call>``: llama-server's template analysis
+(the "differential autoparser") reads that format from the template, then parses calls out of the
+output and, for a forced ``tool_choice``, constrains generation with a grammar.  Without tools in
+the template it finds no format and serves ``tools`` as plain chat (measured: ``required`` then
+answered with prose).
 """
 
 
@@ -285,7 +304,9 @@ def chat_template_flags(work: Path, name: str) -> list[str]:
     """Flags choosing the chat template: the GGUF's own is not fit for chat (a base model)."""
     if name != "plain":
         return ["--chat-template", name]
-    path = work / "chat-template-plain.jinja"
+    # Named by its content: worktrees sharing one work directory never overwrite each other's template.
+    digest = hashlib.sha256(PLAIN_CHAT_TEMPLATE.encode()).hexdigest()[:8]
+    path = work / f"chat-template-plain-{digest}.jinja"
     if not path.exists() or path.read_text(encoding="utf-8") != PLAIN_CHAT_TEMPLATE:
         path.write_text(PLAIN_CHAT_TEMPLATE, encoding="utf-8")
     return ["--chat-template-file", str(path)]

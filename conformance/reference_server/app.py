@@ -185,8 +185,9 @@ class Endpoint:
         if self.config.is_("multi-turn-history", "other"):
             messages = messages[-1:]  # deviation: the history is dropped
         prompt = lm.render_chat(messages)
-        tool = forced_tool_call(body)
-        document = tool.arguments if tool else response_document(body)
+        self.check_tool_history(messages)
+        tool = self.tool_call(body)
+        document = tool.arguments if tool else self.structured_document(body)
         reply = lm.chat_reply(messages) if document is None else iter(lm.tokenize(document))
         return self.complete(body, prompt, reply, chat=True, tool=tool)
 
@@ -218,6 +219,37 @@ class Endpoint:
         body = await self.read_body(request)
         return create_response(body, self.state.next_id("resp"), self.config.model_id, self.config.token_delay_ms)
 
+    # ---- tools and structured outputs ----------------------------------------------------------
+    def tool_call(self, body: dict[str, Any]) -> ToolCall | None:
+        """The forced call, as the `tool-choice` behaviour takes `tool_choice` (`ignored`: any
+        forcing is dropped and the model answers in text, as a server serving a named choice as auto).
+        `tool-call-stream=unsupported` refuses tools in a stream here, as older llama.cpp did."""
+        tool = forced_tool_call(body, fireworks_forms=self.config.is_("tool-choice", "fireworks"))
+        if body.get("stream") and body.get("tools") and self.config.is_("tool-call-stream", "unsupported"):
+            raise bad_param("tools", "Cannot use tools with stream")
+        return None if self.config.is_("tool-choice", "ignored") else tool
+
+    def structured_document(self, body: dict[str, Any]) -> str | None:
+        """What `response_format` asks for, unless the server is told to ignore that kind."""
+        document = response_document(body, grammar=self.config.is_("response-format-grammar", "fireworks"),
+                                     fireworks_subset=self.config.is_("json-schema-subset", "fireworks"))
+        kind = (body.get("response_format") or {}).get("type")
+        if kind in ("json_object", "json_schema") and self.config.is_(f"response-format-{kind.replace('_', '-')}",
+                                                                       "ignored"):
+            return None
+        return document
+
+    def check_tool_history(self, messages: list[dict[str, Any]]) -> None:
+        """Deviations of `tool-call-round-trip`: refusing a null assistant content or tool content parts."""
+        for position, message in enumerate(messages):
+            role, content = message.get("role"), message.get("content")
+            if role == "assistant" and content is None and self.config.is_("tool-call-round-trip",
+                                                                           "rejects-null-content"):
+                raise bad_param(f"messages[{position}].content", "content must be a string")
+            if role == "tool" and isinstance(content, list) and self.config.is_("tool-call-round-trip",
+                                                                                "rejects-tool-parts"):
+                raise bad_param(f"messages[{position}].content", "a tool message's content must be a string")
+
     # ---- request validation -----------------------------------------------------------------
     def check_params(self, body: dict[str, Any], known: set[str], chat: bool) -> None:
         if "accept-invalid-params" in self.config.faults:
@@ -237,6 +269,8 @@ class Endpoint:
             entry = OLD_UNSUPPORTED.get(param)
             if entry and self.config.is_(entry, "fireworks"):
                 raise bad_param(param, f"`{param}` is not supported")
+        if "parallel_tool_calls" in body and self.config.is_("parallel-tool-calls", "unsupported"):
+            raise ApiError(400, "Unrecognized request argument supplied: parallel_tool_calls", param="parallel_tool_calls")
         if "stream_options" in body and self.config.is_("stream-options-include-usage", "unsupported"):
             raise ApiError(400, "Unrecognized request argument supplied: stream_options", param="stream_options")
         check_reasoning_effort(self.config, body)

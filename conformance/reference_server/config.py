@@ -55,6 +55,16 @@ CAPABILITIES: dict[str, tuple[str, ...]] = {
     "reasoning-effort-values": ("openai", "fireworks", "unsupported"),
     "embeddings": ("openai", "base64-ignored", "dimensions-ignored", "unsupported"),
     "reasoning-field": ("openai", "fireworks", "reasoning", "think-tags", "input-rejected"),
+    # Tool calling and structured outputs: the documented behaviours and the deviations real servers
+    # show (a named tool_choice served as auto, streamed tools refused, response_format ignored).
+    "tool-choice": ("openai", "fireworks", "ignored"),
+    "tool-call-stream": ("openai", "unsupported"),
+    "tool-call-round-trip": ("openai", "rejects-null-content", "rejects-tool-parts"),
+    "parallel-tool-calls": ("openai", "unsupported"),
+    "response-format-json-object": ("openai", "ignored"),
+    "response-format-json-schema": ("openai", "ignored"),
+    "response-format-grammar": ("openai", "fireworks"),
+    "json-schema-subset": ("openai", "fireworks"),
     # The core surface has one documented behaviour; the server breaks it with rule-break faults
     # (faults.py), and tests/test_surface.py proves each matching check fails.
     "sse-framing": ("openai",),
