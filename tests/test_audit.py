@@ -80,6 +80,17 @@ RULE_EXAMPLES: dict[str, tuple[str, int]] = {
     "stream-close": (("with client.chat.completions.create(model=m, messages=ms, stream=True) as s:\n"
                      "    for chunk in s:\n        break"), 5),
     "raw-response": ("raw = client.chat.completions.with_raw_response.create(model=m, messages=ms)", 3),
+    "tools": ('client.chat.completions.create(model=m, messages=ms, tools=ts, tool_choice="required")', 3),
+    "tool-calls-read": ("r = client.chat.completions.create(model=m, messages=ms)\ncalls = r.choices[0].message.tool_calls", 4),
+    "parallel-tool-calls": ("client.chat.completions.create(model=m, messages=ms, tools=ts, parallel_tool_calls=False)", 3),
+    "response-format": ('client.chat.completions.create(model=m, messages=ms, response_format={"type": "json_object"})', 3),
+    "max-completion-tokens": ("client.chat.completions.create(model=m, messages=ms, max_completion_tokens=64)", 3),
+    "optional-fields": ('client.chat.completions.create(model=m, messages=ms, store=True, user="u1")', 3),
+    "sampling-extensions": ("client.chat.completions.create(model=m, messages=ms, extra_body={'top_k': 40})", 3),
+    "reasoning-effort": ('client.chat.completions.create(model=m, messages=ms, reasoning_effort="low")', 3),
+    "reasoning-read": ("r = client.chat.completions.create(model=m, messages=ms)\nthought = r.choices[0].message.reasoning_content", 4),
+    "usage-details-read": ("r = client.chat.completions.create(model=m, messages=ms)\ncached = r.usage.prompt_tokens_details.cached_tokens", 4),
+    "embeddings-call": ('client.embeddings.create(model="e", input="x")', 3),
 }
 
 
