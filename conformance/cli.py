@@ -258,6 +258,13 @@ def execute_run(args: argparse.Namespace) -> Finished:
                 code = pytest.main(pytest_arguments(args), plugins=[pytest_plugin, link, RunConsole(args.verbose)])
             except KeyboardInterrupt:  # before pytest took over
                 code = pytest.ExitCode.INTERRUPTED
+            except Exception:
+                # pytest's own report of an interrupt can fail (a KeyboardInterrupt raised inside a
+                # frozen module's frame has no line number for its traceback printer): the run was
+                # still interrupted, and still gets its report below.
+                if not received:
+                    raise
+                code = pytest.ExitCode.INTERRUPTED
             if code == pytest.ExitCode.INTERRUPTED:
                 if not link.reported():  # stopped before the plugin's session began
                     unwritable = pytest_plugin.write_start_report(chosen, INTERRUPTED_START,
