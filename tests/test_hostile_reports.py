@@ -397,13 +397,25 @@ def signalled_main(*arguments, **options):
     os.kill(os.getpid(), signal.SIGTERM)  # delivered before pytest has even parsed its arguments
     return pytest_main(*arguments, **options)
 
+def failing_report_main(*arguments, **options):
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+    except KeyboardInterrupt:  # pytest's interrupt report then fails, as it does for a frozen frame
+        raise TypeError("unsupported operand type(s) for -: 'NoneType' and 'int'") from None
+
+if sys.argv[2] == "report-fails":
+    signalled_main = failing_report_main
+
 pytest_main, pytest.main = pytest.main, signalled_main
 sys.exit(cli.main(["run", "--base-url", "http://127.0.0.1:9/v1", "--report-dir", sys.argv[1]]))
 """
 
 
-def test_a_signal_before_the_plugin_starts_still_leaves_a_report(tmp_path):
-    run = subprocess.run([sys.executable, "-c", SIGNAL_BEFORE_PYTEST, str(tmp_path)], cwd=ROOT,
+@pytest.mark.parametrize("pytest_reports", ["the-interrupt", "report-fails"])
+def test_a_signal_before_the_plugin_starts_still_leaves_a_report(tmp_path, pytest_reports):
+    """Also when pytest's own report of the interrupt crashes (seen under load: a SIGINT landing in
+    a frozen module's frame leaves pytest's traceback printer a line number of None)."""
+    run = subprocess.run([sys.executable, "-c", SIGNAL_BEFORE_PYTEST, str(tmp_path), pytest_reports], cwd=ROOT,
                          capture_output=True, timeout=PATIENCE_S)
     assert run.returncode == 143 and b"Traceback" not in run.stdout + run.stderr, run.stderr.decode()
     report = assert_valid_report(tmp_path)
