@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from collections import Counter, defaultdict
 from typing import Any
 
@@ -284,21 +285,41 @@ def valid_parameters(ctx: ProbeContext) -> Observation:
 
 # ---- the official SDK ------------------------------------------------------------------------------
 
-def sdk_client(ctx: ProbeContext) -> openai.OpenAI:
-    log: list[Exchange] = ctx.exchanges
+def sdk_client(ctx: ProbeContext, log: list[Exchange]) -> openai.OpenAI:
+    """The official SDK, its traffic going our way (bounded, retried, recorded) into `log`."""
     return openai.OpenAI(base_url=ctx.client.base_url, api_key=ctx.client.api_key or "no-key", max_retries=0,
                          timeout=ctx.client.timeout, http_client=ctx.client.logging_http_client(ctx.check_id, log))
 
 
+def run_steps(ctx: ProbeContext, steps) -> list[BaseException | None]:
+    """Run independent SDK calls at once, each with its own client, and return what each raised.
+    Their exchanges join the check's evidence in the steps' order, whichever answered first."""
+    logs: list[list[Exchange]] = [[] for _ in steps]
+
+    def attempt(step, log: list[Exchange]) -> BaseException | None:
+        try:
+            step(sdk_client(ctx, log))
+        except Exception as error:  # judged in order by sdk_steps
+            return error
+        return None
+
+    with ThreadPoolExecutor(max_workers=max(1, len(steps))) as pool:
+        raised = list(pool.map(attempt, [step for _, step in steps], logs))
+    for log in logs:
+        ctx.exchanges.extend(log)
+    return raised
+
+
 def sdk_steps(ctx: ProbeContext, steps) -> Observation:
-    """Run SDK calls in order; the first that raises is the verdict, named with the step. An
-    endpoint fault (no complete answer, a 5xx, a 429 still there after the retries) is an error,
-    not a finding about the SDK."""
+    """Run SDK calls, each `step(client)` (independent of each other, so they go out together); the
+    first in order that raised is the verdict, named with the step. An endpoint fault (no complete answer, a 5xx, a 429
+    still there after the retries) is an error, not a finding about the SDK."""
     done = []
     redact = ctx.client.redactor.text
-    for name, step in steps:
+    for (name, _), raised in zip(steps, run_steps(ctx, steps), strict=True):
         try:
-            step()
+            if raised is not None:
+                raise raised
         except (openai.APITimeoutError, httpx.TimeoutException) as error:
             raise RequestTimeout(f"{name}: no complete response within the {ctx.client.timeout:g}s timeout "
                                  f"({type(error).__name__})") from None
@@ -316,21 +337,22 @@ def sdk_steps(ctx: ProbeContext, steps) -> Observation:
 
 @check("openai-sdk/chat", "openai-sdk", "The openai SDK: chat create, raw response, stream, close")
 def sdk_chat(ctx: ProbeContext) -> Observation:
-    client = sdk_client(ctx)
     request = {"model": ctx.model, "messages": [{"role": "user", "content": "Reply with only the word OK."}],
                "max_tokens": 4, "temperature": 0}
 
-    def create() -> None:
+    def create(client: openai.OpenAI) -> None:
         completion = client.chat.completions.create(**request)
         ChatCompletion.model_validate(completion.model_dump(exclude_unset=True, warnings=False))
         assert isinstance(completion.choices[0].message.content, str), "message.content is not a string"
 
-    def raw_response() -> None:
-        raw = client.chat.completions.with_raw_response.create(**request)
+    def raw_response(client: openai.OpenAI) -> None:
+        # A body of its own (one token less): the steps run at once, and a replay matches answers
+        # to requests by body, so two identical bodies could swap their recorded answers.
+        raw = client.chat.completions.with_raw_response.create(**{**request, "max_tokens": 3})
         assert raw.headers.get("content-type", "").startswith("application/json"), raw.headers.get("content-type")
         raw.parse()
 
-    def stream_and_close() -> None:
+    def stream_and_close(client: openai.OpenAI) -> None:
         stream = client.chat.completions.create(**request, stream=True)
         first = next(iter(stream))
         ChatCompletionChunk.model_validate(first.model_dump(exclude_unset=True, warnings=False))
@@ -344,13 +366,12 @@ def sdk_chat(ctx: ProbeContext) -> Observation:
 
 @check("openai-sdk/completions", "openai-sdk", "The openai SDK: completions create and stream")
 def sdk_completions(ctx: ProbeContext) -> Observation:
-    client = sdk_client(ctx)
     request = {"model": ctx.model, "prompt": "The quick brown fox", "max_tokens": 4, "temperature": 0}
 
-    def create() -> None:
+    def create(client: openai.OpenAI) -> None:
         Completion.model_validate(client.completions.create(**request).model_dump(exclude_unset=True, warnings=False))
 
-    def stream() -> None:
+    def stream(client: openai.OpenAI) -> None:
         # Stream events reuse the Completion type with finish_reason null until the last one, so
         # they are read, not validated.
         with client.completions.create(**request, stream=True) as events:

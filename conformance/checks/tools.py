@@ -21,7 +21,7 @@ from conformance.checks.base import (
     CHAT, ProbeContext, ProbeFailed, as_dict, as_list, check, choices_of, first_choice, is_refused, refused_for,
     rejection_reason, require_control,
 )
-from conformance.checks.surface import sdk_client, sdk_steps
+from conformance.checks.surface import sdk_steps
 from conformance.client import Exchange
 from conformance.results import Observation, inconclusive, observe
 
@@ -308,10 +308,9 @@ class Answer(BaseModel):
 def sdk_tools(ctx: ProbeContext) -> Observation:
     """What the SDK cannot be shown (tools refused, no call made, a reply cut short) is judged by the
     tool and response-format checks; here it makes the verdict inconclusive, not a failure of the SDK."""
-    client = sdk_client(ctx)
     unseen: list[str] = []
 
-    def tool_call() -> None:
+    def tool_call(client: openai.OpenAI) -> None:
         try:
             stream = client.chat.completions.create(model=ctx.model, messages=CALL_GET_CODE, tools=[GET_CODE],
                                                     tool_choice="required", max_tokens=CALL_TOKENS, temperature=0,
@@ -330,7 +329,7 @@ def sdk_tools(ctx: ProbeContext) -> Observation:
             return
         jsonschema.validate(json.loads(arguments[min(arguments)]), CODE_SCHEMA)
 
-    def parse() -> None:
+    def parse(client: openai.OpenAI) -> None:
         try:
             completion = client.chat.completions.parse(model=ctx.model, messages=[{"role": "user", "content": ASK_JSON}],
                                                        response_format=Answer, max_tokens=JSON_TOKENS, temperature=0)
