@@ -39,7 +39,8 @@ SECRET_QUERY_KEYS = re.compile(r"(key|token|secret|password|auth)", re.IGNORECAS
 
 
 class CassetteMiss(httpx.TransportError):
-    """A request has no recorded answer: the cassette is missing or stale."""
+    """A request has no recorded answer in its check's cassette: the check changed since it was
+    recorded (stale). A check with no cassette at all is not replayed (`CassetteStore.recorded`)."""
 
 
 def cassette_name(check_id: str) -> str:
@@ -129,6 +130,16 @@ class CassetteStore:
                              f"{', '.join(METADATA_TEXT)} and an integer or null context_window); re-record the run")
         return recorded
 
+    def recorded(self, check: str) -> bool:
+        """Whether this directory holds a cassette for `check` (a check added since has none)."""
+        return (self.directory / cassette_name(check)).is_file()
+
+    def not_recorded(self, check: str, entry: str) -> str:
+        """Why a check without a cassette is not judged in a replay, and how to record it: a check
+        added after the recording is news, not a fault (a stale cassette is one: CassetteMiss)."""
+        return (f"not recorded in {self.directory}: record it with "
+                f"`conformance run --record {self.directory} -k {entry}` against the recorded endpoint")
+
     def load(self, check: str) -> list[tuple[VcrRequest, dict[str, Any]]]:
         path = self.directory / cassette_name(check)
         if not path.is_file():
@@ -212,10 +223,11 @@ class ReplayTransport(httpx.BaseTransport):
                     del pending[index]
                     break
             else:
+                why = "stale: the check changed since it was recorded" if self.store.recorded(check) else "missing"
                 raise CassetteMiss(
                     f"no recorded answer for {request.method} {url} in "
-                    f"{self.store.directory / cassette_name(check)} (the cassette is missing or the check changed "
-                    f"since it was recorded); re-record with `conformance run --record {self.store.directory}`")
+                    f"{self.store.directory / cassette_name(check)} (the cassette is {why}); "
+                    f"re-record with `conformance run --record {self.store.directory}`")
         body = response["body"]["string"]
         content = body if isinstance(body, bytes) else body.encode("utf-8", "surrogateescape")
         headers = [(name, value) for name, values in response["headers"].items() for value in values]

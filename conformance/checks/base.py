@@ -221,6 +221,11 @@ class Registry:
             self._checks[check.id] = check
         return check
 
+    def remove(self, check_id: str) -> None:
+        """Unregister a check (a test's throwaway one)."""
+        with self._lock:
+            del self._checks[check_id]
+
     def __iter__(self) -> Iterator[Check]:
         return iter(list(self._checks.values()))
 
