@@ -153,12 +153,14 @@ def test_committed_reference_cassettes_replay_offline_with_their_verdicts(tmp_pa
 @pytest.fixture
 def throwaway_check():
     """A check registered for one test only, as a newcomer adds one: it has no cassette anywhere."""
-    from conformance.checks.base import Check
+    from conformance.checks.base import check
 
-    added = REGISTRY.add(Check("logit-bias/throwaway", "logit-bias", "A check added after the recordings",
-                               lambda ctx: pytest.fail("a check that is not recorded must not be probed")))
-    yield added
-    REGISTRY.remove(added.id)
+    @check("logit-bias", variant="throwaway")
+    def throwaway(ctx):
+        pytest.fail("a check that is not recorded must not be probed")
+
+    yield REGISTRY["logit-bias/throwaway"]
+    REGISTRY.remove("logit-bias/throwaway")
 
 
 @pytest.mark.block_network

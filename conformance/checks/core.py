@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from conformance.checks.base import (
-    CHAT, COMPLETIONS, Api, ProbeContext, as_dict, check, check_per_api, choices_of, refused_for,
+    CHAT, COMPLETIONS, Api, ProbeContext, as_dict, check, PER_API, choices_of, refused_for,
     rejection_reason, usage_problem,
 )
 from conformance.results import Observation, inconclusive, observe
@@ -25,13 +25,13 @@ def _classify_shape(ctx: ProbeContext, api: Api, body: dict) -> Observation:
     return observe("fireworks", f"valid against the core-compatible schema only; strict schema: {listed}")
 
 
-@check("chat-completion-schema/chat", "chat-completion-schema", "A chat completion validates against the schema")
+@check("chat-completion-schema", variant="chat")
 def chat_completion_schema(ctx: ProbeContext) -> Observation:
     body = ctx.require_success(ctx.generate(CHAT, SAY_OK, max_tokens=8), "chat completion")
     return _classify_shape(ctx, CHAT, body)
 
 
-@check("completion-schema/completions", "completion-schema", "A completion validates against the schema")
+@check("completion-schema", variant="completions")
 def completion_schema(ctx: ProbeContext) -> Observation:
     body = ctx.require_success(ctx.generate(COMPLETIONS, "The quick brown fox", max_tokens=8), "completion")
     observation = _classify_shape(ctx, COMPLETIONS, body)
@@ -41,7 +41,7 @@ def completion_schema(ctx: ProbeContext) -> Observation:
     return observation
 
 
-@check_per_api("usage-in-response", "Token usage on a non-streaming response")
+@check("usage-in-response", variants=PER_API)
 def usage_in_response(ctx: ProbeContext, api: Api) -> Observation:
     prompt = SAY_OK if api is CHAT else "The quick brown fox"
     usage = ctx.require_success(ctx.generate(api, prompt, max_tokens=4), api.name).get("usage")
@@ -63,7 +63,7 @@ N_MAX_TOKENS = 4
 N_PROMPT = {"chat": "Count from 1 to 40, separated by commas.", "completions": "1, 2, 3,"}
 
 
-@check_per_api("n-choices", "n generations")
+@check("n-choices", variants=PER_API)
 def n_choices(ctx: ProbeContext, api: Api) -> Observation:
     """n choices indexed 0..n-1, and usage counting every one of them: a choice stopped by
     max_tokens produced exactly max_tokens, any other non-empty choice at least one token."""
@@ -97,7 +97,7 @@ HISTORY = [{"role": "user", "content": f"The secret word is {SECRET}. Remember i
            {"role": "user", "content": "Repeat my first message exactly."}]
 
 
-@check("multi-turn-history/chat", "multi-turn-history", "Earlier turns are part of the prompt")
+@check("multi-turn-history", variant="chat")
 def multi_turn_history(ctx: ProbeContext) -> Observation:
     """Judged by what the endpoint counts, not by what a model recalls: the same last message with
     and without the earlier turns must differ in prompt tokens by about the turns' length."""
@@ -117,7 +117,7 @@ def multi_turn_history(ctx: ProbeContext) -> Observation:
 FIREWORKS_MODEL_ID = re.compile(r"^accounts/[^/]+/models/[^/]+$")
 
 
-@check("model-identifiers/models", "model-identifiers", "Model ids and the /v1/models listing")
+@check("model-identifiers", variant="models")
 def model_identifiers(ctx: ProbeContext) -> Observation:
     listing = ctx.require_success(ctx.send("models", method="GET"), "GET /models")
     problems = ctx.schema_violations("model_list", listing, "core")

@@ -14,7 +14,7 @@ SAY_OK = "Reply with only the word OK."
 METRIC_HEADERS = ("fireworks-prompt-tokens", "fireworks-server-time-to-first-token", "fireworks-server-processing-time")
 
 
-@check("perf-metrics-headers/chat", "perf-metrics-headers", "fireworks-* metrics headers on a response (chat)")
+@check("perf-metrics-headers", variant="chat")
 def perf_metrics_headers(ctx: ProbeContext) -> Observation:
     exchange = ctx.generate(CHAT, SAY_OK, max_tokens=4)
     body = ctx.require_success(exchange, "chat completion")
@@ -29,7 +29,7 @@ def perf_metrics_headers(ctx: ProbeContext) -> Observation:
     return observe("fireworks", f"metrics headers present: {', '.join(present)}", headers=present)
 
 
-@check("perf-metrics-in-response/chat", "perf-metrics-in-response", "perf_metrics_in_response adds perf_metrics (chat)")
+@check("perf-metrics-in-response", variant="chat")
 def perf_metrics_in_body(ctx: ProbeContext) -> Observation:
     exchange = ctx.generate(CHAT, SAY_OK, max_tokens=4, perf_metrics_in_response=True)
     if refused_for(ctx, exchange, "perf_metrics_in_response"):
@@ -40,8 +40,7 @@ def perf_metrics_in_body(ctx: ProbeContext) -> Observation:
     return observe("other", "perf_metrics_in_response was accepted but the body has no perf_metrics object")
 
 
-@check("perf-metrics-in-response/chat-stream", "perf-metrics-in-response",
-       "perf_metrics_in_response puts perf_metrics on the finish chunk (chat, streaming)")
+@check("perf-metrics-in-response", variant="chat-stream")
 def perf_metrics_in_stream(ctx: ProbeContext) -> Observation:
     exchange = ctx.generate(CHAT, SAY_OK, max_tokens=4, stream=True, perf_metrics_in_response=True)
     if refused_for(ctx, exchange, "perf_metrics_in_response"):
@@ -57,7 +56,7 @@ def perf_metrics_in_stream(ctx: ProbeContext) -> Observation:
     return observe("other", "perf_metrics_in_response was accepted but no chunk carries perf_metrics")
 
 
-@check("sampling-options-header/chat", "sampling-options-header", "fireworks-sampling-options header (chat)")
+@check("sampling-options-header", variant="chat")
 def sampling_options_header(ctx: ProbeContext) -> Observation:
     exchange = ctx.generate(CHAT, SAY_OK, max_tokens=4)
     ctx.require_success(exchange, "chat completion")

@@ -11,7 +11,7 @@ USER_TEXT = "alpha beta"
 COMPLETION_PROMPT = "The quick brown fox"
 
 
-@check("echo-on-chat/chat", "echo-on-chat", "echo on chat returns the formatted prompt")
+@check("echo-on-chat", variant="chat")
 def echo_on_chat(ctx: ProbeContext) -> Observation:
     exchange = ctx.generate(CHAT, USER_TEXT, max_tokens=1, echo=True)
     if refused_for(ctx, exchange, "echo"):
@@ -22,7 +22,7 @@ def echo_on_chat(ctx: ProbeContext) -> Observation:
     return observe("other", f"echo accepted, but the reply does not show the prompt: {str(content)[:120]!r}")
 
 
-@check("completion-echo/completions", "completion-echo", "completions echo the prompt untouched")
+@check("completion-echo", variant="completions")
 def completion_echo(ctx: ProbeContext) -> Observation:
     exchange = ctx.generate(COMPLETIONS, COMPLETION_PROMPT, max_tokens=1, echo=True)
     if refused_for(ctx, exchange, "echo"):
@@ -33,7 +33,7 @@ def completion_echo(ctx: ProbeContext) -> Observation:
     return observe("other", f"the echoed text does not start with the prompt as sent: {str(text)[:120]!r}")
 
 
-@check("raw-output/chat", "raw-output", "raw_output shows prompt token ids (chat)")
+@check("raw-output", variant="chat")
 def raw_output(ctx: ProbeContext) -> Observation:
     exchange = ctx.generate(CHAT, USER_TEXT, max_tokens=2, raw_output=True)
     if refused_for(ctx, exchange, "raw_output"):

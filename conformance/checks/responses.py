@@ -33,7 +33,7 @@ def output_text(response: Any) -> str:
                    if isinstance(part, dict) and part.get("type") == "output_text" and isinstance(part.get("text"), str))
 
 
-@check("responses-api/create", "responses-api", "Responses API: create a response")
+@check("responses-api", variant="create")
 def responses_create(ctx: ProbeContext) -> Observation:
     exchange = ctx.send(PATH, _request(ctx, stream=False))
     if not_served(ctx, exchange):
@@ -47,7 +47,7 @@ def responses_create(ctx: ProbeContext) -> Observation:
     return observe("openai", f"a completed response with output text {output_text(body)[:60]!r}")
 
 
-@check("responses-api/stream", "responses-api", "Responses API: stream a response")
+@check("responses-api", variant="stream")
 def responses_stream(ctx: ProbeContext) -> Observation:
     exchange = ctx.send(PATH, _request(ctx, stream=True))
     if not_served(ctx, exchange):

@@ -20,7 +20,7 @@ from openai.types import Completion
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from conformance.checks.base import (
-    CHAT, Api, ProbeContext, ProbeFailed, check, check_per_api, choices_of, require_control,
+    CHAT, Api, ProbeContext, ProbeFailed, check, PER_API, choices_of, require_control,
 )
 from conformance.client import Exchange, RequestTimeout
 from conformance.results import Observation, inconclusive, observe
@@ -79,7 +79,7 @@ def framing_violations(exchange: Exchange, api: Api) -> dict[str, str]:
     return broken
 
 
-@check_per_api("sse-framing", "Stream framing")
+@check("sse-framing", variants=PER_API)
 def sse_framing(ctx: ProbeContext, api: Api) -> Observation:
     exchange = ctx.generate(api, FRAMING_PROMPT[api.name], stream=True, max_tokens=8)
     if not exchange.ok:
@@ -91,7 +91,7 @@ def sse_framing(ctx: ProbeContext, api: Api) -> Observation:
     return observe("openai", f"all {len(FRAMING_RULES)} framing rules hold over {len(exchange.stream.events)} events")
 
 
-@check_per_api("chunk-schema", "Every stream chunk validates against the schema")
+@check("chunk-schema", variants=PER_API)
 def chunk_schema(ctx: ProbeContext, api: Api) -> Observation:
     chunks = ctx.require_stream(ctx.generate(api, FRAMING_PROMPT[api.name], stream=True, max_tokens=8), "stream")
     for position, chunk in enumerate(chunks):
@@ -141,36 +141,36 @@ def _key_test(ctx: ProbeContext, tried: tuple[str | None, str], other: tuple[str
                    f"{other[1]} is refused ({contrast.describe_status()}): keys are checked, but not this way")
 
 
-@check("error-envelope/bad-key", "error-envelope", "A wrong API key: 401 with the envelope")
+@check("error-envelope", variant="bad-key")
 def error_bad_key(ctx: ProbeContext) -> Observation:
     return _key_test(ctx, WRONG_KEY, NO_KEY)
 
 
-@check("error-envelope/missing-key", "error-envelope", "No API key: 401 with the envelope")
+@check("error-envelope", variant="missing-key")
 def error_missing_key(ctx: ProbeContext) -> Observation:
     return _key_test(ctx, NO_KEY, WRONG_KEY)
 
 
-@check("error-envelope/unknown-model", "error-envelope", "An unknown model: 404 with the envelope")
+@check("error-envelope", variant="unknown-model")
 def error_unknown_model(ctx: ProbeContext) -> Observation:
     exchange = ctx.send(CHAT.path, {**CHAT.body("conformance-no-such-model", "Hi", {}), "max_tokens": 1})
     return expect_error(ctx, exchange, 404, "an unknown model")
 
 
-@check("error-envelope/unknown-model-lookup", "error-envelope", "GET /models/{id} of an unknown model: 404 with the envelope")
+@check("error-envelope", variant="unknown-model-lookup")
 def error_unknown_model_lookup(ctx: ProbeContext) -> Observation:
     exchange = ctx.send("models/conformance-no-such-model", method="GET")
     return expect_error(ctx, exchange, 404, "GET /models/{id} of an unknown model")
 
 
-@check("error-envelope/invalid-json", "error-envelope", "A body that is not JSON: 400 with the envelope")
+@check("error-envelope", variant="invalid-json")
 def error_invalid_json(ctx: ProbeContext) -> Observation:
     exchange = ctx.send(CHAT.path, content=b'{"model": "' + ctx.model.encode() + b'", "messages": [',
                         headers={"content-type": "application/json"})
     return expect_error(ctx, exchange, 400, "a truncated JSON body")
 
 
-@check("error-envelope/missing-messages", "error-envelope", "No messages: 400 with the envelope")
+@check("error-envelope", variant="missing-messages")
 def error_missing_messages(ctx: ProbeContext) -> Observation:
     return expect_error(ctx, ctx.send(CHAT.path, {"model": ctx.model, "max_tokens": 1}), 400, "no `messages`")
 
@@ -242,7 +242,7 @@ def describe_malformed(path: tuple[Any, ...], value: Any) -> str:
     return f"{field} missing" if value is MISSING else f"{field}={json.dumps(value)}"
 
 
-@check("parameter-validation/invalid", "parameter-validation", "Invalid parameters get a 4xx envelope")
+@check("parameter-validation", variant="invalid")
 def invalid_parameters(ctx: ProbeContext) -> Observation:
     """Drawn out-of-range or wrong-typed parameters must get a 4xx envelope; a required field
     wrong-typed, null or absent must get exactly a 400 (not a 404 for the model `None`)."""
@@ -267,7 +267,7 @@ def invalid_parameters(ctx: ProbeContext) -> Observation:
                    "and the same request without them succeeded")
 
 
-@check("parameter-validation/valid", "parameter-validation", "Valid parameter combinations succeed")
+@check("parameter-validation", variant="valid")
 def valid_parameters(ctx: ProbeContext) -> Observation:
     cases = draw_cases(VALID_PARAMETERS, VALID_BUDGET)
     exchanges = ctx.send_all([(CHAT.path, CHAT.body(ctx.model, "Reply with only the word OK.", params))
@@ -314,7 +314,7 @@ def sdk_steps(ctx: ProbeContext, steps) -> Observation:
     return observe("openai", "the SDK " + ", ".join(done) + " all parsed", steps_passed=done)
 
 
-@check("openai-sdk/chat", "openai-sdk", "The openai SDK: chat create, raw response, stream, close")
+@check("openai-sdk", variant="chat")
 def sdk_chat(ctx: ProbeContext) -> Observation:
     client = sdk_client(ctx)
     request = {"model": ctx.model, "messages": [{"role": "user", "content": "Reply with only the word OK."}],
@@ -342,7 +342,7 @@ def sdk_chat(ctx: ProbeContext) -> Observation:
                            ("create(stream=True) + close()", stream_and_close)])
 
 
-@check("openai-sdk/completions", "openai-sdk", "The openai SDK: completions create and stream")
+@check("openai-sdk", variant="completions")
 def sdk_completions(ctx: ProbeContext) -> Observation:
     client = sdk_client(ctx)
     request = {"model": ctx.model, "prompt": "The quick brown fox", "max_tokens": 4, "temperature": 0}
