@@ -19,7 +19,7 @@ import re
 import threading
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
@@ -181,7 +181,7 @@ class RecordingTransport(httpx.BaseTransport):
             })
 
         return httpx.Response(response.status_code, headers=response.headers,
-                              stream=TeeStream(response.stream, file), extensions=response.extensions)
+                              stream=TeeStream(cast(httpx.SyncByteStream, response.stream), file), extensions=response.extensions)
 
     def close(self) -> None:
         self.inner.close()

@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -182,7 +182,8 @@ class TeeStream(httpx.SyncByteStream):
     """Passes a response body through and, when the reader closes it, hands over what was read."""
 
     def __init__(self, inner: httpx.SyncByteStream, on_close):
-        self._inner, self._on_close, self._parts = inner, on_close, []
+        self._inner, self._on_close = inner, on_close
+        self._parts: list[bytes] = []
 
     def __iter__(self):
         for part in self._inner:
@@ -372,7 +373,7 @@ class BoundedTransport(httpx.BaseTransport):
         exchange.status = response.status_code
         exchange.response_headers = self.redactor.headers(response.headers)
         encoding = response.headers.get("content-encoding", "identity").strip().lower()
-        stream = BoundedStream(response.stream, lease, event_stream=exchange.is_event_stream,
+        stream = BoundedStream(cast(httpx.SyncByteStream, response.stream), lease, event_stream=exchange.is_event_stream,
                                encoding=None if encoding == "identity" else encoding,
                                on_close=lambda read: self._file(exchange, lease, reserved, read.failure, read))
         # Handed up without what would make a client keep state (cookies) or decode the body.

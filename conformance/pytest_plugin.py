@@ -331,8 +331,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     write(f"{named}endpoint {describe_endpoint(run)}  model {run.endpoint.model}  profile {run.profile.name}")
     retried = f" ({run.stats.retries} retried: Retry-After or a dropped connection)" if run.stats.retries else ""
     write(f"{summary}; {traffic(build_report(run))}{retried}, {run.duration_s:.1f}s")
-    if run.unjudged_summary():
-        write(run.unjudged_summary(), yellow=True, bold=True)
+    unjudged = run.unjudged_summary()
+    if unjudged:
+        write(unjudged, yellow=True, bold=True)
     for result in run.ordered_results():
         if result.outcome != "pass":
             markup = {"fail": {"red": True}, "error": {"red": True, "bold": True}}.get(result.outcome, {"yellow": True})

@@ -61,9 +61,9 @@ def execute(check: Check, entry: Entry, profile: Profile, client: EndpointClient
         if error.exchange is not None and error.exchange not in context.exchanges:
             context.exchanges.append(error.exchange)
     except Exception as error:  # ProbeFailed, or a bug in a check: it must not take the run down
-        exhausted = budget_exhausted(error)
-        if exhausted is not None:  # raised inside a foreign client (the SDK), which wrapped it
-            skipped = str(exhausted)
+        cause = budget_exhausted(error)
+        if cause is not None:  # raised inside a foreign client (the SDK), which wrapped it
+            skipped = str(cause)
         else:
             failure = str(error) if isinstance(error, ProbeFailed) else \
                 f"internal error in the check: {type(error).__name__}: {error}"

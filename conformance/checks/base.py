@@ -358,7 +358,7 @@ def choices_of(chunk: dict[str, Any]) -> list[dict[str, Any]]:
 def usage_problem(usage: dict[str, Any]) -> str | None:
     """What is wrong with a usage object's counts (non-negative integers, prompt + completion =
     total), or None. Shared by every check that reads usage, streamed or not."""
-    counts = [usage.get(key) for key in ("prompt_tokens", "completion_tokens", "total_tokens")]
+    counts: list[Any] = [usage.get(key) for key in ("prompt_tokens", "completion_tokens", "total_tokens")]
     if not all(type(count) is int and count >= 0 for count in counts):
         return f"usage counts are not non-negative integers: {usage}"
     if counts[0] + counts[1] != counts[2]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from conformance.checks.base import (
     CHAT, COMPLETIONS, Api, ProbeContext, as_dict, check, PER_API, choices_of, refused_for,
@@ -103,7 +104,7 @@ def multi_turn_history(ctx: ProbeContext) -> Observation:
     and without the earlier turns must differ in prompt tokens by about the turns' length."""
     with_history = ctx.require_success(ctx.generate(CHAT, HISTORY, max_tokens=1), "multi-turn request")
     alone = ctx.require_success(ctx.generate(CHAT, HISTORY[-1:], max_tokens=1), "the last message alone")
-    counted = [as_dict(body.get("usage")).get("prompt_tokens") for body in (with_history, alone)]
+    counted: list[Any] = [as_dict(body.get("usage")).get("prompt_tokens") for body in (with_history, alone)]
     if not all(isinstance(n, int) and not isinstance(n, bool) for n in counted):
         return inconclusive(f"no usage.prompt_tokens to compare ({counted}), and a one-token reply cannot show "
                             "whether the earlier turns were read")

@@ -20,7 +20,7 @@ from openai.types import Completion
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from conformance.checks.base import (
-    CHAT, Api, ProbeContext, ProbeFailed, check, PER_API, choices_of, require_control,
+    CHAT, PER_API, Api, ProbeContext, ProbeFailed, as_dict, check, choices_of, require_control,
 )
 from conformance.client import Exchange, RequestTimeout
 from conformance.results import Observation, inconclusive, observe
@@ -110,8 +110,9 @@ def expect_error(ctx: ProbeContext, exchange: Exchange, status: int, situation: 
     problems = (["the body is not JSON: " + repr(exchange.text[:80])] if exchange.json is None
                 else [str(v) for v in ctx.schema_violations("error", exchange.json, "core")])
     if exchange.status == status and not problems:
+        envelope = as_dict(exchange.error_envelope)
         return observe("openai", f"{situation}: HTTP {status} with the error envelope "
-                       f"(type {exchange.error_envelope.get('type')!r}, code {exchange.error_envelope.get('code')!r})")
+                       f"(type {envelope.get('type')!r}, code {envelope.get('code')!r})")
     wrong = [] if exchange.status == status else [f"HTTP {exchange.status} instead of {status}"]
     return observe("other", f"{situation}: " + "; ".join(wrong + [f"error envelope: {p}" for p in problems]))
 
@@ -287,14 +288,15 @@ def valid_parameters(ctx: ProbeContext) -> Observation:
 def sdk_client(ctx: ProbeContext) -> openai.OpenAI:
     log: list[Exchange] = ctx.exchanges
     return openai.OpenAI(base_url=ctx.client.base_url, api_key=ctx.client.api_key or "no-key", max_retries=0,
-                         timeout=ctx.client.timeout, http_client=ctx.client.logging_http_client(ctx.check_id, log))
+                         timeout=ctx.client.timeout,
+                         http_client=ctx.client.logging_http_client(ctx.check_id, log))  # type: ignore[arg-type]
 
 
 def sdk_steps(ctx: ProbeContext, steps) -> Observation:
     """Run SDK calls in order; the first that raises is the verdict, named with the step. An
     endpoint fault (no complete answer, a 5xx, a 429 still there after the retries) is an error,
     not a finding about the SDK."""
-    done = []
+    done: list[str] = []
     redact = ctx.client.redactor.text
     for name, step in steps:
         try:
@@ -317,7 +319,7 @@ def sdk_steps(ctx: ProbeContext, steps) -> Observation:
 @check("openai-sdk", variant="chat")
 def sdk_chat(ctx: ProbeContext) -> Observation:
     client = sdk_client(ctx)
-    request = {"model": ctx.model, "messages": [{"role": "user", "content": "Reply with only the word OK."}],
+    request: dict[str, Any] = {"model": ctx.model, "messages": [{"role": "user", "content": "Reply with only the word OK."}],
                "max_tokens": 4, "temperature": 0}
 
     def create() -> None:
@@ -345,7 +347,7 @@ def sdk_chat(ctx: ProbeContext) -> Observation:
 @check("openai-sdk", variant="completions")
 def sdk_completions(ctx: ProbeContext) -> Observation:
     client = sdk_client(ctx)
-    request = {"model": ctx.model, "prompt": "The quick brown fox", "max_tokens": 4, "temperature": 0}
+    request: dict[str, Any] = {"model": ctx.model, "prompt": "The quick brown fox", "max_tokens": 4, "temperature": 0}
 
     def create() -> None:
         Completion.model_validate(client.completions.create(**request).model_dump(exclude_unset=True, warnings=False))

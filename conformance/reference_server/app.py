@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -169,7 +169,7 @@ class Endpoint:
         if (fault := await self.faulty(request)) is not None:
             return fault
         body = await self.read_body(request)
-        messages = body.get("messages") if self.trusting else validation.check_messages(body)
+        messages = cast(list[dict[str, Any]], body.get("messages")) if self.trusting else validation.check_messages(body)
         self.check_params(body, OPENAI_CHAT, chat=True)
         if self.config.is_("multi-turn-history", "other"):
             messages = messages[-1:]  # deviation: the history is dropped
@@ -236,10 +236,10 @@ class Endpoint:
         if chat:
             if logprobs is not None and type(logprobs) not in (bool, int):
                 raise bad_param("logprobs", "Invalid type for 'logprobs': expected a boolean.")
-            integer_form = type(logprobs) is int
+            integer_form = isinstance(logprobs, int) and not isinstance(logprobs, bool)
             if integer_form and not self.config.is_("chat-logprobs-integer", "fireworks"):
                 raise bad_param("logprobs", "Invalid type for 'logprobs': expected a boolean, but got an integer instead.")
-            if integer_form and not 0 <= logprobs <= 5:
+            if isinstance(logprobs, int) and integer_form and not 0 <= logprobs <= 5:
                 raise bad_param("logprobs", "'logprobs' must be between 0 and 5.")
             if top is not None:
                 limit = 5 if self.config.is_("top-logprobs-range", "fireworks") else 20
@@ -455,7 +455,7 @@ class Endpoint:
             if first:
                 delta["role"] = "assistant"
             if generation.tool:
-                delta.update(tool_call_delta(generation, piece, first))
+                delta.update(tool_call_delta(generation.tool, generation.call_id, piece, first))
             elif piece is not None:
                 delta["content"] = piece
             choice = {"index": index, "delta": delta, "finish_reason": finish}
@@ -473,11 +473,11 @@ class Endpoint:
         return chunk
 
 
-def tool_call_delta(generation: Generation, piece: str | None, first: bool) -> dict[str, Any]:
+def tool_call_delta(tool: ToolCall, call_id: str, piece: str | None, first: bool) -> dict[str, Any]:
     """A streamed tool call as OpenAI sends it: id, type and name once, then the arguments in pieces."""
     if first:
-        return {"content": None, "tool_calls": [{"index": 0, "id": generation.call_id, "type": "function",
-                                                 "function": {"name": generation.tool.name, "arguments": ""}}]}
+        return {"content": None, "tool_calls": [{"index": 0, "id": call_id, "type": "function",
+                                                 "function": {"name": tool.name, "arguments": ""}}]}
     return {} if piece is None else {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}
 
 
@@ -519,7 +519,7 @@ def create_app(config: ServerConfig) -> Starlette:
         Route("/v1/completions", guarded(endpoint.completions), methods=["POST"]),
         Route("/v1/responses", guarded(endpoint.responses), methods=["POST"]),
     ]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})  # type: ignore[dict-item]
     app.state.config = config
     app.state.started = time.time()
     return app
