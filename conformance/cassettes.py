@@ -27,7 +27,8 @@ from vcr.request import Request as VcrRequest
 from vcr.serialize import deserialize, serialize
 from vcr.serializers import yamlserializer
 
-from conformance.client import CHECK_EXTENSION, EXCHANGE_EXTENSION, TeeStream
+from conformance.client import CHECK_EXTENSION, EXCHANGE_EXTENSION
+from conformance.exceptions import ConformanceError
 from conformance.redaction import REDACTED, SECRET_HEADERS, Redactor
 from conformance.transport import network_transport
 
@@ -38,7 +39,7 @@ METADATA_TEXT = ("endpoint", "base_url", "model")
 SECRET_QUERY_KEYS = re.compile(r"(key|token|secret|password|auth)", re.IGNORECASE)
 
 
-class CassetteMiss(httpx.TransportError):
+class CassetteMiss(ConformanceError, httpx.TransportError):
     """A request has no recorded answer in its check's cassette: the check changed since it was
     recorded (stale). A check with no cassette at all is not replayed (`CassetteStore.recorded`)."""
 
@@ -146,6 +147,26 @@ class CassetteStore:
             return []
         requests, responses = deserialize(path.read_text(encoding="utf-8"), yamlserializer)[:2]
         return list(zip(requests, responses))
+
+
+class TeeStream(httpx.SyncByteStream):
+    """Passes a response body through and, when the reader closes it, hands over what was read."""
+
+    def __init__(self, inner: httpx.SyncByteStream, on_close):
+        self._inner, self._on_close = inner, on_close
+        self._parts: list[bytes] = []
+
+    def __iter__(self):
+        for part in self._inner:
+            self._parts.append(part)
+            yield part
+
+    def close(self) -> None:
+        try:
+            self._inner.close()
+        finally:
+            self._on_close(b"".join(self._parts))
+
 
 
 def recording_identity(metadata: dict[str, Any]) -> tuple[Any, ...]:

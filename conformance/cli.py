@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
     import pytest
 
-    from conformance.client import RunStats
+    from conformance.accounting import RunStats
     from conformance.compare import Changes
     from conformance.pytest_plugin import Opened
 
@@ -231,7 +231,7 @@ def execute_run(args: argparse.Namespace) -> Finished:
 
     import conformance.endpoint  # noqa: F401  # imported in this thread; the opener below only talks
     from conformance import pytest_plugin
-    from conformance.client import RunStats
+    from conformance.accounting import RunStats
     from conformance.pytest_plugin import CHANGES, INTERRUPTED_START, REPORT, redactor_of_settings
 
     try:

@@ -8,12 +8,16 @@ import re
 import secrets
 from dataclasses import dataclass, field
 
-from conformance.client import BudgetExhausted, EndpointClient, EndpointError, Exchange, RunStats, normalize_base_url
+from conformance.accounting import RunStats
+from conformance.client import EndpointClient
+from conformance.exceptions import BudgetExhausted, ConformanceError, EndpointError
+from conformance.exchange import Exchange
+from conformance.urls import normalize_base_url
 from conformance.options import base_url_from_environment
 from conformance.reference_server import RunningServer, ServerConfig, start_in_thread
 
 
-class EndpointUnusable(Exception):
+class EndpointUnusable(ConformanceError):
     """The run cannot start: bad URL, nothing listening, key refused, no model to use."""
 
 

@@ -82,7 +82,7 @@ def timeout_seconds(text: str) -> float:
 def base_url(text: str) -> str:
     """An http(s) URL (its query string, e.g. Azure's `api-version`, is kept). Empty is an error:
     only the absence of a base URL means the embedded server."""
-    from conformance.client import normalize_base_url
+    from conformance.urls import normalize_base_url
 
     if not text.strip():
         raise ValueError("is empty; leave it out to run against the embedded reference server")

@@ -19,7 +19,10 @@ import httpx
 from conformance.catalog import Catalog, Entry
 from conformance.checks import REGISTRY, Check
 from conformance.checks.base import ProbeContext, ProbeFailed
-from conformance.client import BudgetExhausted, EndpointClient, EndpointError, Exchange, RequestTimeout, RunStats
+from conformance.accounting import RunStats
+from conformance.client import EndpointClient
+from conformance.exceptions import BudgetExhausted, EndpointError, RequestTimeout
+from conformance.exchange import Exchange
 from conformance.endpoint import Endpoint
 from conformance.profiles import Profile
 from conformance.results import CheckResult, Observation

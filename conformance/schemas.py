@@ -1,6 +1,6 @@
 """JSON Schema validation of what an endpoint returns, against the schemas in `schemas/`.
 
-Two sets exist: `strict` (OpenAI's spec as written) and `core` (what clients rely on, which
+Two sets exist: `strict` (OpenAI's spec as written) and `compatible` (what clients rely on, which
 Fireworks-shaped objects also satisfy). A violation names the JSON path and the rule it broke, so
 a failure reads like "$.choices[0].message: 'refusal' is a required property (required)".
 """
@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from jsonschema import Draft202012Validator
 
-SchemaSet = Literal["strict", "core"]
+SchemaSet = Literal["strict", "compatible"]
 
 
 def schema_root() -> Path:
@@ -38,12 +38,12 @@ class Violation:
 
 
 @lru_cache(maxsize=None)
-def validator(name: str, schema_set: SchemaSet = "core") -> Draft202012Validator:
+def validator(name: str, schema_set: SchemaSet = "compatible") -> Draft202012Validator:
     path = schema_root() / schema_set / f"{name}.schema.json"
     return Draft202012Validator(json.loads(path.read_text(encoding="utf-8")))
 
 
-def validate(name: str, instance: Any, schema_set: SchemaSet = "core", limit: int = 5) -> list[Violation]:
+def validate(name: str, instance: Any, schema_set: SchemaSet = "compatible", limit: int = 5) -> list[Violation]:
     """Every way `instance` breaks schema `name` (the most specific first, at most `limit`)."""
     found = []
     for error in sorted(validator(name, schema_set).iter_errors(instance), key=_specificity):

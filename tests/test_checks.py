@@ -52,7 +52,7 @@ def test_the_server_can_deviate_on_every_entry():
         assert set(behaviours) <= set(CATALOG[entry_id].vocabulary), (
             f"{entry_id}: CAPABILITIES (conformance/reference_server/config.py) lists behaviours the entry's "
             "[entry.behaviours] in conformance/catalog/differences.toml does not")
-        if len(behaviours) < 2:  # the core surface deviates through rule-break faults: tests/test_surface.py
+        if len(behaviours) < 2:  # the common surface deviates through rule-break faults: tests/test_surface.py
             assert CATALOG[entry_id].area == "surface", f"{entry_id}: no way to make the reference server deviate"
 
 

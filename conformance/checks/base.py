@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from conformance.client import EndpointClient, Exchange
+from conformance.client import EndpointClient
+from conformance.exceptions import ConformanceError
+from conformance.exchange import Exchange
 from conformance.results import Observation
 from conformance.schemas import SchemaSet, Violation, validate
 
@@ -74,7 +76,7 @@ RESPONSE_SCHEMAS = {
 }
 
 
-class ProbeFailed(Exception):
+class ProbeFailed(ConformanceError):
     """The endpoint broke the probe in a way that is an `error`, not a behaviour (e.g. a 500)."""
 
 
@@ -97,7 +99,7 @@ class ProbeContext:
 
     def send(self, path: str, body: Any = None, method: str = "POST", **options: Any) -> Exchange:
         """Send one request as part of this check; it becomes evidence whatever happens, and its
-        body (or every chunk of its stream) is validated against the core schemas."""
+        body (or every chunk of its stream) is validated against the compatible schemas."""
         exchange = self.client.request(method, path, body, check=self.check_id, **options)
         self.exchanges.append(exchange)
         self.validate_exchange(path, exchange)
@@ -111,12 +113,12 @@ class ProbeContext:
         whole, chunk = schemas
         if not exchange.ok:
             if exchange.json is not None:
-                self.schema_violations("error", exchange.json, "core")
+                self.schema_violations("error", exchange.json, "compatible")
         elif exchange.is_event_stream:
             for position, event in enumerate(exchange.stream.chunks):
-                self.schema_violations(chunk, event, "core", where=f"chunk #{position} ")
+                self.schema_violations(chunk, event, "compatible", where=f"chunk #{position} ")
         elif exchange.json is not None:
-            self.schema_violations(whole, exchange.json, "core")
+            self.schema_violations(whole, exchange.json, "compatible")
 
     def send_all(self, requests: list[tuple[str, Any]]) -> list[Exchange]:
         """Send independent requests at once; evidence keeps their order. A transport failure of
@@ -147,7 +149,7 @@ class ProbeContext:
         """One chat or completions request with deterministic sampling and the given params."""
         return self.send(api.path, api.body(self.model, prompt, params))
 
-    def schema_violations(self, name: str, instance: Any, schema_set: SchemaSet = "core",
+    def schema_violations(self, name: str, instance: Any, schema_set: SchemaSet = "compatible",
                           where: str = "") -> list[Violation]:
         """Validate and remember violations, so the report shows them whatever the verdict.
 
@@ -209,7 +211,7 @@ class Check:
     probe: Probe
 
 
-class CheckDeclarationError(ValueError):
+class CheckDeclarationError(ConformanceError, ValueError):
     """A check declared wrongly (an unknown entry, a duplicate id, arguments its probe does not
     take): raised when its module is imported, naming the file to edit."""
 

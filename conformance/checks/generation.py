@@ -9,7 +9,7 @@ from conformance.checks.base import (
     CHAT, COMPLETIONS, Api, ProbeContext, as_dict, check, PER_API, first_choice, is_refused, refused_for,
     rejection_reason, streamed_finish_reason, streamed_text,
 )
-from conformance.client import token_counts
+from conformance.accounting import token_counts
 from conformance.results import Observation, inconclusive, observe
 
 

@@ -39,7 +39,7 @@ def responses_create(ctx: ProbeContext) -> Observation:
     if not_served(ctx, exchange):
         return observe("unsupported", f"/responses is not served: {exchange.describe_status()}")
     body = ctx.require_success(exchange, "POST /responses")
-    problems = ctx.schema_violations("response", body, "core")
+    problems = ctx.schema_violations("response", body, "compatible")
     if problems:
         return observe("other", "not a valid response object: " + "; ".join(map(str, problems)))
     if body.get("status") != "completed" or not output_text(body):
@@ -55,7 +55,7 @@ def responses_stream(ctx: ProbeContext) -> Observation:
     events = ctx.require_stream(exchange, "POST /responses (stream)", expect_done=False)
     types = [event.get("type") for event in events]
     problems = [f"event #{i} ({types[i]}): {v}" for i, event in enumerate(events)
-                for v in ctx.schema_violations("response_stream_event", event, "core")]
+                for v in ctx.schema_violations("response_stream_event", event, "compatible")]
     if problems:
         return observe("other", "events break the schema: " + "; ".join(problems[:3]))
     if not types or types[0] != "response.created" or types[-1] != "response.completed":

@@ -1,4 +1,4 @@
-"""The core OpenAI surface every compatible endpoint must get right whatever its profile: stream
+"""The common OpenAI surface every compatible endpoint must get right whatever its profile: stream
 framing, chunk shapes, error envelopes, parameter validation, and the official SDK end to end.
 
 Each rule has a name; a check that finds rules broken names every one of them, so a failure reads
@@ -22,7 +22,8 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from conformance.checks.base import (
     CHAT, PER_API, Api, ProbeContext, ProbeFailed, as_dict, check, choices_of, require_control,
 )
-from conformance.client import Exchange, RequestTimeout
+from conformance.exceptions import RequestTimeout
+from conformance.exchange import Exchange
 from conformance.results import Observation, inconclusive, observe
 
 FRAMING_PROMPT = {"chat": "Count from 1 to 5, separated by commas.", "completions": "1, 2, 3,"}
@@ -95,7 +96,7 @@ def sse_framing(ctx: ProbeContext, api: Api) -> Observation:
 def chunk_schema(ctx: ProbeContext, api: Api) -> Observation:
     chunks = ctx.require_stream(ctx.generate(api, FRAMING_PROMPT[api.name], stream=True, max_tokens=8), "stream")
     for position, chunk in enumerate(chunks):
-        violations = ctx.schema_violations(api.chunk_schema, chunk, "core")
+        violations = ctx.schema_violations(api.chunk_schema, chunk, "compatible")
         if violations:
             return observe("other", f"chunk #{position}: " + "; ".join(map(str, violations)))
     return observe("openai", f"all {len(chunks)} chunks are valid `{api.chunk_schema}` objects")
@@ -108,7 +109,7 @@ def expect_error(ctx: ProbeContext, exchange: Exchange, status: int, situation: 
     if exchange.ok:
         return observe("other", f"{situation}: answered HTTP {exchange.status} instead of refusing with {status}")
     problems = (["the body is not JSON: " + repr(exchange.text[:80])] if exchange.json is None
-                else [str(v) for v in ctx.schema_violations("error", exchange.json, "core")])
+                else [str(v) for v in ctx.schema_violations("error", exchange.json, "compatible")])
     if exchange.status == status and not problems:
         envelope = as_dict(exchange.error_envelope)
         return observe("openai", f"{situation}: HTTP {status} with the error envelope "
@@ -275,7 +276,7 @@ def valid_parameters(ctx: ProbeContext) -> Observation:
                               for params in cases])
     refused = []
     for params, exchange in zip(cases, exchanges):
-        problems = [] if not exchange.ok else ctx.schema_violations("chat_completion", exchange.json, "core")
+        problems = [] if not exchange.ok else ctx.schema_violations("chat_completion", exchange.json, "compatible")
         if not exchange.ok or problems:
             refused.append(f"{params} -> {exchange.describe_status() if not exchange.ok else problems[0]}")
     if refused:

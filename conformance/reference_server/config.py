@@ -44,7 +44,7 @@ CAPABILITIES: dict[str, tuple[str, ...]] = {
     "completion-echo": ("openai", "other"),
     "raw-output": _BOTH,
     "responses-api": ("openai", "unsupported"),
-    # The core surface has one documented behaviour; the server breaks it with rule-break faults
+    # The common surface has one documented behaviour; the server breaks it with rule-break faults
     # (faults.py), and tests/test_surface.py proves each matching check fails.
     "sse-framing": ("openai",),
     "chunk-schema": ("openai",),

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conformance import __version__
-from conformance.client import RunStats
+from conformance.accounting import RunStats
 from conformance.redaction import Redactor
 from conformance.results import OUTCOMES
 from conformance.runner import INTERRUPTED

@@ -1,4 +1,4 @@
-"""Core surface checks: shapes, usage, n, history and the model listing, which both documents promise alike."""
+"""Basic checks: shapes, usage, n, history and the model listing, which both documents promise alike."""
 
 from __future__ import annotations
 
@@ -15,15 +15,15 @@ SAY_OK = "Reply with only the word OK."
 
 
 def _classify_shape(ctx: ProbeContext, api: Api, body: dict) -> Observation:
-    """strict-valid: openai; core-valid only: fireworks (its documented schema); else other."""
+    """strict-valid: openai; compatible-valid only: fireworks (its documented schema); else other."""
     strict = ctx.schema_violations(api.response_schema, body, "strict")
     if not strict:
         return observe("openai", f"valid against the strict OpenAI `{api.response_schema}` schema")
-    core = ctx.schema_violations(api.response_schema, body, "core")
-    listed = "; ".join(str(v) for v in (core or strict))
-    if core:
-        return observe("other", f"invalid even against the core-compatible schema: {listed}")
-    return observe("fireworks", f"valid against the core-compatible schema only; strict schema: {listed}")
+    compatible = ctx.schema_violations(api.response_schema, body, "compatible")
+    listed = "; ".join(str(v) for v in (compatible or strict))
+    if compatible:
+        return observe("other", f"invalid even against the compatible schema: {listed}")
+    return observe("fireworks", f"valid against the compatible schema only; strict schema: {listed}")
 
 
 @check("chat-completion-schema", variant="chat")
@@ -36,7 +36,7 @@ def chat_completion_schema(ctx: ProbeContext) -> Observation:
 def completion_schema(ctx: ProbeContext) -> Observation:
     body = ctx.require_success(ctx.generate(COMPLETIONS, "The quick brown fox", max_tokens=8), "completion")
     observation = _classify_shape(ctx, COMPLETIONS, body)
-    # Only OpenAI's shape is documented for completions: a core-only fit is not Fireworks' either.
+    # Only OpenAI's shape is documented for completions: a compatible-only fit is not Fireworks' either.
     if observation.behaviour == "fireworks":
         return observe("other", observation.reason)
     return observation
@@ -121,7 +121,7 @@ FIREWORKS_MODEL_ID = re.compile(r"^accounts/[^/]+/models/[^/]+$")
 @check("model-identifiers", variant="models")
 def model_identifiers(ctx: ProbeContext) -> Observation:
     listing = ctx.require_success(ctx.send("models", method="GET"), "GET /models")
-    problems = ctx.schema_violations("model_list", listing, "core")
+    problems = ctx.schema_violations("model_list", listing, "compatible")
     if problems:
         return observe("other", "the listing is malformed: " + "; ".join(map(str, problems)))
     ids = [m["id"] for m in listing["data"]]
