@@ -190,7 +190,8 @@ def test_no_spelling_of_a_secret_reaches_any_file_or_stream(hostile, tmp_path):
     """The whole suite, recorded, against a server echoing the key and the URL's password in every
     spelling: no file written and neither output stream holds any of them."""
     server = hostile(models_listing(owned_by=" ".join(spellings_of(KEY))), after_preflight(echo_everything))
-    run = conformance_process("run", "--base-url", server.base_url, "--profile", "none", "--report-dir",
+    run = conformance_process("run", "--base-url", server.base_url, "--header", f"x-second-secret:{PASSWORD}",
+                              "--profile", "none", "--report-dir",
                               str(tmp_path / "reports"), "--record", str(tmp_path / "cassettes"),
                               env={"OPENAI_API_KEY": KEY})
     out, err = run.communicate(timeout=PATIENCE_S * 3)
