@@ -146,7 +146,7 @@ class CassetteStore:
         if not path.is_file():
             return []
         requests, responses = deserialize(path.read_text(encoding="utf-8"), yamlserializer)[:2]
-        return list(zip(requests, responses))
+        return list(zip(requests, responses, strict=True))
 
 
 class TeeStream(httpx.SyncByteStream):
@@ -202,7 +202,8 @@ class RecordingTransport(httpx.BaseTransport):
             })
 
         return httpx.Response(response.status_code, headers=response.headers,
-                              stream=TeeStream(cast(httpx.SyncByteStream, response.stream), file), extensions=response.extensions)
+                              stream=TeeStream(cast(httpx.SyncByteStream, response.stream), file),
+                              extensions=response.extensions)
 
     def close(self) -> None:
         self.inner.close()
@@ -238,7 +239,7 @@ class ReplayTransport(httpx.BaseTransport):
             if check not in self._remaining:
                 self._remaining[check] = self.store.load(check)
             pending = self._remaining[check]
-            for index, (recorded, response) in enumerate(pending):
+            for index, (recorded, response) in enumerate(pending):  # noqa: B007  (used after the break)
                 if recorded.method == request.method and _path(recorded.uri) == _path(url) \
                         and _same_body(recorded.body, request.read(), self.scrub):
                     del pending[index]

@@ -7,29 +7,22 @@ or an endpoint that cannot be used (always with a one-line message, never a trac
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from conformance import __version__
 from conformance.console import printable
-from conformance.options import (
-    OPTIONS,
-    RUN_OPTIONS,
-    OptionError,
-    Settings,
-    argparse_type,
-    positive_int,
-    settings,
-)
 from conformance.datasets import command as dataset_command
+from conformance.options import OPTIONS, RUN_OPTIONS, OptionError, Settings, argparse_type, positive_int, settings
 from conformance.redaction import Redactor, run_redactor
 
 if TYPE_CHECKING:
@@ -353,10 +346,8 @@ def invoke(argv: list[str] | None = None) -> Finished:
         # interpreter joins worker threads); the reports are written, so leave now.
         os._exit(stop.code if isinstance(stop, Interrupted) else EXIT_INTERRUPTED)
     except BrokenPipeError:  # e.g. `conformance catalog | head`: the reader left, which is no error
-        try:
+        with contextlib.suppress(OSError, ValueError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the final flush cannot fail again
-        except (OSError, ValueError):
-            pass
         return Finished(EXIT_OK)
 
 

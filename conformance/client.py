@@ -76,7 +76,8 @@ class BoundedTransport(httpx.BaseTransport):
         exchange.status = response.status_code
         exchange.response_headers = self.redactor.headers(response.headers)
         encoding = response.headers.get("content-encoding", "identity").strip().lower()
-        stream = BoundedStream(cast(httpx.SyncByteStream, response.stream), lease, event_stream=exchange.is_event_stream,
+        stream = BoundedStream(cast(httpx.SyncByteStream, response.stream), lease,
+                               event_stream=exchange.is_event_stream,
                                encoding=None if encoding == "identity" else encoding,
                                on_close=lambda read: self._file(exchange, lease, reserved, read.failure, read))
         # Handed up without what would make a client keep state (cookies) or decode the body.

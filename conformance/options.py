@@ -212,8 +212,8 @@ class Option:
 
 
 RUN_OPTIONS: tuple[Option, ...] = (
-    Option("base-url", "endpoint base URL, e.g. https://api.fireworks.ai/inference/v1 "
-                       "(default: $OPENAI_BASE_URL, then $OPENAI_API_BASE; with neither, the embedded reference server)",
+    Option("base-url", "endpoint base URL, e.g. https://api.fireworks.ai/inference/v1 (default: $OPENAI_BASE_URL, "
+                       "then $OPENAI_API_BASE; with neither, the embedded reference server)",
            base_url, metavar="URL"),
     Option("api-key", f"API key (default: ${API_KEY_VARIABLE}); never written to disk", given, metavar="KEY"),
     Option("model", "model id (default: the first model /models lists)", given, metavar="NAME"),

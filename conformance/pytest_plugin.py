@@ -15,22 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from conformance.options import (
-    PYTEST_PREFIX,
-    RUN_OPTIONS,
-    Option,
-    OptionError,
-    Settings,
-    settings,
-)
+from conformance.options import PYTEST_PREFIX, RUN_OPTIONS, Option, OptionError, Settings, settings
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
     import httpx
 
-    from conformance.cassettes import CassetteStore
     from conformance.accounting import RunStats
+    from conformance.cassettes import CassetteStore
     from conformance.compare import Changes
     from conformance.endpoint import Endpoint
     from conformance.redaction import Redactor

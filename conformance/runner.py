@@ -8,22 +8,22 @@ therefore takes about as long as its longest chain of dependent requests.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
 
+from conformance.accounting import RunStats
 from conformance.catalog import Catalog, Entry
 from conformance.checks import REGISTRY, Check
 from conformance.checks.base import ProbeContext, ProbeFailed
-from conformance.accounting import RunStats
 from conformance.client import EndpointClient
+from conformance.endpoint import Endpoint
 from conformance.exceptions import BudgetExhausted, EndpointError, RequestTimeout
 from conformance.exchange import Exchange
-from conformance.endpoint import Endpoint
 from conformance.profiles import Profile
 from conformance.results import CheckResult, Observation
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -37,7 +37,7 @@ class Violation:
         return f"{self.path}: {self.message} ({self.rule})"
 
 
-@lru_cache(maxsize=None)
+@cache
 def validator(name: str, schema_set: SchemaSet = "compatible") -> Draft202012Validator:
     path = schema_root() / schema_set / f"{name}.schema.json"
     return Draft202012Validator(json.loads(path.read_text(encoding="utf-8")))
@@ -62,7 +62,7 @@ def _short(message: str, limit: int = 240) -> str:
     return message if len(message) <= limit else message[: limit - 3] + "..."
 
 
-@lru_cache(maxsize=None)
+@cache
 def file_validator(file_name: str) -> Draft202012Validator:
     """A validator for one of the suite's own file formats (`profile.schema.json`, ...)."""
     return Draft202012Validator(json.loads((schema_root() / file_name).read_text(encoding="utf-8")))

@@ -38,7 +38,8 @@ def test_every_entry_has_a_check_and_every_check_an_entry():
         "catalog entries without a check: declare one with @check(ENTRY, variant=...) in conformance/checks/<area>.py "
         "(CONTRIBUTING.md, step 2)")
     assert checked - set(CATALOG.entries) == set(), (
-        "checks naming no catalog entry: add the entry to conformance/catalog/differences.toml (CONTRIBUTING.md, step 1)")
+        "checks naming no catalog entry: add the entry to conformance/catalog/differences.toml "
+        "(CONTRIBUTING.md, step 1)")
 
 
 def test_the_server_can_deviate_on_every_entry():

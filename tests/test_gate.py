@@ -17,8 +17,8 @@ from conformance.catalog import CatalogError, load_catalog, parse_catalog
 from conformance.checks import REGISTRY
 from conformance.cli import main
 from conformance.client import EndpointClient
-from conformance.exchange import Exchange
 from conformance.endpoint import preflight_problem, resolve
+from conformance.exchange import Exchange
 from conformance.profiles import load_profile
 from conformance.report import write_reports
 from conformance.runner import ConformanceRun, execute

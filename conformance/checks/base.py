@@ -128,7 +128,7 @@ class ProbeContext:
                        for path, body in requests]
             exchanges = [future.result() for future in futures]
         self.exchanges.extend(exchanges)
-        for (path, _), exchange in zip(requests, exchanges):
+        for (path, _), exchange in zip(requests, exchanges, strict=True):
             self.validate_exchange(path, exchange)
         return exchanges
 

@@ -6,8 +6,17 @@ import re
 from typing import Any
 
 from conformance.checks.base import (
-    CHAT, COMPLETIONS, Api, ProbeContext, as_dict, check, PER_API, choices_of, refused_for,
-    rejection_reason, usage_problem,
+    CHAT,
+    COMPLETIONS,
+    PER_API,
+    Api,
+    ProbeContext,
+    as_dict,
+    check,
+    choices_of,
+    refused_for,
+    rejection_reason,
+    usage_problem,
 )
 from conformance.results import Observation, inconclusive, observe
 
@@ -81,7 +90,7 @@ def n_choices(ctx: ProbeContext, api: Api) -> Observation:
                        "check against them (usage-in-response judges usage)")
     finishes = [choice.get("finish_reason") for choice in choices]
     least = sum(N_MAX_TOKENS if finish == "length" else int(bool(api.text(choice)))
-                for finish, choice in zip(finishes, choices))
+                for finish, choice in zip(finishes, choices, strict=True))
     exact = all(finish == "length" for finish in finishes)
     counted = (f"usage counts {completion_tokens} completion tokens; the {N_CHOICES} choices (finish_reason "
                f"{finishes}, max_tokens {N_MAX_TOKENS}) produced {'exactly' if exact else 'at least'} {least}")

@@ -5,7 +5,13 @@ from __future__ import annotations
 import json
 
 from conformance.checks.base import (
-    CHAT, ProbeContext, as_dict, check, refused_for, rejection_reason, streamed_finish_reason,
+    CHAT,
+    ProbeContext,
+    as_dict,
+    check,
+    refused_for,
+    rejection_reason,
+    streamed_finish_reason,
 )
 from conformance.checks.streaming import finish_chunk_index
 from conformance.results import Observation, observe

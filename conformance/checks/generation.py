@@ -5,11 +5,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from conformance.checks.base import (
-    CHAT, COMPLETIONS, Api, ProbeContext, as_dict, check, PER_API, first_choice, is_refused, refused_for,
-    rejection_reason, streamed_finish_reason, streamed_text,
-)
 from conformance.accounting import token_counts
+from conformance.checks.base import (
+    CHAT,
+    COMPLETIONS,
+    PER_API,
+    Api,
+    ProbeContext,
+    as_dict,
+    check,
+    first_choice,
+    is_refused,
+    refused_for,
+    rejection_reason,
+    streamed_finish_reason,
+    streamed_text,
+)
 from conformance.results import Observation, inconclusive, observe
 
 

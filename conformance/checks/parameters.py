@@ -8,7 +8,16 @@ can be seen without knowing the model's tokenizer (functions), they look at the 
 from __future__ import annotations
 
 from conformance.checks.base import (
-    CHAT, COMPLETIONS, Api, ProbeContext, as_dict, as_list, check, first_choice, refused_for, rejection_reason,
+    CHAT,
+    COMPLETIONS,
+    Api,
+    ProbeContext,
+    as_dict,
+    as_list,
+    check,
+    first_choice,
+    refused_for,
+    rejection_reason,
 )
 from conformance.results import Observation, observe
 

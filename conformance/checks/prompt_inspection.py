@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from conformance.checks.base import (
-    CHAT, COMPLETIONS, ProbeContext, check, first_choice, refused_for, rejection_reason,
-)
+from conformance.checks.base import CHAT, COMPLETIONS, ProbeContext, check, first_choice, refused_for, rejection_reason
 from conformance.results import Observation, observe
 
 USER_TEXT = "alpha beta"

@@ -22,7 +22,8 @@ def not_served(ctx: ProbeContext, exchange) -> bool:
     if exchange.status not in NOT_SERVED:
         return False
     control = ctx.control(CHAT.path, CHAT.body(ctx.model, "Reply with only the word OK.", {"max_tokens": 1}))
-    require_control(control, f"/responses answered {exchange.describe_status()}", "a chat completion for the same model")
+    require_control(control, f"/responses answered {exchange.describe_status()}",
+                    "a chat completion for the same model")
     return True
 
 
@@ -30,7 +31,8 @@ def output_text(response: Any) -> str:
     """The concatenated `output_text` parts of a response object."""
     return "".join(part["text"] for item in as_list(as_dict(response).get("output"))
                    for part in as_list(as_dict(item).get("content"))
-                   if isinstance(part, dict) and part.get("type") == "output_text" and isinstance(part.get("text"), str))
+                   if isinstance(part, dict) and part.get("type") == "output_text"
+                   and isinstance(part.get("text"), str))
 
 
 @check("responses-api", variant="create")

@@ -6,7 +6,15 @@ import time
 from typing import Any
 
 from conformance.checks.base import (
-    CHAT, Api, ProbeContext, ProbeFailed, check, PER_API, choices_of, refused_for, rejection_reason,
+    CHAT,
+    PER_API,
+    Api,
+    ProbeContext,
+    ProbeFailed,
+    check,
+    choices_of,
+    refused_for,
+    rejection_reason,
     usage_problem,
 )
 from conformance.results import Observation, inconclusive, observe

@@ -20,7 +20,15 @@ from openai.types import Completion
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from conformance.checks.base import (
-    CHAT, PER_API, Api, ProbeContext, ProbeFailed, as_dict, check, choices_of, require_control,
+    CHAT,
+    PER_API,
+    Api,
+    ProbeContext,
+    ProbeFailed,
+    as_dict,
+    check,
+    choices_of,
+    require_control,
 )
 from conformance.exceptions import RequestTimeout
 from conformance.exchange import Exchange
@@ -256,7 +264,7 @@ def invalid_parameters(ctx: ProbeContext) -> Observation:
     exchanges = ctx.send_all([(CHAT.path, body) for _, body, _ in requests])
     accepted = [f"{label} -> {exchange.describe_status() if not exchange.ok else 'accepted'}"
                 f"{'' if exchange.error_envelope or exchange.ok else ' (no error envelope)'}"
-                for (label, _, due), exchange in zip(requests, exchanges)
+                for (label, _, due), exchange in zip(requests, exchanges, strict=True)
                 if exchange.status not in due or exchange.error_envelope is None]
     if accepted:
         return observe("other", f"{len(accepted)} of {len(ctx.exchanges)} invalid requests not refused with a 4xx "
@@ -275,12 +283,13 @@ def valid_parameters(ctx: ProbeContext) -> Observation:
     exchanges = ctx.send_all([(CHAT.path, CHAT.body(ctx.model, "Reply with only the word OK.", params))
                               for params in cases])
     refused = []
-    for params, exchange in zip(cases, exchanges):
+    for params, exchange in zip(cases, exchanges, strict=True):
         problems = [] if not exchange.ok else ctx.schema_violations("chat_completion", exchange.json, "compatible")
         if not exchange.ok or problems:
             refused.append(f"{params} -> {exchange.describe_status() if not exchange.ok else problems[0]}")
     if refused:
-        return observe("other", f"{len(refused)} of {len(ctx.exchanges)} valid requests failed: " + "; ".join(refused[:3]))
+        return observe("other",
+                       f"{len(refused)} of {len(ctx.exchanges)} valid requests failed: " + "; ".join(refused[:3]))
     return observe("openai", f"all {len(ctx.exchanges)} valid parameter combinations answered with a valid completion")
 
 
@@ -320,7 +329,8 @@ def sdk_steps(ctx: ProbeContext, steps) -> Observation:
 @check("openai-sdk", variant="chat")
 def sdk_chat(ctx: ProbeContext) -> Observation:
     client = sdk_client(ctx)
-    request: dict[str, Any] = {"model": ctx.model, "messages": [{"role": "user", "content": "Reply with only the word OK."}],
+    request: dict[str, Any] = {"model": ctx.model,
+                               "messages": [{"role": "user", "content": "Reply with only the word OK."}],
                "max_tokens": 4, "temperature": 0}
 
     def create() -> None:

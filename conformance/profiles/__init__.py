@@ -70,7 +70,8 @@ def load_profile(spec: str, catalog: Catalog) -> Profile:
     else:
         path = Path(spec)
         if not path.is_file():
-            raise ProfileError(f"no profile {spec!r}: use {', '.join((*SHIPPED, NO_PROFILE))} or a path to a .toml file")
+            choices = ", ".join((*SHIPPED, NO_PROFILE))
+            raise ProfileError(f"no profile {spec!r}: use {choices} or a path to a .toml file")
         text, origin = path.read_text(encoding="utf-8"), str(path)
     try:
         data = toml_reader.loads(text)

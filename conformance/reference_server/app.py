@@ -22,9 +22,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from conformance.reference_server import faults
+from conformance.reference_server import faults, validation
 from conformance.reference_server import model as lm
-from conformance.reference_server import validation
 from conformance.reference_server.config import ServerConfig
 from conformance.reference_server.errors import ApiError, bad_param
 from conformance.reference_server.responses_api import create_response
@@ -169,7 +168,8 @@ class Endpoint:
         if (fault := await self.faulty(request)) is not None:
             return fault
         body = await self.read_body(request)
-        messages = cast(list[dict[str, Any]], body.get("messages")) if self.trusting else validation.check_messages(body)
+        messages = (cast(list[dict[str, Any]], body.get("messages")) if self.trusting
+                    else validation.check_messages(body))
         self.check_params(body, OPENAI_CHAT, chat=True)
         if self.config.is_("multi-turn-history", "other"):
             messages = messages[-1:]  # deviation: the history is dropped
@@ -238,7 +238,8 @@ class Endpoint:
                 raise bad_param("logprobs", "Invalid type for 'logprobs': expected a boolean.")
             integer_form = isinstance(logprobs, int) and not isinstance(logprobs, bool)
             if integer_form and not self.config.is_("chat-logprobs-integer", "fireworks"):
-                raise bad_param("logprobs", "Invalid type for 'logprobs': expected a boolean, but got an integer instead.")
+                raise bad_param("logprobs",
+                                "Invalid type for 'logprobs': expected a boolean, but got an integer instead.")
             if isinstance(logprobs, int) and integer_form and not 0 <= logprobs <= 5:
                 raise bad_param("logprobs", "'logprobs' must be between 0 and 5.")
             if top is not None:
@@ -482,7 +483,8 @@ def tool_call_delta(tool: ToolCall, call_id: str, piece: str | None, first: bool
 
 
 def _alternatives(token: str, count: int) -> list[str]:
-    return [token] + [f"{token}{suffix}" for suffix in "abcdefghijklmnopqrstuvwxyz"][: max(0, count - 1)] if count else []
+    return [token] + [f"{token}{suffix}" for suffix in "abcdefghijklmnopqrstuvwxyz"][: max(0,
+                                                                                           count - 1)] if count else []
 
 
 def sse(payload: dict[str, Any]) -> bytes:

@@ -97,7 +97,7 @@ class ServerConfig:
         return self.model_name
 
     @classmethod
-    def for_vendor(cls, vendor: str, overrides: dict[str, str] | None = None, **knobs) -> "ServerConfig":
+    def for_vendor(cls, vendor: str, overrides: dict[str, str] | None = None, **knobs) -> ServerConfig:
         if vendor not in VENDORS:
             raise ConfigError(f"unknown behaviour {vendor!r}: choose {' or '.join(VENDORS)}")
         catalog = load_catalog()
