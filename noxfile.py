@@ -103,7 +103,8 @@ def live_llama_cpp(session: nox.Session) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    session.run("python", "tools/llama_cpp.py", "serve", "--work", work, "--port", str(port), "--ctx-size", "2048")
+    session.run("python", "tools/llama_cpp.py", "serve", "--work", work, "--port", str(port), "--ctx-size", "2048",
+                "--embeddings")
     try:
         session.run("conformance", "run", "--base-url", f"http://127.0.0.1:{port}/v1", "--profile", "none",
                     "--context-window", "2048", "--timeout", "120", "--concurrency", "2",

@@ -58,15 +58,18 @@ PROMPT_FIELDS = ("messages", "prompt", "input")
 TEMPLATE_TOKENS = 16
 
 
-def worst_case_tokens(body: Any) -> int | None:
+def worst_case_tokens(body: Any, generates: bool = True) -> int | None:
     """The most tokens a request can cost, or None when it sets no length cap (it could cost anything).
 
     The prompt is counted as one token per character of its JSON (no tokenizer is that wasteful),
-    plus a chat template's overhead; the output as the cap times the choices asked for."""
+    plus a chat template's overhead; the output as the cap times the choices asked for. A request
+    that `generates` nothing (embeddings) costs its prompt alone, cap or none."""
     if not isinstance(body, dict) or not any(name in body for name in PROMPT_FIELDS):
         return 0  # a listing, or a body no endpoint can generate from
     prompt = sum(len(json.dumps(body[name], ensure_ascii=False)) for name in PROMPT_FIELDS if name in body)
     items = sum(len(body[name]) if isinstance(body[name], list) else 1 for name in PROMPT_FIELDS if name in body)
+    if not generates:
+        return prompt + TEMPLATE_TOKENS * items
     caps = [body[name] for name in LENGTH_CAPS if type(body.get(name)) is int and body[name] >= 0]
     if not caps:
         return None
@@ -95,12 +98,12 @@ class RunStats:
     reserved: int = 0
     _lock: threading.Condition = field(default_factory=threading.Condition, repr=False)
 
-    def reserve(self, body: Any) -> int:
+    def reserve(self, body: Any, generates: bool = True) -> int:
         """Reserve a request's worst case before sending it; BudgetExhausted when it cannot fit.
         Without a length cap the request reserves whatever remains, once nothing else is in flight."""
         if self.token_budget is None:
             return 0
-        need = worst_case_tokens(body)
+        need = worst_case_tokens(body, generates)
         with self._lock:
             while True:
                 left = self.token_budget - self.charged - self.reserved

@@ -20,9 +20,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conformance import __version__
+from conformance.audit import command as audit_command
 from conformance.console import printable
 from conformance.datasets import command as dataset_command
-from conformance.options import OPTIONS, RUN_OPTIONS, OptionError, Settings, argparse_type, positive_int, settings
+from conformance.options import (
+    OPTIONS,
+    RUN_OPTIONS,
+    OptionError,
+    Settings,
+    argparse_type,
+    positive_int,
+    settings,
+)
 from conformance.redaction import Redactor, run_redactor
 
 if TYPE_CHECKING:
@@ -84,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     for option in RUN_OPTIONS:
         option.add_to(run.add_argument)
     run.add_argument("-k", dest="keyword", help="only checks whose id matches this pytest -k expression")
-    run.add_argument("-v", "--verbose", action="store_true", help="one line per check")
+    run.add_argument("-v", "--verbose", action="store_true",
+                     help="one line per check: outcome, check id, behaviour observed, reason")
 
     serve = commands.add_parser("serve", help="run the reference server in the foreground")
     serve.add_argument("--behavior", choices=("openai", "fireworks"), default="openai")
@@ -120,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     changed.add_argument("current", metavar="CURRENT.json")
     OPTIONS["accept-behaviour-changes"].add_to(changed.add_argument)
     dataset_command.add_command(commands)
+    audit_command.add_command(commands)
     return parser
 
 
@@ -130,12 +141,15 @@ def pytest_arguments(args: argparse.Namespace) -> list[str]:
     pytest-benchmark would otherwise leave directories in the user's working directory. Built-in
     plugins that cost time and do nothing for checks that never print are left out too: output
     capturing (two dup2 per item), and the unraisable-exception hunt (five full garbage
-    collections at exit, about 0.3 s with the SDK loaded)."""
+    collections at exit, about 0.3 s with the SDK loaded).
+
+    pytest's console is silenced down to its errors (`-qq`: no header, no collection count, no
+    counts line; `--tb=no -rN`: no failure sections): `progress.RunConsole` shows progress, `-v`
+    lines, and the plugin's one summary line, in our outcomes' names."""
     suites = Path(str(resources.files("conformance.suites")))
     arguments = [str(suites), "-c", str(suites / "pytest.ini"), "--rootdir", str(suites),
                  "--disable-plugin-autoload", "-p", "no:cacheprovider", "-p", "no:unraisableexception",
-                 "--capture=no", "--no-header", "-rN",
-                 "--tb=short" if args.verbose else "--tb=no", "-v" if args.verbose else "-q"]
+                 "--capture=no", "--no-header", "-rN", "--tb=no", "-qq"]
     if args.keyword:
         arguments += ["-k", args.keyword]
     return arguments
@@ -225,6 +239,7 @@ def execute_run(args: argparse.Namespace) -> Finished:
     import conformance.endpoint  # noqa: F401  # imported in this thread; the opener below only talks
     from conformance import pytest_plugin
     from conformance.accounting import RunStats
+    from conformance.progress import RunConsole
     from conformance.pytest_plugin import CHANGES, INTERRUPTED_START, REPORT, redactor_of_settings
 
     try:
@@ -241,7 +256,7 @@ def execute_run(args: argparse.Namespace) -> Finished:
     try:
         with sigterm_as_interrupt() as received:
             try:
-                code = pytest.main(pytest_arguments(args), plugins=[pytest_plugin, link])
+                code = pytest.main(pytest_arguments(args), plugins=[pytest_plugin, link, RunConsole(args.verbose)])
             except KeyboardInterrupt:  # before pytest took over
                 code = pytest.ExitCode.INTERRUPTED
             if code == pytest.ExitCode.INTERRUPTED:
@@ -322,7 +337,7 @@ def command_diff(args: argparse.Namespace) -> int:
 
 #: The commands besides `run` (`execute_run`, whose outcome is more than an exit code).
 COMMANDS = {"serve": command_serve, "catalog": command_catalog, "compare": command_compare, "diff": command_diff,
-            "dataset": dataset_command.run}
+            "dataset": dataset_command.run, "audit": audit_command.run}
 
 
 def invoke(argv: list[str] | None = None) -> Finished:

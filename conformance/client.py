@@ -48,7 +48,8 @@ class BoundedTransport(httpx.BaseTransport):
         # identity: bodies arrive as sent, so evidence and cassettes keep (and can scrub) the real bytes
         request.headers["accept-encoding"] = "identity"
         exchange = describe_request(request, self.redactor)
-        reserved = self.stats.reserve(exchange.request_body)  # BudgetExhausted: not sent, not counted
+        # BudgetExhausted: not sent, not counted
+        reserved = self.stats.reserve(exchange.request_body, generates=not request.url.path.endswith("/embeddings"))
         request.extensions = {**request.extensions, EXCHANGE_EXTENSION: exchange}
         while True:
             lease = self.limit.acquire()

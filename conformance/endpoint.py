@@ -98,6 +98,10 @@ def read_models(client: EndpointClient, model: str | None) -> tuple[str, int | N
                                "set OPENAI_API_KEY or --api-key")
     data = listing.json.get("data") if isinstance(listing.json, dict) else None
     models = [m for m in data or [] if isinstance(m, dict) and isinstance(m.get("id"), str)]
+    if not model and listing.status == 404:
+        raise EndpointUnusable(f"is the base URL's path right? GET {base_url}/models answered "
+                               f"{listing.describe_status()[:160]} (the base URL should end where /models and "
+                               "/chat/completions can be appended, e.g. /v1)")
     if not model and (not listing.ok or not models):
         raise EndpointUnusable(f"{base_url}/models did not list a model ({listing.describe_status()}); pass --model")
     chosen = model or models[0]["id"]

@@ -303,11 +303,19 @@ def describe_endpoint(run: ConformanceRun) -> str:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """The run in a few lines: what was judged, each failure with the curl lines that reproduce
+    it, where an unjudged endpoint differs from OpenAI, the reports, and last the one summary line
+    (`conformance run` shows no other; under plain pytest, pytest's own follows it)."""
     run = config.stash.get(RUN, None)
     if run is None:
         write_changes(terminalreporter, config)  # a run that could not start, against its baseline
         return
-    from conformance.console import printable
+    from conformance.console import (
+        differences_from_openai,
+        failure_lines,
+        printable,
+        tally,
+    )
     from conformance.report import build_report, traffic
 
     redactor = redactor_of(config)
@@ -315,27 +323,32 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     def write(line: str, **markup: bool) -> None:
         terminalreporter.write_line(printable(redactor.text(line)), **markup)
 
-    counts: dict[str, int] = {}
-    for result in run.ordered_results():
-        counts[result.outcome] = counts.get(result.outcome, 0) + 1
-    summary = ", ".join(f"{n} {outcome}" for outcome, n in counts.items()) or "no checks finished"
+    results = run.ordered_results()
     terminalreporter.write_sep("=", "conformance")
     named = f"run {run.name}  " if run.name else ""
     write(f"{named}endpoint {describe_endpoint(run)}  model {run.endpoint.model}  profile {run.profile.name}")
-    retried = f" ({run.stats.retries} retried: Retry-After or a dropped connection)" if run.stats.retries else ""
-    write(f"{summary}; {traffic(build_report(run))}{retried}, {run.duration_s:.1f}s")
+    for result in results:
+        if result.outcome in ("fail", "error"):
+            for number, line in enumerate(failure_lines(result)):
+                write(line, red=True, bold=number == 0 and result.outcome == "error")
+        elif result.outcome != "pass":
+            write(result.headline(), yellow=True)
     unjudged = run.unjudged_summary()
     if unjudged:
         write(unjudged, yellow=True, bold=True)
-    for result in run.ordered_results():
-        if result.outcome != "pass":
-            markup = {"fail": {"red": True}, "error": {"red": True, "bold": True}}.get(result.outcome, {"yellow": True})
-            write(result.headline(), **markup)
+    differences = differences_from_openai(results, run.catalog)
+    if differences:
+        write(differences, bold=True)
     for path in run.written:
         write(f"report: {path}")
     if run.recording is not None:
         write(f"cassettes: {run.recording.directory}")
     write_changes(terminalreporter, config)
+    retried = f" ({run.stats.retries} retried: Retry-After or a dropped connection)" if run.stats.retries else ""
+    counts = {result.outcome for result in results}
+    verdict = ({"red": True} if counts & {"fail", "error"} else
+               {"yellow": True} if counts & {"inconclusive", "skip"} else {"green": True})
+    write(f"{tally(results)}; {traffic(build_report(run))}{retried}, {run.duration_s:.1f}s", bold=True, **verdict)
 
 
 def write_changes(terminalreporter, config: pytest.Config) -> None:

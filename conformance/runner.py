@@ -8,6 +8,7 @@ therefore takes about as long as its longest chain of dependent requests.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -190,6 +191,17 @@ class ConformanceRun:
                 continue
             self._futures[check_id] = self._pool.submit(
                 execute, check, entry, self.profile, self.client, self.endpoint.model, self.context_window)
+
+    def on_each_result(self, callback: Callable[[CheckResult], None]) -> None:
+        """Call `callback` with each started check's result as it finishes, in whatever order they
+        finish and from the thread that finished it (at once for those already finished): what a
+        progress display counts, while pytest's items wait for the results in catalog order."""
+        def forward(done: Future[CheckResult]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                callback(done.result())
+
+        for future in self._futures.values():
+            future.add_done_callback(forward)
 
     def result(self, check_id: str) -> CheckResult:
         result = self._futures[check_id].result()

@@ -62,6 +62,14 @@ def test_an_endpoint_that_cannot_answer_stops_the_run_before_any_check(reference
     assert report["requests"] == 2 and report["tokens"]["total"] == 0  # the listing and the refused preflight
 
 
+def test_a_wrong_path_is_named_even_without_a_model(reference_server, tmp_path, capsys):
+    """With no --model, the listing's 404 already says the path is wrong (not "pass --model")."""
+    code, report = run(tmp_path, "--base-url", reference_server("openai").base_url.rsplit("/", 1)[0] + "/v2")
+    err = capsys.readouterr().err
+    assert code == 2 and "is the base URL's path right?" in err and "pass --model" not in err
+    assert report["status"] == "not-started" and report["requests"] == 1
+
+
 def test_every_request_sent_is_counted_the_listing_and_preflight_included(reference_server, tmp_path):
     server = reference_server("openai")
     code, report = run(tmp_path, "--base-url", server.base_url, "-k", "model-identifiers")

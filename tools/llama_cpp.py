@@ -30,6 +30,7 @@ Only the standard library is used.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import re
 import shutil
@@ -72,22 +73,40 @@ DEFAULT_CHAT_TEMPLATE = "plain"
 """``plain`` is :data:`PLAIN_CHAT_TEMPLATE`; any other value goes to ``--chat-template NAME``."""
 
 PLAIN_CHAT_TEMPLATE = """\
+{%- if tools -%}{{ 'Tools:\\n' }}
+{%- for tool in tools -%}{{ tool['function']['name'] + ': ' }}{{ tool['function']['parameters'] | tojson }}{{ '\\n' }}
+{%- endfor -%}{{ '\\n' }}
+{%- endif -%}
 {%- for message in messages -%}
-{%- if message['role'] == 'system' -%}{{ message['content'] | trim }}{{ '\\n\\n' }}
-{%- elif message['role'] == 'user' -%}{{ 'User: ' + (message['content'] | trim) + '\\n' }}
-{%- else -%}{{ 'Assistant: ' + (message['content'] | trim) + '\\n' }}
+{%- set content = message['content'] if message['content'] is string else '' -%}
+{%- if message['role'] == 'system' -%}{{ content | trim }}{{ '\\n\\n' }}
+{%- elif message['role'] == 'user' -%}{{ 'User: ' + (content | trim) + '\\n' }}
+{%- elif message['role'] == 'tool' -%}{{ 'Tool: ' + (content | trim) + '\\n' }}
+{%- else -%}{{ 'Assistant: ' + (content | trim) }}
+{%- for call in message['tool_calls'] or [] -%}
+{{ '<tool_call>{"name": "' + call['function']['name'] + '", "arguments": ' }}
+{{- call['function']['arguments'] if call['function']['arguments'] is string else call['function']['arguments'] | tojson }}
+{{- '}</tool_call>' }}
+{%- endfor -%}{{ '\\n' }}
 {%- endif -%}
 {%- endfor -%}
 {%- if add_generation_prompt -%}{{ 'Assistant:' }}{%- endif -%}
 """
-"""A transcript-style Jinja chat template for a base model.
+"""A transcript-style Jinja chat template for a base model, which also renders tools.
 
 Measured with Gemma 3 270M (temperature 0): with it the model answers ``Say hello.`` with
 `` Hello.`` and repeats ``alpha beta ...`` when asked to, then goes on with ``\\nUser: ...``
 (pass ``stop: ["\\nUser:"]``).  With ``chatml`` it writes ``<|im_end|>`` as plain text (the
 Gemma vocabulary has no such token) and never answers; with ``--chat-template gemma`` the
 server, whose Jinja engine is on by default, takes the word ``gemma`` itself as the template
-(only ``chatml`` is recognised by name).  Tools are not rendered, so ``tools`` are ignored.
+(only ``chatml`` is recognised by name).
+
+Tools are listed before the transcript and an assistant's calls are written
+``<tool_call>{"name": ..., "arguments": ...}</tool_call>``: llama-server's template analysis
+(the "differential autoparser") reads that format from the template, then parses calls out of the
+output and, for a forced ``tool_choice``, constrains generation with a grammar.  Without tools in
+the template it finds no format and serves ``tools`` as plain chat (measured: ``required`` then
+answered with prose).
 """
 
 
@@ -245,11 +264,14 @@ def model(work: Path) -> Path:
 
 
 def server_command(
-    binary: Path, gguf: Path, port: int, ctx_size: int, parallel: int, chat_template: list[str]
+    binary: Path, gguf: Path, port: int, ctx_size: int, parallel: int, chat_template: list[str],
+    embeddings: bool = False,
 ) -> list[str]:
     """The ``llama-server`` command line: small, CPU only, as deterministic as the server allows.
 
-    ``chat_template`` is the template's own flags (see :func:`chat_template_flags`).
+    ``chat_template`` is the template's own flags (see :func:`chat_template_flags`). ``embeddings``
+    serves ``/v1/embeddings`` as well, mean-pooled (OpenAI's shape needs one vector per input;
+    chat and completions stay served).
     """
     return [
         str(binary),
@@ -274,6 +296,7 @@ def server_command(
         *chat_template,
         "--alias",
         "gemma-3-270m",
+        *(["--embeddings", "--pooling", "mean"] if embeddings else []),
     ]
 
 
@@ -281,7 +304,9 @@ def chat_template_flags(work: Path, name: str) -> list[str]:
     """Flags choosing the chat template: the GGUF's own is not fit for chat (a base model)."""
     if name != "plain":
         return ["--chat-template", name]
-    path = work / "chat-template-plain.jinja"
+    # Named by its content: worktrees sharing one work directory never overwrite each other's template.
+    digest = hashlib.sha256(PLAIN_CHAT_TEMPLATE.encode()).hexdigest()[:8]
+    path = work / f"chat-template-plain-{digest}.jinja"
     if not path.exists() or path.read_text(encoding="utf-8") != PLAIN_CHAT_TEMPLATE:
         path.write_text(PLAIN_CHAT_TEMPLATE, encoding="utf-8")
     return ["--chat-template-file", str(path)]
@@ -319,7 +344,7 @@ def serve(args: argparse.Namespace) -> None:
     pidfile = Path(args.pidfile) if args.pidfile else work / f"llama-server-{args.port}.pid"
     logfile = work / f"llama-server-{args.port}.log"
     template = chat_template_flags(work, args.chat_template)
-    cmd = server_command(binary, gguf, args.port, args.ctx_size, args.parallel, template)
+    cmd = server_command(binary, gguf, args.port, args.ctx_size, args.parallel, template, args.embeddings)
     if port_in_use(args.port):
         raise SystemExit(
             f"127.0.0.1:{args.port} is already in use; stop that server or pick --port"
@@ -414,6 +439,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=DEFAULT_CHAT_TEMPLATE,
         help="'plain' (default: a User:/Assistant: transcript) or a llama.cpp built-in name",
     )
+    p_serve.add_argument("--embeddings", action="store_true", help="serve /v1/embeddings too (mean pooling)")
     p_serve.add_argument("--binary", help="llama-server to run (default: build one)")
     p_serve.add_argument("--model", help="GGUF to load (default: assemble the Gemma one)")
     p_serve.add_argument("--pidfile", help="default: WORK/llama-server-PORT.pid")

@@ -1,4 +1,5 @@
-"""Fireworks extensions: performance metrics in headers and body, and the sampling-options header."""
+"""Fireworks extensions: performance metrics in headers and body, the sampling-options header, and the
+sampling parameters Fireworks adds to OpenAI's."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from conformance.checks.base import (
     ProbeContext,
     as_dict,
     check,
+    first_choice,
+    is_refused,
     refused_for,
     rejection_reason,
     streamed_finish_reason,
@@ -76,3 +79,36 @@ def sampling_options_header(ctx: ProbeContext) -> Observation:
     if not isinstance(options, dict):
         return observe("other", f"fireworks-sampling-options is not a JSON object: {raw[:120]!r}")
     return observe("fireworks", f"sampling defaults: {json.dumps(options)[:200]}", options=options)
+
+
+#: Fireworks' sampling extensions with values that leave greedy sampling as it is; `ignore_eos` is
+#: the one whose effect is cheap to see: the reply to "OK" runs on to the cap.
+SAMPLING_EXTENSIONS = {"top_k": 1, "min_p": 0.0, "typical_p": 1.0, "repetition_penalty": 1.0, "ignore_eos": True,
+                       "echo_last": 0}
+EOS_CAP = 3
+
+
+@check("fireworks-sampling-extensions", variant="chat")
+def sampling_extensions(ctx: ProbeContext) -> Observation:
+    exchange = ctx.generate(CHAT, "OK", max_tokens=EOS_CAP, **SAMPLING_EXTENSIONS)
+    if refused_for(ctx, exchange, *SAMPLING_EXTENSIONS):
+        alone = ctx.send_all([(CHAT.path, CHAT.body(ctx.model, "OK", {"max_tokens": EOS_CAP, name: value}))
+                              for name, value in SAMPLING_EXTENSIONS.items()])
+        accepted = [name for name, answer in zip(SAMPLING_EXTENSIONS, alone) if not is_refused(answer)]
+        if accepted:
+            return observe("other", f"together {rejection_reason(exchange)}; alone, {', '.join(accepted)} accepted "
+                           "and the rest refused", accepted=accepted)
+        return observe("openai", f"each of the six refused (together: {rejection_reason(exchange)})")
+    body = ctx.require_success(exchange, "a request with the sampling extensions")
+    used, finish = as_dict(body.get("usage")).get("completion_tokens"), first_choice(body).get("finish_reason")
+    # The same request without them (the control of any refusal): did the reply end by itself?
+    plain = ctx.require_success(ctx.control(CHAT.path, CHAT.body(ctx.model, "OK", {"max_tokens": EOS_CAP})),
+                                "the same request without the extensions")
+    if first_choice(plain).get("finish_reason") != "stop":
+        return observe("fireworks", f"all six accepted; ignore_eos's effect is not visible: without it the reply "
+                       f"reaches the cap of {EOS_CAP} too")
+    if finish == "stop":
+        return observe("ignored", f"all six accepted, but with ignore_eos the reply still stopped by itself "
+                       f"({used} of {EOS_CAP} tokens)")
+    return observe("fireworks", f"all six accepted; with ignore_eos the reply runs on to the cap "
+                   f"({used} tokens, finish_reason {finish!r}), without it it stops by itself")

@@ -25,8 +25,19 @@ from starlette.routing import Route
 from conformance.reference_server import faults, validation
 from conformance.reference_server import model as lm
 from conformance.reference_server.config import ServerConfig
+from conformance.reference_server.embeddings import create_embeddings
 from conformance.reference_server.errors import ApiError, bad_param
 from conformance.reference_server.responses_api import create_response
+from conformance.reference_server.shapes import (
+    check_reasoning_effort,
+    error_response,
+    ignoring_eos,
+    length_cap,
+    read_messages,
+    show_reasoning,
+    unknown_fields,
+    usage_details,
+)
 from conformance.reference_server.structured import ToolCall, forced_tool_call, response_document
 
 CREATED = 1_700_000_000
@@ -148,7 +159,10 @@ class Endpoint:
 
     # ---- routes ---------------------------------------------------------------------------
     def model_object(self) -> dict[str, Any]:
-        return {"id": self.config.model_id, "object": "model", "created": CREATED, "owned_by": "conformance"}
+        model = {"id": self.config.model_id, "object": "model", "created": CREATED, "owned_by": "conformance"}
+        if self.config.is_("models-object-shape", "other"):
+            del model["owned_by"]  # deviation: a required field is missing
+        return model
 
     async def models(self, request: Request) -> Response:
         await self.guard(request)
@@ -158,6 +172,8 @@ class Endpoint:
         """`GET /v1/models/{model}`: the model object, or a 404 envelope for any other id."""
         await self.guard(request)
         requested = request.path_params["model"]
+        if self.config.is_("models-object-shape", "unsupported"):
+            raise ApiError(404, f"Invalid URL (GET {request.url.path})", code="not_found")
         if requested != self.config.model_id:
             raise ApiError(404, f"The model `{requested}` does not exist or you do not have access to it.",
                            param="model", code="model_not_found")
@@ -171,11 +187,13 @@ class Endpoint:
         messages = (cast(list[dict[str, Any]], body.get("messages")) if self.trusting
                     else validation.check_messages(body))
         self.check_params(body, OPENAI_CHAT, chat=True)
+        messages = read_messages(self.config, messages)
         if self.config.is_("multi-turn-history", "other"):
             messages = messages[-1:]  # deviation: the history is dropped
         prompt = lm.render_chat(messages)
-        tool = forced_tool_call(body)
-        document = tool.arguments if tool else response_document(body)
+        self.check_tool_history(messages)
+        tool = self.tool_call(body)
+        document = tool.arguments if tool else self.structured_document(body)
         reply = lm.chat_reply(messages) if document is None else iter(lm.tokenize(document))
         return self.complete(body, prompt, reply, chat=True, tool=tool)
 
@@ -192,6 +210,12 @@ class Endpoint:
             raise bad_param("prompt", "The reference server serves one prompt per request, given as a string.")
         return self.complete(body, prompt, lm.completion_continuation(prompt), chat=False)
 
+    async def embeddings(self, request: Request) -> Response:
+        await self.guard(request)
+        if (fault := await self.faulty(request)) is not None:
+            return fault
+        return JSONResponse(create_embeddings(self.config, await self.read_body(request)))
+
     async def responses(self, request: Request) -> Response:
         await self.guard(request)
         if (fault := await self.faulty(request)) is not None:
@@ -200,6 +224,37 @@ class Endpoint:
             raise ApiError(404, "Not found", code="not_found")
         body = await self.read_body(request)
         return create_response(body, self.state.next_id("resp"), self.config.model_id, self.config.token_delay_ms)
+
+    # ---- tools and structured outputs ----------------------------------------------------------
+    def tool_call(self, body: dict[str, Any]) -> ToolCall | None:
+        """The forced call, as the `tool-choice` behaviour takes `tool_choice` (`ignored`: any
+        forcing is dropped and the model answers in text, as a server serving a named choice as auto).
+        `tool-call-stream=unsupported` refuses tools in a stream here, as older llama.cpp did."""
+        tool = forced_tool_call(body, fireworks_forms=self.config.is_("tool-choice", "fireworks"))
+        if body.get("stream") and body.get("tools") and self.config.is_("tool-call-stream", "unsupported"):
+            raise bad_param("tools", "Cannot use tools with stream")
+        return None if self.config.is_("tool-choice", "ignored") else tool
+
+    def structured_document(self, body: dict[str, Any]) -> str | None:
+        """What `response_format` asks for, unless the server is told to ignore that kind."""
+        document = response_document(body, grammar=self.config.is_("response-format-grammar", "fireworks"),
+                                     fireworks_subset=self.config.is_("json-schema-subset", "fireworks"))
+        kind = (body.get("response_format") or {}).get("type")
+        if kind in ("json_object", "json_schema") and self.config.is_(f"response-format-{kind.replace('_', '-')}",
+                                                                       "ignored"):
+            return None
+        return document
+
+    def check_tool_history(self, messages: list[dict[str, Any]]) -> None:
+        """Deviations of `tool-call-round-trip`: refusing a null assistant content or tool content parts."""
+        for position, message in enumerate(messages):
+            role, content = message.get("role"), message.get("content")
+            if role == "assistant" and content is None and self.config.is_("tool-call-round-trip",
+                                                                           "rejects-null-content"):
+                raise bad_param(f"messages[{position}].content", "content must be a string")
+            if role == "tool" and isinstance(content, list) and self.config.is_("tool-call-round-trip",
+                                                                                "rejects-tool-parts"):
+                raise bad_param(f"messages[{position}].content", "a tool message's content must be a string")
 
     # ---- request validation -----------------------------------------------------------------
     def check_params(self, body: dict[str, Any], known: set[str], chat: bool) -> None:
@@ -213,14 +268,18 @@ class Endpoint:
         allowed |= {p for p, entry in EXTENSIONS.items() if self.config.is_(entry, "fireworks")}
         if chat and self.config.is_("echo-on-chat", "fireworks"):
             allowed.add("echo")
+        unknown = unknown_fields(self.config, body, allowed)
+        if unknown:
+            raise ApiError(400, f"Unrecognized request argument supplied: {unknown[0]}", param=unknown[0])
         for param in body:
-            if param not in allowed:
-                raise ApiError(400, f"Unrecognized request argument supplied: {param}", param=param)
             entry = OLD_UNSUPPORTED.get(param)
             if entry and self.config.is_(entry, "fireworks"):
                 raise bad_param(param, f"`{param}` is not supported")
+        if "parallel_tool_calls" in body and self.config.is_("parallel-tool-calls", "unsupported"):
+            raise ApiError(400, "Unrecognized request argument supplied: parallel_tool_calls", param="parallel_tool_calls")
         if "stream_options" in body and self.config.is_("stream-options-include-usage", "unsupported"):
             raise ApiError(400, "Unrecognized request argument supplied: stream_options", param="stream_options")
+        check_reasoning_effort(self.config, body)
         validation.check_optional_fields(body)
         self.check_logprobs(body, chat)
         behaviour = body.get("context_length_exceeded_behavior", "truncate")
@@ -260,7 +319,7 @@ class Endpoint:
             raise ApiError(400, f"This model's maximum context length is {window} tokens, however your prompt "
                            f"has {prompt_tokens} tokens.", param="messages" if chat else "prompt",
                            code="context_length_exceeded")
-        requested = body.get("max_tokens", body.get("max_completion_tokens"))
+        requested = length_cap(self.config, body)
         if requested is None:
             default = 2048 if self.config.is_("context-overflow-default", "fireworks") else room
             requested = default if chat else 16
@@ -279,7 +338,8 @@ class Endpoint:
                        param="messages" if chat else "prompt", code="context_length_exceeded")
 
     def generate(self, body: dict[str, Any], continuation, limit: int, tool: ToolCall | None) -> Generation:
-        tokens, natural_end = lm.take(lm.forced(continuation, body.get("logit_bias")), limit)
+        tokens, natural_end = lm.take(ignoring_eos(self.config, body, lm.forced(continuation, body.get("logit_bias"))),
+                                      limit)
         text = "".join(tokens)
         stops = body.get("stop") or []
         stops = [stops] if isinstance(stops, str) else stops
@@ -300,8 +360,9 @@ class Endpoint:
         generations = [self.generate(body, c, limit, tool) for c in continuations]
         counted = generations[:1] if self.config.is_("n-choices", "usage-one-choice") else generations
         completion_tokens = sum(len(g.tokens) for g in counted) * max(1, body.get("best_of") or 1)
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                 "total_tokens": prompt_tokens + completion_tokens}
+        usage: dict[str, Any] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                                 "total_tokens": prompt_tokens + completion_tokens}
+        usage.update(usage_details(self.config, prompt_tokens))
         response_id = self.state.next_id("chatcmpl" if chat else "cmpl")
         if body.get("stream"):
             events = self.stream(body, prompt, generations, usage, response_id, chat)
@@ -311,6 +372,8 @@ class Endpoint:
                                      media_type=faults.stream_media_type(self.config.faults),
                                      headers=self.headers(prompt_tokens, streaming=True))
         choices = [self.choice(body, prompt, g, i, chat) for i, g in enumerate(generations)]
+        if chat:
+            show_reasoning(self.config, body, choices, usage)
         result: dict[str, Any] = {"id": response_id, "object": "chat.completion" if chat else "text_completion",
                                   "created": CREATED, "model": self.config.model_id, "choices": choices}
         if not self.config.is_("usage-in-response", "other"):
@@ -499,7 +562,7 @@ def create_app(config: ServerConfig) -> Starlette:
             try:
                 return await handler(request)
             except ApiError as error:
-                return error.response(config.faults)
+                return await error_response(config, request, error)
             except Exception as error:  # a bug here still answers in the envelope, on a kept-alive connection
                 LOG.exception("the reference server failed on %s %s", request.method, request.url.path)
                 return ApiError(500, f"The reference server failed: {type(error).__name__}", "server_error"
@@ -520,6 +583,7 @@ def create_app(config: ServerConfig) -> Starlette:
         Route("/v1/chat/completions", guarded(endpoint.chat), methods=["POST"]),
         Route("/v1/completions", guarded(endpoint.completions), methods=["POST"]),
         Route("/v1/responses", guarded(endpoint.responses), methods=["POST"]),
+        Route("/v1/embeddings", guarded(endpoint.embeddings), methods=["POST"]),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})  # type: ignore[dict-item]
     app.state.config = config

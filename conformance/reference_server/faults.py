@@ -38,6 +38,10 @@ FAULTS = {
     "sse-crlf": "end stream lines with CRLF (legal: must be tolerated)",
     "sse-comments": "interleave SSE comment lines (legal: must be tolerated)",
     "chunk-schema-break": "leave `created` out of every stream chunk",
+    "tool-stream-index-string": "send a streamed tool call's `index` as a string",
+    "tool-stream-late-name": "leave `id`, `type` and the name out of a streamed tool call's first delta",
+    "tool-stream-id-changes": "give every delta of a streamed tool call a different `id`",
+    "tool-stream-broken-arguments": "stream tool-call arguments that do not join into JSON",
     "error-plain-text": "answer errors as plain text instead of the JSON envelope",
     "error-500-on-invalid": "answer 500 where a 400 is due",
     "accept-bad-key": "serve a request with any API key (still refusing one without a key)",
@@ -104,7 +108,24 @@ def _rewrite_chunk(faults: frozenset[str], event: bytes, position: int) -> bytes
             choice["delta"]["role"] = "assistant"
         if "sse-double-finish" in faults and position == 1:
             choice["finish_reason"] = "stop"
+        for call in (choice.get("delta") or {}).get("tool_calls") or []:
+            _break_tool_call(faults, call, position)
     return f"data: {json.dumps(chunk, separators=(',', ':'))}\n\n".encode()
+
+
+def _break_tool_call(faults: frozenset[str], call: dict, position: int) -> None:
+    """Apply the tool-call-stream rule breaks to one streamed tool-call delta."""
+    if "tool-stream-index-string" in faults:
+        call["index"] = str(call.get("index"))
+    if "tool-stream-late-name" in faults:
+        for key in ("id", "type"):
+            call.pop(key, None)
+        (call.get("function") or {}).pop("name", None)
+    if "tool-stream-id-changes" in faults:
+        call["id"] = f"call-changed-{position}"
+    function = call.get("function") or {}
+    if "tool-stream-broken-arguments" in faults and function.get("arguments"):
+        function["arguments"] = "}" + function["arguments"]
 
 
 async def corrupt_stream(faults: frozenset[str], events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

@@ -7,11 +7,17 @@ built from its schema. Values come from `const`, the first `enum` member, the fi
 branch, or the plainest value of the type, and the document is validated against the schema before
 it is sent: a schema this cannot satisfy (a `pattern`, say) is a 400 saying so, never prose with a 200.
 With `tool_choice` "auto" or "none" the model may answer in text, and this one always does.
+
+Acting as Fireworks documents, it also takes `tool_choice` "any" (an alias of "required") and the
+flat named form `{"type": "function", "name": ...}`, serves grammar mode for grammars that choose
+between literals (`root ::= "yes" | "no"`), and refuses the JSON-schema keywords Fireworks lists as
+unsupported.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +28,12 @@ from conformance.reference_server.validation import expect, invalid_value, requi
 
 TOOL_CHOICE_MODES = ("none", "auto", "required")
 RESPONSE_FORMATS = ("text", "json_object", "json_schema")
+#: Fireworks' alias of "required".
+FIREWORKS_REQUIRED = "any"
+#: Keywords Fireworks' structured-output guide lists as unsupported in a JSON schema.
+FIREWORKS_UNSUPPORTED_KEYWORDS = ("oneOf", "pattern", "minLength", "maxLength", "minItems", "maxItems")
+#: The grammars this server honours: a root rule choosing between string literals.
+LITERAL_CHOICE = re.compile(r'\s*root\s*::=\s*("(?:[^"\\]|\\.)*"(?:\s*\|\s*"(?:[^"\\]|\\.)*")*)\s*')
 PLAIN_VALUES = {"string": "", "integer": 0, "number": 0, "boolean": False, "null": None, "object": {}, "array": []}
 
 
@@ -39,15 +51,19 @@ class ToolCall:
     finish_reason: str
 
 
-def forced_tool_call(body: dict[str, Any]) -> ToolCall | None:
+def forced_tool_call(body: dict[str, Any], fireworks_forms: bool = False) -> ToolCall | None:
     """The call `tool_choice` forces, after checking `tools` and `tool_choice`; None when the
-    model may answer in text."""
+    model may answer in text. `fireworks_forms` also takes "any" and the flat named form."""
     tools = {check_tool(tool, f"tools[{position}]"): tool for position, tool in enumerate(body.get("tools") or [])}
     choice = body.get("tool_choice")
     if choice is None:
         return None
     if not tools:
         raise invalid_value("tool_choice", "'tool_choice' is only allowed when 'tools' are specified.")
+    if fireworks_forms and choice == FIREWORKS_REQUIRED:
+        choice = "required"
+    if fireworks_forms and isinstance(choice, dict) and "name" in choice and "function" not in choice:
+        choice = {"type": choice.get("type"), "function": {"name": choice["name"]}}
     if isinstance(choice, str):
         if choice not in TOOL_CHOICE_MODES:
             raise invalid_value("tool_choice", f"expected one of {', '.join(TOOL_CHOICE_MODES)}, but got {choice!r}.")
@@ -77,12 +93,15 @@ def check_tool(tool: Any, path: str) -> str:
     return require(function, "name", f"{path}.function.name", "string")
 
 
-def response_document(body: dict[str, Any]) -> str | None:
-    """The JSON text `response_format` asks for, or None for plain text."""
+def response_document(body: dict[str, Any], grammar: bool = False, fireworks_subset: bool = False) -> str | None:
+    """The text `response_format` asks for, or None for plain text. `grammar` serves Fireworks'
+    grammar mode; `fireworks_subset` refuses the schema keywords Fireworks does not support."""
     response_format = body.get("response_format")
     if response_format is None:
         return None
     kind = require(response_format, "type", "response_format.type", "string")
+    if grammar and kind == "grammar":
+        return grammar_document(require(response_format, "grammar", "response_format.grammar", "string"))
     if kind not in RESPONSE_FORMATS:
         raise invalid_value("response_format.type", f"expected one of {', '.join(RESPONSE_FORMATS)}, but got {kind!r}.")
     extra = sorted(set(response_format) - {"type", kind})
@@ -97,7 +116,34 @@ def response_document(body: dict[str, Any]) -> str | None:
     require(settings, "name", "response_format.json_schema.name", "string")
     schema = settings.get("schema", {})
     expect(schema, "response_format.json_schema.schema", "object")
+    if fireworks_subset and (keyword := unsupported_keyword(schema)):
+        raise invalid_value("response_format.json_schema.schema", f"the JSON schema keyword {keyword!r} is not supported.")
     return json.dumps(document_for(schema, "response_format.json_schema.schema"), separators=(",", ":"))
+
+
+def grammar_document(grammar: str) -> str:
+    """The first literal a `root ::= "a" | "b"` grammar allows; a 400 for any other grammar."""
+    match = LITERAL_CHOICE.fullmatch(grammar)
+    if match is None:
+        raise invalid_value("response_format.grammar", "the reference server serves grammars of the form "
+                            '`root ::= "a" | "b"` only.')
+    return json.loads(re.match(r'"(?:[^"\\]|\\.)*"', match.group(1)).group(0))
+
+
+def unsupported_keyword(schema: Any) -> str | None:
+    """The first keyword Fireworks does not support anywhere in `schema`, or None (a property
+    merely named like a keyword is not one)."""
+    if isinstance(schema, list):
+        return next(filter(None, map(unsupported_keyword, schema)), None)
+    if not isinstance(schema, dict):
+        return None
+    found = next((keyword for keyword in FIREWORKS_UNSUPPORTED_KEYWORDS if keyword in schema), None)
+    for key, value in schema.items():
+        if found:
+            break
+        named = key in ("properties", "$defs", "definitions") and isinstance(value, dict)
+        found = unsupported_keyword(list(value.values()) if named else value)
+    return found
 
 
 def document_for(schema: dict[str, Any], path: str) -> Any:

@@ -26,12 +26,14 @@ OPTIONAL_FIELDS: dict[str, tuple[str, ...]] = {
     "parallel_tool_calls": ("boolean",), "response_format": ("object",), "functions": ("array",),
     "function_call": ("string", "object"), "service_tier": ("string", "null"), "store": ("boolean", "null"),
     "metadata": ("object", "null"), "modalities": ("array", "null"), "prediction": ("object", "null"),
-    "reasoning_effort": ("string", "null"), "prompt_cache_key": ("string",), "safety_identifier": ("string",),
+    "reasoning_effort": ("string", "integer", "null"), "prompt_cache_key": ("string",), "safety_identifier": ("string",),
     "verbosity": ("string", "null"), "suffix": ("string", "null"), "echo": ("boolean", "null"),
     "best_of": ("integer", "null"),
     # Fireworks' extensions (known only while the server acts as Fireworks on their entries).
     "context_length_exceeded_behavior": ("string",), "perf_metrics_in_response": ("boolean",),
-    "raw_output": ("boolean",),
+    "raw_output": ("boolean",), "top_k": ("integer", "null"), "min_p": ("number", "null"),
+    "typical_p": ("number", "null"), "repetition_penalty": ("number", "null"), "ignore_eos": ("boolean",),
+    "echo_last": ("integer", "null"),
 }
 #: Inclusive bounds of numeric fields (None: unbounded on that side).
 RANGES: dict[str, tuple[float | None, float | None]] = {
