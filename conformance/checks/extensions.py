@@ -94,7 +94,7 @@ def sampling_extensions(ctx: ProbeContext) -> Observation:
     if refused_for(ctx, exchange, *SAMPLING_EXTENSIONS):
         alone = ctx.send_all([(CHAT.path, CHAT.body(ctx.model, "OK", {"max_tokens": EOS_CAP, name: value}))
                               for name, value in SAMPLING_EXTENSIONS.items()])
-        accepted = [name for name, answer in zip(SAMPLING_EXTENSIONS, alone) if not is_refused(answer)]
+        accepted = [name for name, answer in zip(SAMPLING_EXTENSIONS, alone, strict=True) if not is_refused(answer)]
         if accepted:
             return observe("other", f"together {rejection_reason(exchange)}; alone, {', '.join(accepted)} accepted "
                            "and the rest refused", accepted=accepted)

@@ -162,7 +162,7 @@ def refused_fields(ctx: ProbeContext, together: Exchange) -> Observation:
     """Which documented fields the endpoint refuses, each sent on its own."""
     alone = ctx.send_all([(CHAT.path, CHAT.body(ctx.model, SAY_OK, {"max_tokens": 1, name: value}))
                           for name, value in DOCUMENTED_FIELDS.items()])
-    refused = [name for name, exchange in zip(DOCUMENTED_FIELDS, alone) if is_refused(exchange)]
+    refused = [name for name, exchange in zip(DOCUMENTED_FIELDS, alone, strict=True) if is_refused(exchange)]
     named = ", ".join(refused) if refused else "none on its own, only all six together"
     return observe("rejects-documented", f"documented fields refused: {named} "
                    f"(together: {rejection_reason(together)})", refused=refused)
@@ -174,7 +174,8 @@ def stream_error_frame(ctx: ProbeContext) -> Observation:
     exchange = ctx.generate(CHAT, SAY_OK, max_tokens=1, stream=True, temperature="hot")
     if refused_for(ctx, exchange, "temperature"):
         if exchange.error_envelope is None:
-            return observe("other", f"refused with HTTP {exchange.status} but no error envelope: {exchange.text[:120]!r}")
+            return observe("other",
+                           f"refused with HTTP {exchange.status} but no error envelope: {exchange.text[:120]!r}")
         return observe("openai", f"a wrong-typed temperature {rejection_reason(exchange)}, before any stream")
     if not exchange.is_event_stream:
         return inconclusive(f"a wrong-typed temperature was answered HTTP {exchange.status} without a stream, "
@@ -192,7 +193,8 @@ def stream_error_frame(ctx: ProbeContext) -> Observation:
 
 @check("reasoning-effort-values", variant="chat")
 def reasoning_effort_values(ctx: ProbeContext) -> Observation:
-    none, integer = ctx.send_all([(CHAT.path, CHAT.body(ctx.model, SAY_OK, {"max_tokens": 1, "reasoning_effort": value}))
+    none, integer = ctx.send_all([(CHAT.path, CHAT.body(ctx.model, SAY_OK, {"max_tokens": 1,
+                                                                            "reasoning_effort": value}))
                                   for value in ("none", 0)])
     if refused_for(ctx, none, "reasoning_effort"):
         return observe("unsupported", f"reasoning_effort 'none' {rejection_reason(none)}: the model takes no "

@@ -57,7 +57,7 @@ CALL_BOTH = [{"role": "user", "content": written_call("get_code", '{"code": "A1"
 #: Room for a forced call such as {"code":"A1"} or {"name":"B2"} whatever the tokenizer, and for
 #: the whole written call when a server ignores the forcing and the model echoes it.
 CALL_TOKENS = 32
-YES_NO_SCHEMA = {"type": "object", "properties": {"answer": {"type": "string", "enum": ["yes", "no"]}},
+YES_NO_SCHEMA: dict[str, Any] = {"type": "object", "properties": {"answer": {"type": "string", "enum": ["yes", "no"]}},
                  "required": ["answer"], "additionalProperties": False}
 #: Names JSON, as OpenAI's JSON mode requires, and shows the document (a weak model echoes it).
 ASK_JSON = 'JSON: {"answer": "yes"}'
@@ -98,7 +98,7 @@ def tool_choice(ctx: ProbeContext) -> Observation:
              "named": (body([GET_CODE, GET_NAME], {"type": "function", "function": {"name": "get_name"}}), "get_name"),
              "any": (body([GET_CODE], "any"), "get_code"),
              "flat named": (body([GET_CODE, GET_NAME], {"type": "function", "name": "get_name"}), "get_name")}
-    exchanges = dict(zip(forms, ctx.send_all([(CHAT.path, request) for request, _ in forms.values()])))
+    exchanges = dict(zip(forms, ctx.send_all([(CHAT.path, request) for request, _ in forms.values()]), strict=True))
     seen = {form: forcing(ctx, exchanges[form], name) for form, (_, name) in forms.items()}
     finishes = {form: finish_reason(exchanges[form]) for form in ("required", "named")}
     summary = ", ".join(f"{form}: {outcome}" for form, outcome in seen.items())
@@ -204,7 +204,8 @@ def tool_call_round_trip(ctx: ProbeContext) -> Observation:
 
 @check("parallel-tool-calls", variant="chat")
 def parallel_tool_calls(ctx: ProbeContext) -> Observation:
-    exchange = ctx.generate(CHAT, CALL_BOTH, max_tokens=2 * CALL_TOKENS, tools=[GET_CODE, GET_NAME], tool_choice="required",
+    exchange = ctx.generate(CHAT, CALL_BOTH, max_tokens=2 * CALL_TOKENS, tools=[GET_CODE, GET_NAME],
+                            tool_choice="required",
                             parallel_tool_calls=False)
     if refused_for(ctx, exchange, "parallel_tool_calls"):
         return observe("unsupported", f"parallel_tool_calls {rejection_reason(exchange)}")
@@ -322,9 +323,9 @@ def sdk_tools(ctx: ProbeContext) -> Observation:
 
     def tool_call() -> None:
         try:
-            stream = client.chat.completions.create(model=ctx.model, messages=CALL_GET_CODE, tools=[GET_CODE],
-                                                    tool_choice="required", max_tokens=CALL_TOKENS, temperature=0,
-                                                    stream=True)
+            stream = client.chat.completions.create(  # type: ignore[call-overload]  # plain dicts, not the SDK's TypedDicts
+                model=ctx.model, messages=CALL_GET_CODE, tools=[GET_CODE], tool_choice="required",
+                max_tokens=CALL_TOKENS, temperature=0, stream=True)
         except openai.BadRequestError as refusal:
             unseen.append(f"tools refused ({refusal.status_code})")
             return
@@ -341,7 +342,8 @@ def sdk_tools(ctx: ProbeContext) -> Observation:
 
     def parse() -> None:
         try:
-            completion = client.chat.completions.parse(model=ctx.model, messages=[{"role": "user", "content": ASK_JSON}],
+            completion = client.chat.completions.parse(model=ctx.model, messages=[{"role": "user",
+                                                                                   "content": ASK_JSON}],
                                                        response_format=Answer, max_tokens=JSON_TOKENS, temperature=0)
         except openai.BadRequestError as refusal:
             unseen.append(f"json_schema refused ({refusal.status_code})")

@@ -276,7 +276,8 @@ class Endpoint:
             if entry and self.config.is_(entry, "fireworks"):
                 raise bad_param(param, f"`{param}` is not supported")
         if "parallel_tool_calls" in body and self.config.is_("parallel-tool-calls", "unsupported"):
-            raise ApiError(400, "Unrecognized request argument supplied: parallel_tool_calls", param="parallel_tool_calls")
+            raise ApiError(400, "Unrecognized request argument supplied: parallel_tool_calls",
+                           param="parallel_tool_calls")
         if "stream_options" in body and self.config.is_("stream-options-include-usage", "unsupported"):
             raise ApiError(400, "Unrecognized request argument supplied: stream_options", param="stream_options")
         check_reasoning_effort(self.config, body)
