@@ -10,8 +10,11 @@ nox.options.reuse_existing_virtualenvs = True
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The project's own test suite (the README's second Quickstart command)."""
+    """The project's own test suite (the README's second Quickstart command): lint and types
+    first (ruff, mypy: configured in pyproject.toml), so CI fails on them as on a test."""
     session.install(".[test]")
+    session.run("ruff", "check", ".")
+    session.run("mypy")
     session.run("pytest", *session.posargs)
 
 

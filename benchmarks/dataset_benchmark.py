@@ -42,9 +42,8 @@ def example(number: int) -> str:
 
 
 def generate(path: Path, lines: int, compress: bool) -> int:
-    opened = gzip.open(path, "wt", encoding="utf-8", compresslevel=1) if compress else \
-        open(path, "w", encoding="utf-8", buffering=1 << 20)
-    with opened as stream:
+    with (gzip.open(path, "wt", encoding="utf-8", compresslevel=1) if compress
+          else open(path, "w", encoding="utf-8", buffering=1 << 20)) as stream:
         for number in range(lines):
             stream.write(example(number))
             stream.write("\n")
@@ -62,7 +61,8 @@ def main() -> int:
         size = generate(path, args.lines, args.gzip)
         load_before = os.getloadavg()[0]
         started = time.perf_counter()
-        completed = subprocess.run([sys.executable, "-m", "conformance", "dataset", str(path), "--profile", args.profile],
+        completed = subprocess.run([sys.executable, "-m", "conformance", "dataset", str(path), "--profile",
+                                    args.profile],
                                    capture_output=True, text=True)
         elapsed = time.perf_counter() - started
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -72,7 +72,8 @@ def main() -> int:
         print(completed.stdout, completed.stderr, sep="\n", file=sys.stderr)
         print(f"unexpected exit code {completed.returncode}: the generated file should be valid", file=sys.stderr)
         return 1
-    print(f"{args.lines:,} examples, {size / 1e6:,.0f} MB{' gzip' if args.gzip else ''}: {elapsed:.1f} s wall (including start-up), "
+    print(f"{args.lines:,} examples, {size / 1e6:,.0f} MB{' gzip' if args.gzip else ''}: "
+          f"{elapsed:.1f} s wall (including start-up), "
           f"{args.lines / elapsed:,.0f} lines/s, {cpu:.1f} s CPU, peak RSS {peak_mb:.0f} MB; "
           f"load average {load_before:.1f} before, {load_after:.1f} after, {os.cpu_count()} CPUs")
     return 0

@@ -84,7 +84,8 @@ def main() -> int:
         embedded_dir = scratch_dir / "embedded"
         median, times, cpu = median_wall(["run", "--profile", "none", "--report-dir", str(embedded_dir)])
         report = read_report(embedded_dir)
-        print(f"run, embedded reference server   {median:6.2f}s  (target {TARGETS['embedded']}s; {spread(times, cpu)}); "
+        print(f"run, embedded reference server   {median:6.2f}s  "
+              f"(target {TARGETS['embedded']}s; {spread(times, cpu)}); "
               f"checks {report['duration_s']:.2f}s, {report['requests']} requests, "
               f"{report['tokens']['prompt']} + {report['tokens']['completion']} tokens")
         missed += ["embedded"] if median > TARGETS["embedded"] else []
@@ -107,7 +108,8 @@ def main() -> int:
         path_s = chain * LATENCY_S
         print(f"critical path: {chain} requests x {LATENCY_S}s = {path_s:.1f}s, ending in {check_id}: "
               + " -> ".join(steps))
-        print(f"run, {LATENCY_S * 1000:.0f} ms per response        {median:6.2f}s  = {median / path_s:.2f}x the critical "
+        print(f"run, {LATENCY_S * 1000:.0f} ms per response        {median:6.2f}s  "
+              f"= {median / path_s:.2f}x the critical "
               f"path (target {CRITICAL_PATH_FACTOR}x; {spread(times, cpu)}); checks {report['duration_s']:.2f}s, "
               f"{report['requests']} requests")
         missed += ["latency"] if median > CRITICAL_PATH_FACTOR * path_s else []

@@ -19,7 +19,7 @@ import re
 import threading
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
@@ -27,7 +27,8 @@ from vcr.request import Request as VcrRequest
 from vcr.serialize import deserialize, serialize
 from vcr.serializers import yamlserializer
 
-from conformance.client import CHECK_EXTENSION, EXCHANGE_EXTENSION, TeeStream
+from conformance.client import CHECK_EXTENSION, EXCHANGE_EXTENSION
+from conformance.exceptions import ConformanceError
 from conformance.redaction import REDACTED, SECRET_HEADERS, Redactor
 from conformance.transport import network_transport
 
@@ -38,8 +39,9 @@ METADATA_TEXT = ("endpoint", "base_url", "model")
 SECRET_QUERY_KEYS = re.compile(r"(key|token|secret|password|auth)", re.IGNORECASE)
 
 
-class CassetteMiss(httpx.TransportError):
-    """A request has no recorded answer: the cassette is missing or stale."""
+class CassetteMiss(ConformanceError, httpx.TransportError):
+    """A request has no recorded answer in its check's cassette: the check changed since it was
+    recorded (stale). A check with no cassette at all is not replayed (`CassetteStore.recorded`)."""
 
 
 def cassette_name(check_id: str) -> str:
@@ -129,12 +131,42 @@ class CassetteStore:
                              f"{', '.join(METADATA_TEXT)} and an integer or null context_window); re-record the run")
         return recorded
 
+    def recorded(self, check: str) -> bool:
+        """Whether this directory holds a cassette for `check` (a check added since has none)."""
+        return (self.directory / cassette_name(check)).is_file()
+
+    def not_recorded(self, check: str, entry: str) -> str:
+        """Why a check without a cassette is not judged in a replay, and how to record it: a check
+        added after the recording is news, not a fault (a stale cassette is one: CassetteMiss)."""
+        return (f"not recorded in {self.directory}: record it with "
+                f"`conformance run --record {self.directory} -k {entry}` against the recorded endpoint")
+
     def load(self, check: str) -> list[tuple[VcrRequest, dict[str, Any]]]:
         path = self.directory / cassette_name(check)
         if not path.is_file():
             return []
         requests, responses = deserialize(path.read_text(encoding="utf-8"), yamlserializer)[:2]
-        return list(zip(requests, responses))
+        return list(zip(requests, responses, strict=True))
+
+
+class TeeStream(httpx.SyncByteStream):
+    """Passes a response body through and, when the reader closes it, hands over what was read."""
+
+    def __init__(self, inner: httpx.SyncByteStream, on_close):
+        self._inner, self._on_close = inner, on_close
+        self._parts: list[bytes] = []
+
+    def __iter__(self):
+        for part in self._inner:
+            self._parts.append(part)
+            yield part
+
+    def close(self) -> None:
+        try:
+            self._inner.close()
+        finally:
+            self._on_close(b"".join(self._parts))
+
 
 
 def recording_identity(metadata: dict[str, Any]) -> tuple[Any, ...]:
@@ -170,7 +202,8 @@ class RecordingTransport(httpx.BaseTransport):
             })
 
         return httpx.Response(response.status_code, headers=response.headers,
-                              stream=TeeStream(response.stream, file), extensions=response.extensions)
+                              stream=TeeStream(cast(httpx.SyncByteStream, response.stream), file),
+                              extensions=response.extensions)
 
     def close(self) -> None:
         self.inner.close()
@@ -206,16 +239,17 @@ class ReplayTransport(httpx.BaseTransport):
             if check not in self._remaining:
                 self._remaining[check] = self.store.load(check)
             pending = self._remaining[check]
-            for index, (recorded, response) in enumerate(pending):
+            for index, (recorded, response) in enumerate(pending):  # noqa: B007  (used after the break)
                 if recorded.method == request.method and _path(recorded.uri) == _path(url) \
                         and _same_body(recorded.body, request.read(), self.scrub):
                     del pending[index]
                     break
             else:
+                why = "stale: the check changed since it was recorded" if self.store.recorded(check) else "missing"
                 raise CassetteMiss(
                     f"no recorded answer for {request.method} {url} in "
-                    f"{self.store.directory / cassette_name(check)} (the cassette is missing or the check changed "
-                    f"since it was recorded); re-record with `conformance run --record {self.store.directory}`")
+                    f"{self.store.directory / cassette_name(check)} (the cassette is {why}); "
+                    f"re-record with `conformance run --record {self.store.directory}`")
         body = response["body"]["string"]
         content = body if isinstance(body, bytes) else body.encode("utf-8", "surrogateescape")
         headers = [(name, value) for name, values in response["headers"].items() for value in values]

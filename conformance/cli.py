@@ -7,19 +7,22 @@ or an endpoint that cannot be used (always with a one-line message, never a trac
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from conformance import __version__
+from conformance.audit import command as audit_command
 from conformance.console import printable
+from conformance.datasets import command as dataset_command
 from conformance.options import (
     OPTIONS,
     RUN_OPTIONS,
@@ -29,8 +32,6 @@ from conformance.options import (
     positive_int,
     settings,
 )
-from conformance.audit import command as audit_command
-from conformance.datasets import command as dataset_command
 from conformance.redaction import Redactor, run_redactor
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
     import pytest
 
-    from conformance.client import RunStats
+    from conformance.accounting import RunStats
     from conformance.compare import Changes
     from conformance.pytest_plugin import Opened
 
@@ -237,7 +238,7 @@ def execute_run(args: argparse.Namespace) -> Finished:
 
     import conformance.endpoint  # noqa: F401  # imported in this thread; the opener below only talks
     from conformance import pytest_plugin
-    from conformance.client import RunStats
+    from conformance.accounting import RunStats
     from conformance.progress import RunConsole
     from conformance.pytest_plugin import CHANGES, INTERRUPTED_START, REPORT, redactor_of_settings
 
@@ -367,10 +368,8 @@ def invoke(argv: list[str] | None = None) -> Finished:
         # interpreter joins worker threads); the reports are written, so leave now.
         os._exit(stop.code if isinstance(stop, Interrupted) else EXIT_INTERRUPTED)
     except BrokenPipeError:  # e.g. `conformance catalog | head`: the reader left, which is no error
-        try:
+        with contextlib.suppress(OSError, ValueError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the final flush cannot fail again
-        except (OSError, ValueError):
-            pass
         return Finished(EXIT_OK)
 
 

@@ -116,16 +116,16 @@ def columns(reports: list[dict[str, Any]]) -> list[Column]:
               for r in reports]
     for label in {label for label in labels if labels.count(label) > 1}:
         group = [i for i, other in enumerate(labels) if other == label]
-        for key, form in DISTINGUISHERS:
+        for key, form in DISTINGUISHERS:  # noqa: B007  (the form that broke the loop is used after it)
             values = [key(reports[i]) for i in group]
             if len(set(values)) == len(values):
                 break
         else:
             form, values = "{label} #{value}", list(range(1, len(group) + 1))
-        for i, value in zip(group, values):
+        for i, value in zip(group, values, strict=True):
             labels[i] = form.format(label=label, value=value)
     return [Column(label, r["endpoint"]["base_url"], r["model"], (r["profile"] or {}).get("name"),
-                   r["started_at"], r["status"], dict(r["summary"])) for label, r in zip(labels, reports)]
+                   r["started_at"], r["status"], dict(r["summary"])) for label, r in zip(labels, reports, strict=True)]
 
 
 def matrix(reports: list[dict[str, Any]]) -> list[Row]:

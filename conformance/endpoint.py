@@ -8,12 +8,16 @@ import re
 import secrets
 from dataclasses import dataclass, field
 
-from conformance.client import BudgetExhausted, EndpointClient, EndpointError, Exchange, RunStats, normalize_base_url
+from conformance.accounting import RunStats
+from conformance.client import EndpointClient
+from conformance.exceptions import BudgetExhausted, ConformanceError, EndpointError
+from conformance.exchange import Exchange
 from conformance.options import base_url_from_environment
 from conformance.reference_server import RunningServer, ServerConfig, start_in_thread
+from conformance.urls import normalize_base_url
 
 
-class EndpointUnusable(Exception):
+class EndpointUnusable(ConformanceError):
     """The run cannot start: bad URL, nothing listening, key refused, no model to use."""
 
 
@@ -87,9 +91,11 @@ def read_models(client: EndpointClient, model: str | None) -> tuple[str, int | N
     try:
         listing = client.get("models")
     except EndpointError as error:
-        raise EndpointUnusable(f"cannot reach {base_url}: {error.exchange.failure if error.exchange else error}") from None
+        why = error.exchange.failure if error.exchange else error
+        raise EndpointUnusable(f"cannot reach {base_url}: {why}") from None
     if listing.status in (401, 403):
-        raise EndpointUnusable(f"{base_url} refused the API key (HTTP {listing.status}); set OPENAI_API_KEY or --api-key")
+        raise EndpointUnusable(f"{base_url} refused the API key (HTTP {listing.status}); "
+                               "set OPENAI_API_KEY or --api-key")
     data = listing.json.get("data") if isinstance(listing.json, dict) else None
     models = [m for m in data or [] if isinstance(m, dict) and isinstance(m.get("id"), str)]
     if not model and listing.status == 404:

@@ -10,7 +10,7 @@ name upper-cased, with `-` or `_` (`INPUT_BASE-URL` or `INPUT_BASE_URL`). action
 
 | input | default | meaning |
 |---|---|---|
-| base-url | embedded | the endpoint; `embedded`: `$OPENAI_BASE_URL`, else the embedded reference server; empty (an unset secret): exit 2 |
+| base-url | embedded | `embedded`: `$OPENAI_BASE_URL`, else the embedded server; empty (an unset secret): exit 2 |
 | api-key | (empty) | sent to the endpoint only; masked in the log; default `$OPENAI_API_KEY` |
 | model | (empty) | default: the first model `GET /models` lists |
 | profile | openai | `openai`, `fireworks`, `none` or a profile file |

@@ -82,7 +82,7 @@ def timeout_seconds(text: str) -> float:
 def base_url(text: str) -> str:
     """An http(s) URL (its query string, e.g. Azure's `api-version`, is kept). Empty is an error:
     only the absence of a base URL means the embedded server."""
-    from conformance.client import normalize_base_url
+    from conformance.urls import normalize_base_url
 
     if not text.strip():
         raise ValueError("is empty; leave it out to run against the embedded reference server")
@@ -212,8 +212,8 @@ class Option:
 
 
 RUN_OPTIONS: tuple[Option, ...] = (
-    Option("base-url", "endpoint base URL, e.g. https://api.fireworks.ai/inference/v1 "
-                       "(default: $OPENAI_BASE_URL, then $OPENAI_API_BASE; with neither, the embedded reference server)",
+    Option("base-url", "endpoint base URL, e.g. https://api.fireworks.ai/inference/v1 (default: $OPENAI_BASE_URL, "
+                       "then $OPENAI_API_BASE; with neither, the embedded reference server)",
            base_url, metavar="URL"),
     Option("api-key", f"API key (default: ${API_KEY_VARIABLE}); never written to disk", given, metavar="KEY"),
     Option("model", "model id (default: the first model /models lists)", given, metavar="NAME"),

@@ -15,22 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from conformance.options import (
-    PYTEST_PREFIX,
-    RUN_OPTIONS,
-    Option,
-    OptionError,
-    Settings,
-    settings,
-)
+from conformance.options import PYTEST_PREFIX, RUN_OPTIONS, Option, OptionError, Settings, settings
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
     import httpx
 
+    from conformance.accounting import RunStats
     from conformance.cassettes import CassetteStore
-    from conformance.client import RunStats
     from conformance.compare import Changes
     from conformance.endpoint import Endpoint
     from conformance.redaction import Redactor
@@ -95,7 +88,7 @@ def stats_of(config: pytest.Config) -> RunStats:
     """The run's one RunStats (the CLI creates it before the endpoint is opened)."""
     stats = config.stash.get(STATS, None)
     if stats is None:
-        from conformance.client import RunStats
+        from conformance.accounting import RunStats
 
         stats = config.stash[STATS] = RunStats(token_budget=run_settings(config).max_tokens_budget)
     return stats
@@ -216,7 +209,7 @@ def write_start_report(chosen: Settings, problem: str, redactor: Redactor, stats
 
 def shown_url(chosen: Settings) -> str | None:
     """The base URL as reports may show it (no credentials)."""
-    from conformance.client import without_credentials
+    from conformance.urls import without_credentials
 
     return without_credentials(chosen.base_url) if chosen.base_url else None
 

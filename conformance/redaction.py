@@ -15,7 +15,8 @@ from __future__ import annotations
 import base64
 import html
 import re
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 if TYPE_CHECKING:  # httpx is not imported by commands that never send a request

@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
 
+from conformance.accounting import RunStats
 from conformance.catalog import Catalog, Entry
 from conformance.checks import REGISTRY, Check
 from conformance.checks.base import ProbeContext, ProbeFailed
-from conformance.client import BudgetExhausted, EndpointClient, EndpointError, Exchange, RequestTimeout, RunStats
+from conformance.client import EndpointClient
 from conformance.endpoint import Endpoint
+from conformance.exceptions import BudgetExhausted, EndpointError, RequestTimeout
+from conformance.exchange import Exchange
 from conformance.profiles import Profile
 from conformance.results import CheckResult, Observation
 
@@ -62,9 +65,9 @@ def execute(check: Check, entry: Entry, profile: Profile, client: EndpointClient
         if error.exchange is not None and error.exchange not in context.exchanges:
             context.exchanges.append(error.exchange)
     except Exception as error:  # ProbeFailed, or a bug in a check: it must not take the run down
-        exhausted = budget_exhausted(error)
-        if exhausted is not None:  # raised inside a foreign client (the SDK), which wrapped it
-            skipped = str(exhausted)
+        cause = budget_exhausted(error)
+        if cause is not None:  # raised inside a foreign client (the SDK), which wrapped it
+            skipped = str(cause)
         else:
             failure = str(error) if isinstance(error, ProbeFailed) else \
                 f"internal error in the check: {type(error).__name__}: {error}"
@@ -176,11 +179,18 @@ class ConformanceRun:
     def start(self, check_ids: list[str]) -> None:
         """Submit every selected check at once; results are collected in `result()`."""
         self.selected = list(check_ids)
+        store = self.transport.store if self.replaying else None  # type: ignore[union-attr]
         for check_id in check_ids:
             check = REGISTRY[check_id]
+            entry = self.catalog[check.entry]
+            if store is not None and not store.recorded(check_id):
+                # Added since the recording: reported as not recorded, never sent, never an error.
+                self._futures[check_id] = Future()
+                self._futures[check_id].set_result(
+                    not_judged(check, entry, self.profile, store.not_recorded(check_id, check.entry)))
+                continue
             self._futures[check_id] = self._pool.submit(
-                execute, check, self.catalog[check.entry], self.profile, self.client, self.endpoint.model,
-                self.context_window)
+                execute, check, entry, self.profile, self.client, self.endpoint.model, self.context_window)
 
     def on_each_result(self, callback: Callable[[CheckResult], None]) -> None:
         """Call `callback` with each started check's result as it finishes, in whatever order they

@@ -1,6 +1,6 @@
 """JSON Schema validation of what an endpoint returns, against the schemas in `schemas/`.
 
-Two sets exist: `strict` (OpenAI's spec as written) and `core` (what clients rely on, which
+Two sets exist: `strict` (OpenAI's spec as written) and `compatible` (what clients rely on, which
 Fireworks-shaped objects also satisfy). A violation names the JSON path and the rule it broke, so
 a failure reads like "$.choices[0].message: 'refusal' is a required property (required)".
 """
@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 from jsonschema import Draft202012Validator
 
-SchemaSet = Literal["strict", "core"]
+SchemaSet = Literal["strict", "compatible"]
 
 
 def schema_root() -> Path:
@@ -37,13 +37,13 @@ class Violation:
         return f"{self.path}: {self.message} ({self.rule})"
 
 
-@lru_cache(maxsize=None)
-def validator(name: str, schema_set: SchemaSet = "core") -> Draft202012Validator:
+@cache
+def validator(name: str, schema_set: SchemaSet = "compatible") -> Draft202012Validator:
     path = schema_root() / schema_set / f"{name}.schema.json"
     return Draft202012Validator(json.loads(path.read_text(encoding="utf-8")))
 
 
-def validate(name: str, instance: Any, schema_set: SchemaSet = "core", limit: int = 5) -> list[Violation]:
+def validate(name: str, instance: Any, schema_set: SchemaSet = "compatible", limit: int = 5) -> list[Violation]:
     """Every way `instance` breaks schema `name` (the most specific first, at most `limit`)."""
     found = []
     for error in sorted(validator(name, schema_set).iter_errors(instance), key=_specificity):
@@ -62,7 +62,7 @@ def _short(message: str, limit: int = 240) -> str:
     return message if len(message) <= limit else message[: limit - 3] + "..."
 
 
-@lru_cache(maxsize=None)
+@cache
 def file_validator(file_name: str) -> Draft202012Validator:
     """A validator for one of the suite's own file formats (`profile.schema.json`, ...)."""
     return Draft202012Validator(json.loads((schema_root() / file_name).read_text(encoding="utf-8")))

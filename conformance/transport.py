@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import httpcore
 import httpx
 
+from conformance.exceptions import ConformanceError
 from conformance.sse import EventCounter
 
 #: A response body larger than this is not read further: the endpoint is misbehaving.
@@ -35,7 +36,7 @@ SLOW_FRACTION = 0.5
 _deadline = threading.local()
 
 
-class ResponseLimit(httpx.TransportError):
+class ResponseLimit(ConformanceError, httpx.TransportError):
     """The response broke one of the bounds (size, events, deadline, encoding); reading stopped."""
 
 

@@ -44,9 +44,11 @@ HEADER = "from openai import OpenAI\nclient = OpenAI()\n"
 RULE_EXAMPLES: dict[str, tuple[str, int]] = {
     "stop": ('client.chat.completions.create(model=m, messages=ms, stop=["END"])', 3),
     "max-tokens": ("client.completions.create(model=m, prompt=p, max_tokens=limit)", 3),
-    "finish-reason-read": ("r = client.chat.completions.create(model=m, messages=ms)\nprint(r.choices[0].finish_reason)", 4),
+    "finish-reason-read": ("r = client.chat.completions.create(model=m, messages=ms)\n"
+                           "print(r.choices[0].finish_reason)", 4),
     "context-length-exceeded-behavior": (
-        'client.chat.completions.create(model=m, messages=ms, extra_body={"context_length_exceeded_behavior": "error"})', 3),
+        'client.chat.completions.create(model=m, messages=ms, '
+        'extra_body={"context_length_exceeded_behavior": "error"})', 3),
     "n": ("client.chat.completions.create(model=m, messages=ms, n=3)", 3),
     "penalties": ("client.chat.completions.create(model=m, messages=ms, presence_penalty=0.5)", 3),
     "best-of": ("client.completions.create(model=m, prompt=p, best_of=3)", 3),
@@ -61,7 +63,8 @@ RULE_EXAMPLES: dict[str, tuple[str, int]] = {
     "echo-on-chat": ("client.chat.completions.create(model=m, messages=ms, extra_body={'echo': True})", 3),
     "completion-echo": ("client.completions.create(model=m, prompt=p, echo=True)", 3),
     "raw-output": ("client.chat.completions.create(model=m, messages=ms, extra_body={'raw_output': True})", 3),
-    "perf-metrics": ("client.chat.completions.create(model=m, messages=ms, extra_body={'perf_metrics_in_response': True})", 3),
+    "perf-metrics": ("client.chat.completions.create(model=m, messages=ms, "
+                     "extra_body={'perf_metrics_in_response': True})", 3),
     "perf-metrics-read": ("r = client.chat.completions.create(model=m, messages=ms)\nprint(r.perf_metrics)", 4),
     "perf-metrics-headers": (("raw = client.chat.completions.with_raw_response.create(model=m, messages=ms)\n"
                              "tokens = raw.headers.get('Fireworks-Prompt-Tokens')"), 4),
@@ -81,15 +84,20 @@ RULE_EXAMPLES: dict[str, tuple[str, int]] = {
                      "    for chunk in s:\n        break"), 5),
     "raw-response": ("raw = client.chat.completions.with_raw_response.create(model=m, messages=ms)", 3),
     "tools": ('client.chat.completions.create(model=m, messages=ms, tools=ts, tool_choice="required")', 3),
-    "tool-calls-read": ("r = client.chat.completions.create(model=m, messages=ms)\ncalls = r.choices[0].message.tool_calls", 4),
-    "parallel-tool-calls": ("client.chat.completions.create(model=m, messages=ms, tools=ts, parallel_tool_calls=False)", 3),
-    "response-format": ('client.chat.completions.create(model=m, messages=ms, response_format={"type": "json_object"})', 3),
+    "tool-calls-read": ("r = client.chat.completions.create(model=m, messages=ms)\n"
+                        "calls = r.choices[0].message.tool_calls", 4),
+    "parallel-tool-calls": ("client.chat.completions.create(model=m, messages=ms, tools=ts, parallel_tool_calls=False)",
+                            3),
+    "response-format": ('client.chat.completions.create(model=m, messages=ms, response_format={"type": "json_object"})',
+                        3),
     "max-completion-tokens": ("client.chat.completions.create(model=m, messages=ms, max_completion_tokens=64)", 3),
     "optional-fields": ('client.chat.completions.create(model=m, messages=ms, store=True, user="u1")', 3),
     "sampling-extensions": ("client.chat.completions.create(model=m, messages=ms, extra_body={'top_k': 40})", 3),
     "reasoning-effort": ('client.chat.completions.create(model=m, messages=ms, reasoning_effort="low")', 3),
-    "reasoning-read": ("r = client.chat.completions.create(model=m, messages=ms)\nthought = r.choices[0].message.reasoning_content", 4),
-    "usage-details-read": ("r = client.chat.completions.create(model=m, messages=ms)\ncached = r.usage.prompt_tokens_details.cached_tokens", 4),
+    "reasoning-read": ("r = client.chat.completions.create(model=m, messages=ms)\n"
+                       "thought = r.choices[0].message.reasoning_content", 4),
+    "usage-details-read": ("r = client.chat.completions.create(model=m, messages=ms)\n"
+                           "cached = r.usage.prompt_tokens_details.cached_tokens", 4),
     "embeddings-call": ('client.embeddings.create(model="e", input="x")', 3),
 }
 

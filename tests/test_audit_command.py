@@ -39,7 +39,8 @@ def test_without_a_target_the_documented_behaviours_are_listed_and_nothing_fails
     assert report["failing_targets"] == []
     assert set(report["relied_on"]) == {
         "stop-sequence-in-output", "context-overflow-default", "chat-logprobs-boolean", "top-logprobs-range",
-        "sse-framing", "chunk-schema", "stream-error-frame", "stream-usage-default", "stream-options-include-usage", "model-identifiers",
+        "sse-framing", "chunk-schema", "stream-error-frame", "stream-usage-default", "stream-options-include-usage",
+        "model-identifiers",
         "chat-completion-schema"}
     fireworks = verdicts(report, "fireworks")
     assert fireworks[("stop", "stop-sequence-in-output")] == "may-break"  # its two pages disagree

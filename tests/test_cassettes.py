@@ -14,10 +14,10 @@ from conformance.cli import main
 from conformance.client import EndpointClient
 from conformance.redaction import Redactor
 from conformance.reference_server.config import ServerConfig
+from tests.committed_recordings import ROOT, assert_replay_agrees_with_report, replay, results
 
 SENTINEL = "sk-sentinel-0123456789abcdef"
 TIMING = ("duration_s", "elapsed_ms", "first_byte_ms")
-COMMITTED = Path(__file__).resolve().parent.parent / "cassettes"
 
 
 def without_timing(value):
@@ -98,19 +98,22 @@ def test_an_aborted_stream_is_recorded_as_far_as_it_was_read(tmp_path):
     assert recorded == aborted.body and recorded.count(b"data:") < 50
 
 
-def test_a_missing_cassette_names_the_check_and_how_to_re_record(reference_server, tmp_path):
+def test_a_check_without_a_cassette_is_not_recorded_not_an_error(reference_server, tmp_path):
     cassettes = tmp_path / "c"
     server = reference_server("openai")
     assert main(["run", "--base-url", server.base_url, "--record", str(cassettes), "-k", "stream-usage-default",
                  "--report-dir", str(tmp_path / "live")]) == 0
-    (cassettes / cassette_name("stream-usage-default/chat")).unlink()
+    (cassettes / cassette_name("stream-usage-default/chat")).unlink()  # as if the check were added since
+    assert main(["run", "--replay", str(cassettes), "--profile", "none", "-k", "stream-usage-default",
+                 "--report-dir", str(tmp_path / "r")]) == 0
+    rows = results(tmp_path / "r")
+    result = rows["stream-usage-default/chat"]
+    assert result["outcome"] == "skip" and result["evidence"] == []
+    assert result["reason"].startswith(f"not recorded in {cassettes}: record it with `conformance run --record")
+    assert rows["stream-usage-default/completions"]["outcome"] == "pass"
+    # Under a profile that expects a verdict, a check not judged keeps the run from passing.
     assert main(["run", "--replay", str(cassettes), "-k", "stream-usage-default",
-                 "--report-dir", str(tmp_path / "r")]) == 1
-    result = next(r for r in json.loads((tmp_path / "r" / "report.json").read_text())["results"]
-                  if r["check_id"] == "stream-usage-default/chat")
-    assert result["outcome"] == "error"
-    assert "stream-usage-default__chat.yaml" in result["reason"] and "conformance run --record" in result["reason"]
-    assert "Traceback" not in result["reason"]
+                 "--report-dir", str(tmp_path / "judged")]) == 1
 
 
 def test_a_stale_cassette_is_reported_not_replayed(reference_server, tmp_path):
@@ -134,13 +137,35 @@ def test_replaying_a_directory_without_a_recording_is_a_usage_error(tmp_path, ca
 @pytest.mark.block_network
 @pytest.mark.parametrize("vendor", ["openai", "fireworks"])
 def test_committed_reference_cassettes_replay_offline_with_their_verdicts(tmp_path, vendor):
-    """The shipped cassettes, replayed with sockets blocked: any change of verdict fails here."""
-    cassettes = COMMITTED / f"reference-{vendor}"
+    """The shipped cassettes, replayed with sockets blocked, hold to reports/reference-<vendor>/:
+    any change of verdict fails here; a check added since shows as not recorded."""
+    replayed = assert_replay_agrees_with_report(f"reference-{vendor}", tmp_path / "none")
     expected = ServerConfig.for_vendor(vendor)
-    assert main(["run", "--replay", str(cassettes), "--profile", "none", "--report-dir", str(tmp_path / "none")]) == 0
-    for row in json.loads((tmp_path / "none" / "report.json").read_text())["results"]:
-        assert row["observed"] == expected.acts(row["entry_id"]), row["check_id"]
+    judged = [row for row in replayed.values() if row["observed"] is not None]
+    assert judged and all(row["observed"] == expected.acts(row["entry_id"]) for row in judged)
     # Re-judging costs nothing: the same recording under both shipped profiles.
-    assert main(["run", "--replay", str(cassettes), "--profile", vendor, "--report-dir", str(tmp_path / "own")]) == 0
     other = "openai" if vendor == "fireworks" else "fireworks"
-    assert main(["run", "--replay", str(cassettes), "--profile", other, "--report-dir", str(tmp_path / "other")]) == 1
+    own = replay(f"reference-{vendor}", vendor, tmp_path / "own")
+    assert {row["outcome"] for row in own.values() if row["observed"] is not None} <= {"pass", "inconclusive"}
+    assert any(row["outcome"] == "fail" for row in replay(f"reference-{vendor}", other, tmp_path / "other").values())
+
+
+@pytest.fixture
+def throwaway_check():
+    """A check registered for one test only, as a newcomer adds one: it has no cassette anywhere."""
+    from conformance.checks.base import check
+
+    @check("logit-bias", variant="throwaway")
+    def throwaway(ctx):
+        pytest.fail("a check that is not recorded must not be probed")
+
+    yield REGISTRY["logit-bias/throwaway"]
+    REGISTRY.remove("logit-bias/throwaway")
+
+
+@pytest.mark.block_network
+@pytest.mark.parametrize("name", ["reference-openai", "reference-fireworks"])
+def test_adding_a_check_turns_no_replay_test_red(throwaway_check, tmp_path, name):
+    replayed = assert_replay_agrees_with_report(name, tmp_path)
+    assert replayed[throwaway_check.id]["outcome"] == "skip"
+    assert replayed[throwaway_check.id]["reason"].startswith(f"not recorded in {ROOT / 'cassettes' / name}")

@@ -4,6 +4,9 @@ under a profile that expects anything else. This is the proof that no check is v
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from conformance.catalog import load_catalog
@@ -31,15 +34,26 @@ def run_check(server, check, profile: Profile):
 
 def test_every_entry_has_a_check_and_every_check_an_entry():
     checked = {check.entry for check in REGISTRY}
-    assert set(CATALOG.entries) - checked == set(), "catalog entries without a check"
-    assert checked - set(CATALOG.entries) == set(), "checks naming no catalog entry"
+    assert set(CATALOG.entries) - checked == set(), (
+        "catalog entries without a check: declare one with @check(ENTRY, variant=...) in conformance/checks/<area>.py "
+        "(CONTRIBUTING.md, step 2)")
+    assert checked - set(CATALOG.entries) == set(), (
+        "checks naming no catalog entry: add the entry to conformance/catalog/differences.toml "
+        "(CONTRIBUTING.md, step 1)")
 
 
 def test_the_server_can_deviate_on_every_entry():
-    assert set(CAPABILITIES) == set(CATALOG.entries)
+    assert set(CATALOG.entries) - set(CAPABILITIES) == set(), (
+        "entries the reference server cannot show: list their behaviours in CAPABILITIES "
+        "(conformance/reference_server/config.py) and act them out in conformance/reference_server/app.py "
+        "(CONTRIBUTING.md, step 4)")
+    assert set(CAPABILITIES) - set(CATALOG.entries) == set(), (
+        "CAPABILITIES (conformance/reference_server/config.py) names entries the catalog lacks")
     for entry_id, behaviours in CAPABILITIES.items():
-        assert set(behaviours) <= set(CATALOG[entry_id].vocabulary)
-        if len(behaviours) < 2:  # the core surface deviates through rule-break faults: tests/test_surface.py
+        assert set(behaviours) <= set(CATALOG[entry_id].vocabulary), (
+            f"{entry_id}: CAPABILITIES (conformance/reference_server/config.py) lists behaviours the entry's "
+            "[entry.behaviours] in conformance/catalog/differences.toml does not")
+        if len(behaviours) < 2:  # the common surface deviates through rule-break faults: tests/test_surface.py
             assert CATALOG[entry_id].area == "surface", f"{entry_id}: no way to make the reference server deviate"
 
 
@@ -70,11 +84,21 @@ def test_profile_none_classifies_every_entry_as_the_server_behaves(reference_ser
         assert result.observed == server.config.acts(check.entry), result.explain()
 
 
+def test_the_readme_table_lists_every_entry():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    first_cells = re.findall(r"^\| (`[^|]+)\|", readme, flags=re.MULTILINE)
+    listed = {entry for cell in first_cells for entry in re.findall(r"`([a-z0-9-]+)`", cell)}
+    assert set(CATALOG.entries) - listed == set(), (
+        "entries missing from the table under README.md's 'What is checked': add a row (CONTRIBUTING.md, step 6)")
+
+
 @pytest.mark.parametrize("vendor", ["openai", "fireworks"])
 def test_shipped_profiles_cover_what_their_vendor_documents(vendor):
     profile = load_profile(vendor, CATALOG)
     for entry in CATALOG:
-        assert set(entry.vendor_behaviours(vendor)) <= set(profile.expected(entry.id) or []), entry.id
+        assert set(entry.vendor_behaviours(vendor)) <= set(profile.expected(entry.id) or []), (
+            f"{entry.id}: add `{entry.id} = {entry.vendor_behaviours(vendor)}` to [expect] in "
+            f"conformance/profiles/{vendor}.toml (CONTRIBUTING.md, step 3)")
 
 
 @pytest.mark.parametrize(("server_vendor", "profile_name"),

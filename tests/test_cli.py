@@ -429,7 +429,8 @@ def test_a_run_leaves_nothing_in_the_working_directory_but_its_reports(tmp_path:
     do not belong in the user's directory; the Hypothesis-driven checks must really have run."""
     completed = subprocess.run(
         [sys.executable, "-m", "conformance", "run", "--profile", "none", "-k", "parameter-validation",
-         "--report-dir", "out"], capture_output=True, text=True, timeout=120, env=subprocess_env(), cwd=tmp_path, check=False)
+         "--report-dir", "out"], capture_output=True, text=True, timeout=120, env=subprocess_env(), cwd=tmp_path,
+         check=False)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert os.listdir(tmp_path) == ["out"]
     assert {row["check_id"] for row in report_of(tmp_path / "out")["results"]} == check_ids_matching(
@@ -536,4 +537,5 @@ def test_both_front_ends_take_the_same_options(cli) -> None:
                                  timeout=120, env=subprocess_env(), check=True).stdout
     assert set(re.findall(r"(?<![\w-])--[a-z][a-z-]+", cli_help)) - {"--help", "--verbose"} == \
         {option.flag() for option in RUN_OPTIONS}
-    assert set(re.findall(r"--conformance-[a-z-]+", pytest_help)) == {option.flag("conformance-") for option in RUN_OPTIONS}
+    assert set(re.findall(r"--conformance-[a-z-]+",
+                          pytest_help)) == {option.flag("conformance-") for option in RUN_OPTIONS}

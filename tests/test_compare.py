@@ -122,7 +122,8 @@ def test_html_matrix_is_self_contained_and_coloured(openai, fireworks) -> None:
     assert page.open == []
     for tag, attributes in page.tags:
         assert not set(attributes) & {"src", "href", "srcset", "action"}, tag
-    cells = [attributes["class"] for tag, attributes in page.tags if tag == "td" and "cell" in (attributes.get("class") or "")]
+    cells = [attributes["class"] for tag,
+             attributes in page.tags if tag == "td" and "cell" in (attributes.get("class") or "")]
     assert cells.count("cell pass") == len(openai["entries"]) + sum(e["outcome"] == "pass" for e in failing["entries"])
     assert cells.count("cell fail") == sum(e["outcome"] == "fail" for e in failing["entries"]) > 0
     assert "reference-fireworks" in "".join(page.text)

@@ -112,8 +112,8 @@ def test_a_failing_endpoint_verbose(fireworks_server: str, tmp_path: Path) -> No
     assert "skipped" not in console.out and "SKIP" not in console.out
     for result in results:  # -v: one line per check, naming what was observed
         shown = result["outcome"] if not (result["outcome"] == "skip" and result["expected"]) else "not judged"
-        line = next((line for line in console.lines if re.match(rf"{re.escape(shown)} +{re.escape(result['check_id'])} ",
-                                                                 line)), None)
+        pattern = rf"{re.escape(shown)} +{re.escape(result['check_id'])} "
+        line = next((line for line in console.lines if re.match(pattern, line)), None)
         assert line is not None, (result["check_id"], console.out)
         if result["observed"] not in (None, "inconclusive"):
             assert f"observed {result['observed']}" in line, line

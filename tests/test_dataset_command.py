@@ -11,14 +11,15 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
+from conformance._toml import toml_reader
 from conformance.cli import main
 from conformance.datasets import reader
 from conformance.datasets.catalog import RulesError, load_rules, parse_rules
 from conformance.datasets.rules import PARAMETERS
-from conformance._toml import toml_reader
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "tests" / "data" / "datasets"
@@ -63,7 +64,8 @@ def test_error_findings_exit_1_and_name_the_target(tmp_path, capsys):
 
 
 def test_warnings_alone_keep_exit_0(tmp_path, capsys):
-    path = write_lines(tmp_path / "train.jsonl", [{"messages": SFT["messages"] + [{"role": "user", "content": "?"}]}] * 10)
+    path = write_lines(tmp_path / "train.jsonl", [{"messages": SFT["messages"] + [{"role": "user",
+                                                                                   "content": "?"}]}] * 10)
     code, _, _ = run(capsys, str(path), "--report-dir", str(tmp_path / "out"))
     assert code == 0
     assert report_of(tmp_path / "out")["files"][0]["warnings"] == {"openai": 10, "fireworks": 10}
@@ -136,7 +138,8 @@ def test_the_rules_file_is_strict():
                                      for r in data["rule"]]}
     with pytest.raises(RulesError, match="line-size"):
         parse_rules(wrong_params, PARAMETERS)
-    dangling = {**data, "rule": [{**data["rule"][0], "sources": [{"source": "nowhere", "section": "x"}]}] + data["rule"][1:]}
+    dangling = {**data, "rule": [{**data["rule"][0], "sources": [{"source": "nowhere",
+                                                                  "section": "x"}]}] + data["rule"][1:]}
     with pytest.raises(RulesError, match="unknown sources"):
         parse_rules(dangling, PARAMETERS)
     with pytest.raises(RulesError, match="no rule documents"):
@@ -164,7 +167,8 @@ def test_the_reader_splits_lines_like_bytes_split_whatever_the_chunk_size(lines,
         got = list(reader.read_lines(io.BytesIO(data), False, bound))
     finally:
         reader.CHUNK = original
-    assert got == [(n, line if len(line) <= bound else reader.Oversize(len(line))) for n, line in enumerate(expected, 1)]
+    assert got == [(n, line if len(line) <= bound else reader.Oversize(len(line))) for n, line in enumerate(expected,
+                                                                                                            1)]
 
 
 def test_concatenated_gzip_members_are_one_stream(tmp_path, capsys):
@@ -179,7 +183,8 @@ def test_concatenated_gzip_members_are_one_stream(tmp_path, capsys):
 EXPECTED = {
     "openai-spec-examples.jsonl": {
         "openai": [("example-count", 0, "")],
-        "fireworks": [("image-url", 2, "/messages/0/content/1/image_url/url"), ("message-role", 1, "/messages/0/role")]},
+        "fireworks": [("image-url", 2, "/messages/0/content/1/image_url/url"), ("message-role", 1,
+                                                                                "/messages/0/role")]},
     "openai-guide-marv.jsonl": {"openai": [("example-count", 0, "")], "fireworks": []},
     "openai-guide-dpo.jsonl": {"openai": [("example-count", 0, "")], "fireworks": [("example-count", 0, "")]},
     "fireworks-seed-features.jsonl": {

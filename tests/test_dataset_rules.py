@@ -177,7 +177,8 @@ def test_violation_found_at_its_line_and_pointer(tmp_path, rule_id, fmt, bad, po
 def test_violation_only_reported_for_the_chosen_target(tmp_path, rule_id, fmt, bad, pointer, targets):
     for target in ("openai", "fireworks"):
         found = judge(base_file(tmp_path, fmt, bad), (target,))
-        hit = any(f.rule == rule_id and f.line == BAD_LINE and f.pointer == pointer for f in found.stored.get(rule_id, []))
+        hit = any(f.rule == rule_id and f.line == BAD_LINE and f.pointer == pointer for f in found.stored.get(rule_id,
+                                                                                                              []))
         assert hit == (target in targets)
 
 

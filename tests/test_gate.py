@@ -16,8 +16,9 @@ from conformance._toml import toml_reader
 from conformance.catalog import CatalogError, load_catalog, parse_catalog
 from conformance.checks import REGISTRY
 from conformance.cli import main
-from conformance.client import EndpointClient, Exchange
+from conformance.client import EndpointClient
 from conformance.endpoint import preflight_problem, resolve
+from conformance.exchange import Exchange
 from conformance.profiles import load_profile
 from conformance.report import write_reports
 from conformance.runner import ConformanceRun, execute
@@ -156,7 +157,7 @@ def test_the_catalog_refuses_unknown_keys():
         parse_catalog(data)
 
 
-# ---- point 4: extends, and the core surface whatever the profile ---------------------------------
+# ---- point 4: extends, and the common surface whatever the profile ---------------------------------
 
 def test_a_profile_that_does_not_list_the_surface_still_fails_on_it(reference_server, tmp_path):
     server = reference_server("openai", faults=frozenset({"sse-id-changes"}))

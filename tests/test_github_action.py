@@ -148,7 +148,8 @@ def test_the_key_is_masked_and_never_written(reference_server, github: dict[str,
 
 
 def test_without_github_it_only_runs(tmp_path: Path) -> None:
-    environ = {"INPUT_REPORT_DIR": str(tmp_path / "out"), "INPUT_PROFILE": "none", "INPUT_ARGS": replay("openai", "n-choices")}
+    environ = {"INPUT_REPORT_DIR": str(tmp_path / "out"), "INPUT_PROFILE": "none", "INPUT_ARGS": replay("openai",
+                                                                                                        "n-choices")}
     assert main(environ) == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["junit.xml", "report.html", "report.json",
                                                                      "report.md"]

@@ -246,7 +246,8 @@ def test_whatever_the_server_sends_every_report_is_valid(hostile, tmp_path, caps
 
 
 def test_a_deeply_nested_models_listing_is_a_one_line_usage_error(hostile, tmp_path, capsys):
-    server = hostile((200, [("content-type", "application/json")], b'{"data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
+    server = hostile((200, [("content-type", "application/json")],
+                      b'{"data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
                      broken_answers)
     code = main(["run", "--base-url", server.base_url, "--report-dir", str(tmp_path)])
     out, err = capsys.readouterr()

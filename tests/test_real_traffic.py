@@ -66,7 +66,7 @@ def test_real_streams_keep_every_framing_rule_and_chunk_schema(recording):
 @pytest.mark.parametrize(("recording", "behaviour"), [
     ("openai-chat-nonstream-gpt-4o-mini.json", "openai"),
     ("fireworks-chat-nonstream-deepseek-r1.json", "fireworks"),  # no refusal / logprobs keys
-    ("openai-chat-nonstream-gpt-3.5-2025.json", "fireworks"),  # system_fingerprint null: core-valid only
+    ("openai-chat-nonstream-gpt-3.5-2025.json", "fireworks"),  # system_fingerprint null: compatible-valid only
 ])
 def test_chat_completion_schema_on_real_bodies(recording, behaviour):
     result = observe("chat-completion-schema/chat", answer(recording))

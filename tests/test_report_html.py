@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from test_report import Page
 
 from conformance.compare import load_report
 from conformance.report import build_report
 from conformance.report.html import PLOT_WIDTH, code_spans, latency_chart, nice_step, render
-from test_report import Page
 
 REPORT = Path(__file__).resolve().parents[1] / "reports" / "reference-fireworks" / "report.json"
 
@@ -23,7 +23,7 @@ def test_one_bar_per_request_on_one_scale(report) -> None:
     chart = latency_chart(report)
     exchanges = [e for r in report["results"] for e in r["evidence"]]
     assert len(chart.bars) == len(exchanges) > 0
-    for bar, exchange in zip(chart.bars, exchanges):
+    for bar, exchange in zip(chart.bars, exchanges, strict=True):
         assert bar.elapsed_ms == exchange["elapsed_ms"]
     assert len({round(bar.width / bar.elapsed_ms, 6) for bar in chart.bars if bar.width > 1}) == 1  # one scale
     assert PLOT_WIDTH / 2 < max(bar.width for bar in chart.bars) <= PLOT_WIDTH  # and it uses the room
@@ -36,7 +36,7 @@ def test_streams_show_time_to_first_token(report) -> None:
     assert streams and all(bar.kind == "stream" and bar.ttft_width <= bar.width + 1e-9 for bar in streams)
     assert all(bar.kind == "request" for bar in chart.bars if bar.ttft_ms is None)
     assert "median TTFT" in chart.stats and chart.stats["requests"] == str(len(chart.bars))
-    assert any("stream-usage-default/chat" == bar.label for bar in streams)
+    assert any(bar.label == "stream-usage-default/chat" for bar in streams)
 
 
 def test_the_page_draws_the_chart_and_the_matrix(report) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import struct
 
-from conformance.client import RunStats
+from conformance.accounting import RunStats
 from conformance.reference_server.config import ServerConfig
 from conformance.reference_server.embeddings import (
     NATURAL_DIMENSIONS,

@@ -3,8 +3,8 @@
 Why: the schemas are the suite's yardstick, so they must (1) be exactly what the generator makes
 from the pinned OpenAI spec -- no hand edits, no stale output --, (2) be valid draft 2020-12
 schemas, and (3) judge real recorded provider bytes the way we claim: real OpenAI bodies pass the
-strict set, real Fireworks / Groq / vLLM bodies pass the core set, and the strict set keeps
-rejecting the documented Fireworks differences (otherwise "core" would be relaxing nothing).
+strict set, real Fireworks / Groq / vLLM bodies pass the compatible set, and the strict set keeps
+rejecting the documented Fireworks differences (otherwise "compatible" would be relaxing nothing).
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def test_regenerating_gives_identical_files(tmp_path: Path) -> None:
                    capture_output=True)
     generated = relative_files(tmp_path)
     assert generated, "generator wrote nothing"
-    committed = {f for f in relative_files(SCHEMAS) if f.startswith(("strict/", "core/"))}
+    committed = {f for f in relative_files(SCHEMAS) if f.startswith(("strict/", "compatible/"))}
     stale = committed - generated
     assert not stale, f"committed schema files the generator no longer makes: {sorted(stale)}"
     missing = sorted(f for f in generated if not (SCHEMAS / f).is_file())
@@ -103,11 +103,11 @@ def test_check_mode_reports_clean_tree() -> None:
 def test_check_mode_flags_a_drifted_file(tmp_path: Path) -> None:
     subprocess.run([sys.executable, str(GENERATOR), "--out", str(tmp_path)], check=True,
                    capture_output=True)
-    (tmp_path / "core" / "error.schema.json").write_text("{}\n")
+    (tmp_path / "compatible" / "error.schema.json").write_text("{}\n")
     result = subprocess.run([sys.executable, str(GENERATOR), "--check", "--out", str(tmp_path)],
                             capture_output=True, text=True)
     assert result.returncode == 1
-    assert "core/error.schema.json" in result.stdout
+    assert "compatible/error.schema.json" in result.stdout
 
 
 def test_index_lists_every_schema() -> None:
@@ -120,7 +120,7 @@ def test_index_lists_every_schema() -> None:
 # --- (2) every schema is a valid draft 2020-12 schema --------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["strict", "core"])
+@pytest.mark.parametrize("kind", ["strict", "compatible"])
 @pytest.mark.parametrize("name", NAMES)
 def test_schema_is_valid_2020_12(kind: str, name: str) -> None:
     doc = schema(kind, name)
@@ -131,7 +131,7 @@ def test_schema_is_valid_2020_12(kind: str, name: str) -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_core_never_forbids_extra_properties(name: str) -> None:
-    assert '"additionalProperties": false' not in json.dumps(schema("core", name))
+    assert '"additionalProperties": false' not in json.dumps(schema("compatible", name))
 
 
 # --- (3) real recorded traffic --------------------------------------------------------------------
@@ -159,12 +159,12 @@ def test_other_real_chat_completions_fail_strict_pass_core(
 ) -> None:
     instance = body(filename)
     assert error_paths("strict", "chat_completion", instance) == expected_strict_errors
-    assert error_paths("core", "chat_completion", instance) == []
+    assert error_paths("compatible", "chat_completion", instance) == []
 
 
 def test_fireworks_chat_completion_passes_core_not_strict() -> None:
     instance = body("fireworks-chat-nonstream-deepseek-r1.json")
-    assert error_paths("core", "chat_completion", instance) == []
+    assert error_paths("compatible", "chat_completion", instance) == []
     assert error_paths("strict", "chat_completion", instance) == [
         "$.choices[0].message: 'refusal' is a required property",
         "$.choices[0]: 'logprobs' is a required property",
@@ -182,7 +182,7 @@ def test_fireworks_chat_completion_passes_core_not_strict() -> None:
 def test_every_stream_chunk_passes_core(filename: str, passes_strict: bool) -> None:
     chunks = sse_events(filename)
     assert chunks
-    core_errors = {e for chunk in chunks for e in error_paths("core", "chat_completion_chunk", chunk)}
+    core_errors = {e for chunk in chunks for e in error_paths("compatible", "chat_completion_chunk", chunk)}
     assert core_errors == set()
     strict_errors = {e for chunk in chunks for e in error_paths("strict", "chat_completion_chunk", chunk)}
     if passes_strict:
@@ -216,11 +216,11 @@ def test_openai_error_bodies_pass_strict(filename: str) -> None:
 
 def test_groq_error_passes_core_not_strict() -> None:
     instance = body("groq-error-404-model_not_found.json")
-    assert error_paths("core", "error", instance) == []
+    assert error_paths("compatible", "error", instance) == []
     assert error_paths("strict", "error", instance) == ["$.error: 'param' is a required property"]
 
 
-# --- the core set still rejects what no OpenAI client could use ----------------------------------
+# --- the compatible set still rejects what no OpenAI client could use ----------------------------------
 
 
 @pytest.mark.parametrize(
@@ -236,12 +236,12 @@ def test_groq_error_passes_core_not_strict() -> None:
 def test_core_is_not_vacuous(name: str, mutate: Any) -> None:
     instance = body("fireworks-chat-nonstream-deepseek-r1.json")
     mutate(instance)
-    assert error_paths("core", name, instance) != []
+    assert error_paths("compatible", name, instance) != []
 
 
 def test_core_error_still_needs_message() -> None:
-    assert error_paths("core", "error", {"error": {"type": "x"}}) != []
-    assert error_paths("core", "error", {"error": "Model not found"}) != []
+    assert error_paths("compatible", "error", {"error": {"type": "x"}}) != []
+    assert error_paths("compatible", "error", {"error": "Model not found"}) != []
 
 
 def test_core_accepts_documented_fireworks_extensions() -> None:
@@ -253,5 +253,5 @@ def test_core_accepts_documented_fireworks_extensions() -> None:
     choice["logprobs"] = {"tokens": ["a"], "token_logprobs": [-0.1], "top_logprobs": [{"a": -0.1}],
                           "text_offset": [0], "token_ids": [64]}
     del instance["usage"]["completion_tokens"]
-    assert error_paths("core", "chat_completion", instance) == []
+    assert error_paths("compatible", "chat_completion", instance) == []
     assert error_paths("strict", "chat_completion", instance) != []

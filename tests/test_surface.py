@@ -1,4 +1,4 @@
-"""The core surface: against a reference server told to break one rule, the matching check fails
+"""The common surface: against a reference server told to break one rule, the matching check fails
 and names the rule; legal variants (CRLF, comments) are tolerated; the healthy server passes."""
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def test_every_body_and_chunk_is_validated_and_the_run_goes_on(reference_server)
     result = run_check(server, next(check for check in REGISTRY if check.id == "stream-usage-default/chat"))
     assert result.observed == "fireworks"  # the behaviour verdict is unaffected
     violations = result.details["schema_violations"]
-    assert any("chat_completion_chunk (core) chunk #0 $: 'created' is a required property (required)" == v
+    assert any(v == "chat_completion_chunk (compatible) chunk #0 $: 'created' is a required property (required)"
                for v in violations), violations
 
 

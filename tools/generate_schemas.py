@@ -2,7 +2,7 @@
 """Generate the project's JSON Schemas (draft 2020-12) from OpenAI's OpenAPI spec.
 
 Why this exists: the conformance suite judges provider responses against schemas, and hand-written
-schemas drift silently.  Every file under ``schemas/strict``, ``schemas/core``, ``schemas/index.json``
+schemas drift silently.  Every file under ``schemas/strict``, ``schemas/compatible``, ``schemas/index.json``
 and ``schemas/source/PROVENANCE.md`` is produced here from the pinned copy of OpenAI's spec in
 ``schemas/source/openai-openapi.json``, so a reviewer can see exactly where each rule came from and a
 test (``tests/test_schema_generation.py``) fails when the committed files differ from what this
@@ -12,7 +12,7 @@ Two sets are written:
 
 * ``strict`` -- OpenAI's component as specified, made usable as JSON Schema (OpenAPI's ``nullable``
   rewritten, refs bundled under ``$defs``, documentation keywords dropped).
-* ``core``   -- the strict schema with a list of named, documented relaxations (``CORE_RELAXATIONS``)
+* ``compatible``   -- the strict schema with a list of named, documented relaxations (``COMPATIBLE_RELAXATIONS``)
   applied.  Each relaxation is one difference observed in Fireworks / vLLM / Groq responses that an
   OpenAI client tolerates in practice.
 
@@ -391,7 +391,7 @@ DERIVATIONS: dict[str, Callable[[Schema], Schema]] = {"completion_chunk": derive
 
 
 # ---------------------------------------------------------------------------------------------
-# Core relaxations: each one is a documented Fireworks / vLLM / Groq difference
+# Compatible relaxations: each one is a documented Fireworks / vLLM / Groq difference
 # ---------------------------------------------------------------------------------------------
 #
 # A relaxation takes (target name, bundled document) and mutates the document.  Relaxations never
@@ -612,7 +612,7 @@ def drop_additional_properties_false(name: str, doc: Schema) -> None:
 
 
 def oneof_to_anyof(name: str, doc: Schema) -> None:
-    """``oneOf`` becomes ``anyOf`` in the core set.
+    """``oneOf`` becomes ``anyOf`` in the compatible set.
 
     The spec's ``oneOf`` lists are OpenAPI discriminated unions; their exclusivity in JSON Schema
     leans on ``additionalProperties: false`` and exact enums, both relaxed above, so an extended
@@ -626,7 +626,7 @@ def oneof_to_anyof(name: str, doc: Schema) -> None:
 
 Relaxation = Callable[[str, Schema], None]
 
-CORE_RELAXATIONS: tuple[Relaxation, ...] = (
+COMPATIBLE_RELAXATIONS: tuple[Relaxation, ...] = (
     relax_choice_logprobs_required,
     relax_message_refusal_required,
     relax_usage_completion_tokens,
@@ -644,10 +644,10 @@ CORE_RELAXATIONS: tuple[Relaxation, ...] = (
 )
 
 
-def make_core(name: str, strict: Schema) -> Schema:
-    """Apply every core relaxation to a copy of the strict document."""
+def make_compatible(name: str, strict: Schema) -> Schema:
+    """Apply every compatible relaxation to a copy of the strict document."""
     doc = copy.deepcopy(strict)
-    for relaxation in CORE_RELAXATIONS:
+    for relaxation in COMPATIBLE_RELAXATIONS:
         relaxation(name, doc)
     prune_defs(doc)
     return doc
@@ -716,13 +716,13 @@ def index_document(spec_sha256: str) -> JSON:
                 "source_component": target.component,
                 "derivation": target.derivation or None,
                 "strict": f"strict/{target.name}.schema.json",
-                "core": f"core/{target.name}.schema.json",
+                "compatible": f"compatible/{target.name}.schema.json",
             }
             for target in TARGETS
         ],
         "core_relaxations": [
             {"name": relaxation.__name__, "why": first_line(relaxation.__doc__)}
-            for relaxation in CORE_RELAXATIONS
+            for relaxation in COMPATIBLE_RELAXATIONS
         ],
     }
 
@@ -738,7 +738,7 @@ def provenance_markdown(spec_sha256: str) -> str:
 - Licence: MIT, copyright OpenAI; the licence text is in `LICENSE` beside this file.
 - Copied unchanged (byte for byte) as `{SPEC_FILE}`; sha256 `{spec_sha256}`
   (the generator refuses to run if the file's hash differs).
-- Used by `tools/generate_schemas.py` to produce `schemas/strict/`, `schemas/core/` and
+- Used by `tools/generate_schemas.py` to produce `schemas/strict/`, `schemas/compatible/` and
   `schemas/index.json`.
 """
 
@@ -764,18 +764,18 @@ def build_outputs(spec: JSON, spec_sha256: str) -> dict[str, bytes]:
         derive = DERIVATIONS.get(target.name)
         if derive is not None:
             strict = derive(strict)
-        core = make_core(target.name, strict)
+        compatible = make_compatible(target.name, strict)
         outputs[f"strict/{target.name}.schema.json"] = dump(with_comment(strict, target, "strict"))
-        outputs[f"core/{target.name}.schema.json"] = dump(with_comment(core, target, "core"))
+        outputs[f"compatible/{target.name}.schema.json"] = dump(with_comment(compatible, target, "compatible"))
     outputs["index.json"] = dump(index_document(spec_sha256))
     outputs["source/PROVENANCE.md"] = provenance_markdown(spec_sha256).encode("utf-8")
     return outputs
 
 
 def stale_files(out_dir: Path, outputs: dict[str, bytes]) -> list[str]:
-    """Return schema files present in ``strict/`` or ``core/`` that the generator no longer makes."""
+    """Return schema files present in ``strict/`` or ``compatible/`` that the generator no longer makes."""
     stale = []
-    for sub in ("strict", "core"):
+    for sub in ("strict", "compatible"):
         for path in sorted((out_dir / sub).glob("*.json")):
             rel = path.relative_to(out_dir).as_posix()
             if rel not in outputs:

@@ -1,4 +1,5 @@
-"""`conformance audit SOURCE [SOURCE ...] [--base-url URL ...] [--embedded BEHAVIOUR ...] [--profile P ...] [--report-dir DIR]`.
+"""`conformance audit SOURCE [SOURCE ...] [--base-url URL ...] [--embedded BEHAVIOUR ...] [--profile P ...]
+[--report-dir DIR]`.
 
 Exit codes: 0 no relied-on behaviour differs on an observed target (without `--base-url` or
 `--embedded` nothing is observed: the documented behaviours are listed, exit 0); 1 a relied-on

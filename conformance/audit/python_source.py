@@ -3,7 +3,8 @@
 What is found:
 - calls: any method chain ending in `create`, `parse` or `stream` through `chat.completions`,
   `completions`, `responses` or `embeddings` (whatever the client is called: `client`,
-  `self.client`, `get_client()`), the openai<1.0 `openai.ChatCompletion.create` / `acreate` family, `with_raw_response` in such a chain, and a streamed response
+  `self.client`, `get_client()`), the openai<1.0 `openai.ChatCompletion.create` / `acreate` family,
+  `with_raw_response` in such a chain, and a streamed response
   closed early (`break` out of the loop over it, or `.close()`);
 - arguments: every keyword, with its value when `ast.literal_eval` can read it, and the keys of a
   literal `extra_body`, `**{...}`, or `**params` where `params` is a dict built in the same scope
@@ -271,7 +272,8 @@ class Scanner(ast.NodeVisitor):
         self.generic_visit(node)
 
     def key_read(self, node: ast.AST, key: Any, base: ast.expr) -> None:
-        """`x["usage"]`, `x.get("usage")`; on `.headers` (`raw.headers.get("fireworks-prompt-tokens")`) a header read."""
+        """`x["usage"]`, `x.get("usage")`; on `.headers` (`raw.headers.get("fireworks-prompt-tokens")`)
+        a header read."""
         if isinstance(base, ast.Attribute) and base.attr == "headers" and isinstance(key, str):
             origin = self.origin(base.value)
             self.uses.append(Use("header", key.lower(), self.where(node), origin.api if origin else None,
@@ -298,7 +300,7 @@ class Scanner(ast.NodeVisitor):
 def dict_fields(node: ast.expr) -> list[tuple[ast.AST, str, ast.expr]] | None:
     """The string keys of a dict display or `dict(key=...)` call, with their values; None for anything else."""
     if isinstance(node, ast.Dict):
-        return [(key, key.value, value) for key, value in zip(node.keys, node.values)
+        return [(key, key.value, value) for key, value in zip(node.keys, node.values, strict=True)
                 if isinstance(key, ast.Constant) and isinstance(key.value, str)]
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args:
         return [(keyword, keyword.arg, keyword.value) for keyword in node.keywords if keyword.arg is not None]

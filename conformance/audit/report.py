@@ -131,8 +131,8 @@ def render_markdown(report: dict[str, Any]) -> str:
             rows = [(entry, row) for entry in finding["entries"] for row in entry["verdicts"]]
             if rows:
                 lines += ["", "| Entry | Target | What the target does | Verdict |", "|---|---|---|---|"]
-                lines += [f"| {code(entry['id'])} | {code(row['target'])} | {code(row['does'])} | {MARK[row['verdict']]} |"
-                          for entry, row in rows]
+                lines += [f"| {code(entry['id'])} | {code(row['target'])} | {code(row['does'])} "
+                          f"| {MARK[row['verdict']]} |" for entry, row in rows]
     if report["problems"]:
         lines += ["", "## Problems (not audited)", "", "| Where | Problem |", "|---|---|"]
         lines += [f"| {code(p['where'])} | {code(p['message'])} |" for p in report["problems"]]
@@ -170,13 +170,15 @@ def render_junit(report: dict[str, Any]) -> str:
                 detail = xml_text(f"{row['verdict']}: {row['does']}\nassumes: {finding['assumption']}\n"
                                   f"fix: {finding['fix']}\nused at: "
                                   + ", ".join(use["where"] for use in finding["uses"]))
-                failing = row["verdict"] == "breaks" or (row["verdict"] == "not-judged" and target["kind"] == "observed")
+                failing = row["verdict"] == "breaks" or (row["verdict"] == "not-judged"
+                                                         and target["kind"] == "observed")
                 if failing:
                     ElementTree.SubElement(case, "failure", {"message": detail.splitlines()[0][:1000]}).text = detail
                 else:
                     ElementTree.SubElement(case, "system-out").text = detail
         cases = suite.findall("testcase")
-        suite.attrib.update({"tests": str(len(cases)), "failures": str(sum(1 for c in cases if c.find("failure") is not None)),
+        suite.attrib.update({"tests": str(len(cases)),
+                             "failures": str(sum(1 for c in cases if c.find("failure") is not None)),
                              "errors": "0"})
     ElementTree.indent(suites)
     return ElementTree.tostring(suites, encoding="unicode", xml_declaration=True) + "\n"

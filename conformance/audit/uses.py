@@ -18,7 +18,8 @@ APIS = ("chat", "completions", "responses", "embeddings")
 @dataclass(frozen=True)
 class Use:
     """One use: `kind` and `name` say what (a call `chat.completions.create`, an argument `stop`, a
-    read `usage`, a response header read, by its lower-case name); `api` and `stream` the request it belongs to (None: unknown); `value` is the
+    read `usage`, a response header read, by its lower-case name); `api` and `stream` the request it
+    belongs to (None: unknown); `value` is the
     argument's literal value when `literal`; `where` is file:line or recording#request."""
 
     kind: Kind

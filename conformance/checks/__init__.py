@@ -3,8 +3,8 @@
 The import order is the report's order.
 """
 
-from conformance.checks import (  # noqa: F401  (registration by import)
-    core, streaming, generation, parameters, extensions, logprobs, prompt_inspection, responses, surface,
+from conformance.checks import (  # noqa: F401, I001  (registration by import, in the report's order)
+    basics, streaming, generation, parameters, extensions, logprobs, prompt_inspection, responses, surface,
     requests, models, usage, embeddings, reasoning, tools,
 )
 from conformance.checks.base import REGISTRY, Check

@@ -7,15 +7,19 @@ never knows which profile is in force or which CLI flag was used; judging is don
 
 from __future__ import annotations
 
+import inspect
 import json
 import threading
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from conformance.client import EndpointClient, Exchange
+from conformance.client import EndpointClient
+from conformance.exceptions import ConformanceError
+from conformance.exchange import Exchange
 from conformance.results import Observation
 from conformance.schemas import SchemaSet, Violation, validate
 
@@ -72,7 +76,7 @@ RESPONSE_SCHEMAS = {
 }
 
 
-class ProbeFailed(Exception):
+class ProbeFailed(ConformanceError):
     """The endpoint broke the probe in a way that is an `error`, not a behaviour (e.g. a 500)."""
 
 
@@ -95,7 +99,7 @@ class ProbeContext:
 
     def send(self, path: str, body: Any = None, method: str = "POST", **options: Any) -> Exchange:
         """Send one request as part of this check; it becomes evidence whatever happens, and its
-        body (or every chunk of its stream) is validated against the core schemas."""
+        body (or every chunk of its stream) is validated against the compatible schemas."""
         exchange = self.client.request(method, path, body, check=self.check_id, **options)
         self.exchanges.append(exchange)
         self.validate_exchange(path, exchange)
@@ -109,12 +113,12 @@ class ProbeContext:
         whole, chunk = schemas
         if not exchange.ok:
             if exchange.json is not None:
-                self.schema_violations("error", exchange.json, "core")
+                self.schema_violations("error", exchange.json, "compatible")
         elif exchange.is_event_stream:
             for position, event in enumerate(exchange.stream.chunks):
-                self.schema_violations(chunk, event, "core", where=f"chunk #{position} ")
+                self.schema_violations(chunk, event, "compatible", where=f"chunk #{position} ")
         elif exchange.json is not None:
-            self.schema_violations(whole, exchange.json, "core")
+            self.schema_violations(whole, exchange.json, "compatible")
 
     def send_all(self, requests: list[tuple[str, Any]]) -> list[Exchange]:
         """Send independent requests at once; evidence keeps their order. A transport failure of
@@ -124,7 +128,7 @@ class ProbeContext:
                        for path, body in requests]
             exchanges = [future.result() for future in futures]
         self.exchanges.extend(exchanges)
-        for (path, _), exchange in zip(requests, exchanges):
+        for (path, _), exchange in zip(requests, exchanges, strict=True):
             self.validate_exchange(path, exchange)
         return exchanges
 
@@ -145,7 +149,7 @@ class ProbeContext:
         """One chat or completions request with deterministic sampling and the given params."""
         return self.send(api.path, api.body(self.model, prompt, params))
 
-    def schema_violations(self, name: str, instance: Any, schema_set: SchemaSet = "core",
+    def schema_violations(self, name: str, instance: Any, schema_set: SchemaSet = "compatible",
                           where: str = "") -> list[Violation]:
         """Validate and remember violations, so the report shows them whatever the verdict.
 
@@ -207,19 +211,39 @@ class Check:
     probe: Probe
 
 
+class CheckDeclarationError(ConformanceError, ValueError):
+    """A check declared wrongly (an unknown entry, a duplicate id, arguments its probe does not
+    take): raised when its module is imported, naming the file to edit."""
+
+
 class Registry:
-    """Checks by id, in registration order (which is the report's order)."""
+    """Checks by id, in registration order (which is the report's order); each one validated as
+    it registers, so a mistake fails at import instead of in the middle of a run."""
 
     def __init__(self) -> None:
         self._checks: dict[str, Check] = {}
         self._lock = threading.Lock()
 
-    def add(self, check: Check) -> Check:
+    def add(self, check: Check, where: str = "the module that declares it") -> Check:
+        from conformance.catalog import SHIPPED_CATALOG, load_catalog
+
+        if check.entry not in load_catalog().entries:
+            raise CheckDeclarationError(
+                f"check {check.id!r} in {where} covers {check.entry!r}, which is not a catalog entry: add the "
+                f"entry to {SHIPPED_CATALOG} first, or fix the id (CONTRIBUTING.md, 'Adding a difference')")
+        if check.id.partition("/")[0] != check.entry:
+            raise CheckDeclarationError(f"check {check.id!r} in {where}: its id must start with its entry "
+                                        f"({check.entry!r}/...), which names its cassette and report row")
         with self._lock:
             if check.id in self._checks:
-                raise ValueError(f"duplicate check id {check.id!r}")
+                raise CheckDeclarationError(f"duplicate check id {check.id!r} in {where}")
             self._checks[check.id] = check
         return check
+
+    def remove(self, check_id: str) -> None:
+        """Unregister a check (a test's throwaway one)."""
+        with self._lock:
+            del self._checks[check_id]
 
     def __iter__(self) -> Iterator[Check]:
         return iter(list(self._checks.values()))
@@ -233,27 +257,59 @@ class Registry:
 
 REGISTRY = Registry()
 
+#: `variants=PER_API`: one check per text-generation API (`<entry>/chat`, `<entry>/completions`),
+#: probed as `probe(ctx, api)`.
+PER_API: dict[str, tuple[Any, ...]] = {api.name: (api,) for api in APIS}
 
-def check(check_id: str, entry: str, title: str) -> Callable[[Probe], Probe]:
-    """Register the decorated probe as a check of `entry`."""
+ProbeFunction = TypeVar("ProbeFunction", bound=Callable[..., Observation])
 
-    def register(probe: Probe) -> Probe:
-        REGISTRY.add(Check(check_id, entry, title, probe))
+
+def check(entry: str, *positional: Any, variant: str | None = None,
+          variants: Mapping[str, tuple[Any, ...]] | None = None) -> Callable[[ProbeFunction], ProbeFunction]:
+    """The one way to declare checks: register the decorated probe as the checks of catalog entry
+    `entry`, one per variant, each with the id `<entry>/<variant>` and the title `<entry's catalog
+    title> (<variant>)`.
+
+        @check("logit-bias", variant="chat")              # one check, probe(ctx)
+        @check("usage-in-response", variants=PER_API)     # probe(ctx, api), per API
+        @check("stop-sequence-in-output", variants={"chat-stream": (CHAT, True), ...})  # probe(ctx, *args)
+
+    Validated as it registers: an entry the catalog lacks, a duplicate id, or variant arguments the
+    probe cannot take raise CheckDeclarationError at import, naming the file to edit."""
+    if positional or (variant is None) == (variants is None):
+        raise CheckDeclarationError(
+            f"@check({entry!r}, {', '.join(map(repr, positional))}{', ...' if positional else ''}): declare a check "
+            "as @check(ENTRY, variant=NAME) or @check(ENTRY, variants={NAME: (ARGS, ...)}); the id is ENTRY/NAME "
+            "and the title comes from the catalog (the old check(ID, ENTRY, TITLE) and check_per_api forms are gone)")
+    declared = {variant: ()} if variant is not None else dict(variants or {})
+
+    def register(probe: ProbeFunction) -> ProbeFunction:
+        where = _declared_in(probe)
+        from conformance.catalog import load_catalog
+
+        title = load_catalog().entries[entry].title if entry in load_catalog().entries else entry
+        for name, arguments in declared.items():
+            try:
+                inspect.signature(probe).bind(None, *arguments)
+            except TypeError as problem:
+                raise CheckDeclarationError(f"check {entry}/{name} in {where}: {probe.__name__} cannot take "
+                                            f"(ctx, *{arguments!r}): {problem}") from None
+            REGISTRY.add(Check(f"{entry}/{name}", entry, f"{title} ({name})", _bound(probe, arguments)), where)
         return probe
 
     return register
 
 
-def check_per_api(entry: str, title: str, apis: tuple[Api, ...] = APIS):
-    """Register `probe(ctx, api)` once per API, as checks `<entry>/<api>`."""
+def _bound(probe: Callable[..., Observation], arguments: tuple[Any, ...]) -> Probe:
+    """`probe` with its variant's arguments: what the runner calls with the context alone."""
+    return lambda ctx: probe(ctx, *arguments)
 
-    def register(probe: Callable[[ProbeContext, Api], Observation]):
-        for api in apis:
-            REGISTRY.add(Check(f"{entry}/{api.name}", entry, f"{title} ({api.name})",
-                               lambda ctx, api=api: probe(ctx, api)))
-        return probe
 
-    return register
+def _declared_in(probe: Callable[..., Any]) -> str:
+    """The file a probe is written in, relative to the project when it is inside it."""
+    path = Path(inspect.getsourcefile(probe) or probe.__module__)
+    root = Path(__file__).resolve().parents[2]
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
 def is_refused(exchange: Exchange) -> bool:
@@ -304,7 +360,7 @@ def choices_of(chunk: dict[str, Any]) -> list[dict[str, Any]]:
 def usage_problem(usage: dict[str, Any]) -> str | None:
     """What is wrong with a usage object's counts (non-negative integers, prompt + completion =
     total), or None. Shared by every check that reads usage, streamed or not."""
-    counts = [usage.get(key) for key in ("prompt_tokens", "completion_tokens", "total_tokens")]
+    counts: list[Any] = [usage.get(key) for key in ("prompt_tokens", "completion_tokens", "total_tokens")]
     if not all(type(count) is int and count >= 0 for count in counts):
         return f"usage counts are not non-negative integers: {usage}"
     if counts[0] + counts[1] != counts[2]:

@@ -22,7 +22,7 @@ from conformance.checks.base import (
     refused_for,
     rejection_reason,
 )
-from conformance.client import Exchange
+from conformance.exchange import Exchange
 from conformance.results import Observation, observe
 
 WORD = "hello"
@@ -73,7 +73,7 @@ def unsupported(exchange: Exchange) -> bool:
     return exchange.status == 501 or (exchange.status is not None and 400 <= exchange.status < 500)
 
 
-@check("embeddings/embeddings", "embeddings", "POST /embeddings: floats, base64 float32, dimensions")
+@check("embeddings", variant="embeddings")
 def embeddings(ctx: ProbeContext) -> Observation:
     request = {"model": ctx.model, "input": WORD}
     plain = ctx.send("embeddings", {**request, "encoding_format": "float"})
@@ -101,7 +101,7 @@ def base64_finding(ctx: ProbeContext, exchange: Exchange, reference: list[float]
     values = decoded(answered)
     if values is None:
         return "other", f"encoding_format 'base64' answered {str(answered)[:60]!r}, not base64 float32"
-    if len(values) != len(reference) or max(abs(a - b) for a, b in zip(values, reference)) > TOLERANCE:
+    if len(values) != len(reference) or max(abs(a - b) for a, b in zip(values, reference, strict=True)) > TOLERANCE:
         return "other", (f"the base64 vector ({len(values)} float32) is not the float vector "
                          f"({len(reference)} numbers)")
     return "openai", f"base64 decodes to the same {len(values)} float32 values"
@@ -114,4 +114,5 @@ def dimensions_finding(ctx: ProbeContext, exchange: Exchange, natural: int) -> t
     length = len(answered) if answered is not None else None
     if length == DIMENSIONS:
         return "openai", f"dimensions {DIMENSIONS} honoured"
-    return "dimensions-ignored", f"dimensions {DIMENSIONS} accepted, but the vector has {length} numbers ({natural} without it)"
+    return "dimensions-ignored", (f"dimensions {DIMENSIONS} accepted, but the vector has {length} numbers "
+                                  f"({natural} without it)")

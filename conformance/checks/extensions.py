@@ -6,7 +6,14 @@ from __future__ import annotations
 import json
 
 from conformance.checks.base import (
-    CHAT, ProbeContext, as_dict, check, first_choice, is_refused, refused_for, rejection_reason,
+    CHAT,
+    ProbeContext,
+    as_dict,
+    check,
+    first_choice,
+    is_refused,
+    refused_for,
+    rejection_reason,
     streamed_finish_reason,
 )
 from conformance.checks.streaming import finish_chunk_index
@@ -16,7 +23,7 @@ SAY_OK = "Reply with only the word OK."
 METRIC_HEADERS = ("fireworks-prompt-tokens", "fireworks-server-time-to-first-token", "fireworks-server-processing-time")
 
 
-@check("perf-metrics-headers/chat", "perf-metrics-headers", "fireworks-* metrics headers on a response (chat)")
+@check("perf-metrics-headers", variant="chat")
 def perf_metrics_headers(ctx: ProbeContext) -> Observation:
     exchange = ctx.generate(CHAT, SAY_OK, max_tokens=4)
     body = ctx.require_success(exchange, "chat completion")
@@ -31,7 +38,7 @@ def perf_metrics_headers(ctx: ProbeContext) -> Observation:
     return observe("fireworks", f"metrics headers present: {', '.join(present)}", headers=present)
 
 
-@check("perf-metrics-in-response/chat", "perf-metrics-in-response", "perf_metrics_in_response adds perf_metrics (chat)")
+@check("perf-metrics-in-response", variant="chat")
 def perf_metrics_in_body(ctx: ProbeContext) -> Observation:
     exchange = ctx.generate(CHAT, SAY_OK, max_tokens=4, perf_metrics_in_response=True)
     if refused_for(ctx, exchange, "perf_metrics_in_response"):
@@ -42,8 +49,7 @@ def perf_metrics_in_body(ctx: ProbeContext) -> Observation:
     return observe("other", "perf_metrics_in_response was accepted but the body has no perf_metrics object")
 
 
-@check("perf-metrics-in-response/chat-stream", "perf-metrics-in-response",
-       "perf_metrics_in_response puts perf_metrics on the finish chunk (chat, streaming)")
+@check("perf-metrics-in-response", variant="chat-stream")
 def perf_metrics_in_stream(ctx: ProbeContext) -> Observation:
     exchange = ctx.generate(CHAT, SAY_OK, max_tokens=4, stream=True, perf_metrics_in_response=True)
     if refused_for(ctx, exchange, "perf_metrics_in_response"):
@@ -59,7 +65,7 @@ def perf_metrics_in_stream(ctx: ProbeContext) -> Observation:
     return observe("other", "perf_metrics_in_response was accepted but no chunk carries perf_metrics")
 
 
-@check("sampling-options-header/chat", "sampling-options-header", "fireworks-sampling-options header (chat)")
+@check("sampling-options-header", variant="chat")
 def sampling_options_header(ctx: ProbeContext) -> Observation:
     exchange = ctx.generate(CHAT, SAY_OK, max_tokens=4)
     ctx.require_success(exchange, "chat completion")
@@ -82,14 +88,13 @@ SAMPLING_EXTENSIONS = {"top_k": 1, "min_p": 0.0, "typical_p": 1.0, "repetition_p
 EOS_CAP = 3
 
 
-@check("fireworks-sampling-extensions/chat", "fireworks-sampling-extensions",
-       "top_k, min_p, typical_p, repetition_penalty, ignore_eos, echo_last are accepted (chat)")
+@check("fireworks-sampling-extensions", variant="chat")
 def sampling_extensions(ctx: ProbeContext) -> Observation:
     exchange = ctx.generate(CHAT, "OK", max_tokens=EOS_CAP, **SAMPLING_EXTENSIONS)
     if refused_for(ctx, exchange, *SAMPLING_EXTENSIONS):
         alone = ctx.send_all([(CHAT.path, CHAT.body(ctx.model, "OK", {"max_tokens": EOS_CAP, name: value}))
                               for name, value in SAMPLING_EXTENSIONS.items()])
-        accepted = [name for name, answer in zip(SAMPLING_EXTENSIONS, alone) if not is_refused(answer)]
+        accepted = [name for name, answer in zip(SAMPLING_EXTENSIONS, alone, strict=True) if not is_refused(answer)]
         if accepted:
             return observe("other", f"together {rejection_reason(exchange)}; alone, {', '.join(accepted)} accepted "
                            "and the rest refused", accepted=accepted)

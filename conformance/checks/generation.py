@@ -5,11 +5,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from conformance.accounting import token_counts
 from conformance.checks.base import (
-    CHAT, COMPLETIONS, Api, ProbeContext, as_dict, check, check_per_api, first_choice, is_refused, refused_for,
-    rejection_reason, streamed_finish_reason, streamed_text,
+    CHAT,
+    COMPLETIONS,
+    PER_API,
+    Api,
+    ProbeContext,
+    as_dict,
+    check,
+    first_choice,
+    is_refused,
+    refused_for,
+    rejection_reason,
+    streamed_finish_reason,
+    streamed_text,
 )
-from conformance.client import token_counts
 from conformance.results import Observation, inconclusive, observe
 
 
@@ -44,7 +55,10 @@ def classify_stop(text: str | None, finish_reason: str | None, before: str, stop
     return observe("other", f"the text neither ends before nor with the stop string: {text!r}", text=text)
 
 
-def _stop(ctx: ProbeContext, api: Api, stream: bool) -> Observation:
+@check("stop-sequence-in-output", variants={"chat": (CHAT, False), "chat-stream": (CHAT, True),
+                                            "completions": (COMPLETIONS, False),
+                                            "completions-stream": (COMPLETIONS, True)})
+def stop_sequence_in_output(ctx: ProbeContext, api: Api, stream: bool) -> Observation:
     prompt, stop, before, stop_text = stop_probe(api)
     exchange = ctx.generate(api, prompt, stop=stop, max_tokens=16, stream=stream)
     if stream:
@@ -53,12 +67,6 @@ def _stop(ctx: ProbeContext, api: Api, stream: bool) -> Observation:
     choice = first_choice(ctx.require_success(exchange, "request with stop"))
     return classify_stop(api.text(choice), choice.get("finish_reason"), before, stop_text)
 
-
-for _api in (CHAT, COMPLETIONS):
-    for _stream in (False, True):
-        check(f"stop-sequence-in-output/{_api.name}{'-stream' if _stream else ''}", "stop-sequence-in-output",
-              f"Is the matched stop string returned? ({_api.name}{', streaming' if _stream else ''})")(
-            lambda ctx, api=_api, stream=_stream: _stop(ctx, api, stream))
 
 OVERFLOW_PROMPT = "Reply with only the word OK."
 #: max_tokens beyond any context window in use today, when the window is not known.
@@ -77,7 +85,7 @@ def require_prompt_fits(ctx: ProbeContext, api: Api) -> None:
     ctx.require_success(ctx.generate(api, OVERFLOW_PROMPT, max_tokens=4), "the same prompt with max_tokens 4")
 
 
-@check_per_api("context-overflow-default", "Prompt plus max_tokens beyond the context window")
+@check("context-overflow-default", variants=PER_API)
 def context_overflow_default(ctx: ProbeContext, api: Api) -> Observation:
     window = ctx.context_window  # --context-window, else what /models stated (endpoint.read_models)
     require_prompt_fits(ctx, api)
@@ -94,8 +102,7 @@ def context_overflow_default(ctx: ProbeContext, api: Api) -> Observation:
                    + (f" the {window}-token window" if window else ""), usage=usage, window=window)
 
 
-@check("context-length-exceeded-behavior-param/chat", "context-length-exceeded-behavior-param",
-       "context_length_exceeded_behavior is honoured (chat)")
+@check("context-length-exceeded-behavior-param", variant="chat")
 def context_length_exceeded_behavior(ctx: ProbeContext) -> Observation:
     probe = ctx.generate(CHAT, OVERFLOW_PROMPT, max_tokens=4, context_length_exceeded_behavior="error")
     if refused_for(ctx, probe, "context_length_exceeded_behavior"):

@@ -17,7 +17,7 @@ def logprobs_content(ctx: ProbeContext, exchange, what: str) -> tuple[object, li
     return logprobs, content if usable else None
 
 
-@check("chat-logprobs-boolean/chat", "chat-logprobs-boolean", "logprobs: true with top_logprobs (chat)")
+@check("chat-logprobs-boolean", variant="chat")
 def chat_logprobs_boolean(ctx: ProbeContext) -> Observation:
     exchange = ctx.generate(CHAT, PROMPT, max_tokens=3, logprobs=True, top_logprobs=2)
     if refused_for(ctx, exchange, "logprobs", "top_logprobs"):
@@ -34,7 +34,7 @@ def chat_logprobs_boolean(ctx: ProbeContext) -> Observation:
     return observe("openai", f"OpenAI's content list ({len(content)} tokens), no extra fields")
 
 
-@check("chat-logprobs-integer/chat", "chat-logprobs-integer", "logprobs as an integer (chat)")
+@check("chat-logprobs-integer", variant="chat")
 def chat_logprobs_integer(ctx: ProbeContext) -> Observation:
     exchange = ctx.generate(CHAT, PROMPT, max_tokens=3, logprobs=2)
     if refused_for(ctx, exchange, "logprobs"):
@@ -46,7 +46,7 @@ def chat_logprobs_integer(ctx: ProbeContext) -> Observation:
     return observe("other", f"accepted, but not in the legacy format: {str(logprobs)[:200]}")
 
 
-@check("top-logprobs-range/chat", "top-logprobs-range", "top_logprobs above 5 (chat)")
+@check("top-logprobs-range", variant="chat")
 def top_logprobs_range(ctx: ProbeContext) -> Observation:
     exchange = ctx.generate(CHAT, PROMPT, max_tokens=2, logprobs=True, top_logprobs=10)
     if refused_for(ctx, exchange, "top_logprobs"):

@@ -28,7 +28,7 @@ def model_problems(item: Any) -> list[str]:
     return problems
 
 
-@check("models-object-shape/models", "models-object-shape", "Every model object is complete; GET /models/{id} answers")
+@check("models-object-shape", variant="models")
 def models_object_shape(ctx: ProbeContext) -> Observation:
     listing = ctx.require_success(ctx.send("models", method="GET"), "GET /models")
     items = as_list(listing.get("data"))

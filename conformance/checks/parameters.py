@@ -8,7 +8,16 @@ can be seen without knowing the model's tokenizer (functions), they look at the 
 from __future__ import annotations
 
 from conformance.checks.base import (
-    CHAT, COMPLETIONS, Api, ProbeContext, as_dict, as_list, check, first_choice, refused_for, rejection_reason,
+    CHAT,
+    COMPLETIONS,
+    Api,
+    ProbeContext,
+    as_dict,
+    as_list,
+    check,
+    first_choice,
+    refused_for,
+    rejection_reason,
 )
 from conformance.results import Observation, observe
 
@@ -24,17 +33,17 @@ def acceptance(ctx: ProbeContext, api: Api, prompt: str, name: str, **params) ->
     return observe("openai", f"{name} accepted (HTTP {exchange.status}); its effect is not measured")
 
 
-for _penalty in ("presence_penalty", "frequency_penalty"):
-    check(f"penalty-parameters/{_penalty}", "penalty-parameters", f"{_penalty} is accepted (chat)")(
-        lambda ctx, name=_penalty: acceptance(ctx, CHAT, SAY_OK, name, **{name: 0.5}))
+@check("penalty-parameters", variants={name: (name,) for name in ("presence_penalty", "frequency_penalty")})
+def penalty_parameter(ctx: ProbeContext, name: str) -> Observation:
+    return acceptance(ctx, CHAT, SAY_OK, name, **{name: 0.5})
 
 
-@check("best-of/completions", "best-of", "best_of is accepted (completions)")
+@check("best-of", variant="completions")
 def best_of(ctx: ProbeContext) -> Observation:
     return acceptance(ctx, COMPLETIONS, "The quick brown fox", "best_of", best_of=2, n=1)
 
 
-@check("logit-bias/chat", "logit-bias", "logit_bias is accepted (chat)")
+@check("logit-bias", variant="chat")
 def logit_bias(ctx: ProbeContext) -> Observation:
     # A small bias on a low token id exists in every vocabulary and barely changes the output.
     return acceptance(ctx, CHAT, SAY_OK, "logit_bias", logit_bias={"1000": 1})
@@ -44,7 +53,7 @@ GET_TIME = {"name": "get_time", "description": "Returns the current time.",
             "parameters": {"type": "object", "properties": {}}}
 
 
-@check("legacy-functions/chat", "legacy-functions", "functions/function_call answer with function_call (chat)")
+@check("legacy-functions", variant="chat")
 def legacy_functions(ctx: ProbeContext) -> Observation:
     exchange = ctx.generate(CHAT, "What time is it?", max_tokens=32, functions=[GET_TIME],
                             function_call={"name": "get_time"})

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from conformance.checks.base import (
-    CHAT, COMPLETIONS, ProbeContext, check, first_choice, refused_for, rejection_reason,
-)
+from conformance.checks.base import CHAT, COMPLETIONS, ProbeContext, check, first_choice, refused_for, rejection_reason
 from conformance.results import Observation, observe
 
 USER_TEXT = "alpha beta"
 COMPLETION_PROMPT = "The quick brown fox"
 
 
-@check("echo-on-chat/chat", "echo-on-chat", "echo on chat returns the formatted prompt")
+@check("echo-on-chat", variant="chat")
 def echo_on_chat(ctx: ProbeContext) -> Observation:
     exchange = ctx.generate(CHAT, USER_TEXT, max_tokens=1, echo=True)
     if refused_for(ctx, exchange, "echo"):
@@ -22,7 +20,7 @@ def echo_on_chat(ctx: ProbeContext) -> Observation:
     return observe("other", f"echo accepted, but the reply does not show the prompt: {str(content)[:120]!r}")
 
 
-@check("completion-echo/completions", "completion-echo", "completions echo the prompt untouched")
+@check("completion-echo", variant="completions")
 def completion_echo(ctx: ProbeContext) -> Observation:
     exchange = ctx.generate(COMPLETIONS, COMPLETION_PROMPT, max_tokens=1, echo=True)
     if refused_for(ctx, exchange, "echo"):
@@ -33,7 +31,7 @@ def completion_echo(ctx: ProbeContext) -> Observation:
     return observe("other", f"the echoed text does not start with the prompt as sent: {str(text)[:120]!r}")
 
 
-@check("raw-output/chat", "raw-output", "raw_output shows prompt token ids (chat)")
+@check("raw-output", variant="chat")
 def raw_output(ctx: ProbeContext) -> Observation:
     exchange = ctx.generate(CHAT, USER_TEXT, max_tokens=2, raw_output=True)
     if refused_for(ctx, exchange, "raw_output"):

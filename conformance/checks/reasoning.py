@@ -20,7 +20,7 @@ from conformance.checks.base import (
     rejection_reason,
     require_control,
 )
-from conformance.client import Exchange
+from conformance.exchange import Exchange
 from conformance.results import Observation, inconclusive, observe
 
 THINK = "What is 2+3? Think step by step."
@@ -36,7 +36,7 @@ def history(reasoning: bool) -> list[dict[str, Any]]:
     return [{"role": "user", "content": "What is 2+3?"}, answer, {"role": "user", "content": "OK"}]
 
 
-@check("reasoning-field/chat", "reasoning-field", "Where reasoning travels; reasoning_content sent back (chat)")
+@check("reasoning-field", variant="chat")
 def reasoning_field(ctx: ProbeContext) -> Observation:
     thinking, sent_back = ctx.send_all([
         (CHAT.path, CHAT.body(ctx.model, THINK, {"max_completion_tokens": REASONING_CAP})),

@@ -22,7 +22,7 @@ from conformance.checks.base import (
     refused_for,
     rejection_reason,
 )
-from conformance.client import Exchange
+from conformance.exchange import Exchange
 from conformance.results import Observation, inconclusive, observe
 
 COUNT = "Count from 1 to 40, separated by commas."
@@ -52,8 +52,7 @@ def completion_tokens(ctx: ProbeContext, exchange: Exchange, what: str) -> tuple
     return count, first_choice(body).get("finish_reason")
 
 
-@check("max-completion-tokens/chat", "max-completion-tokens",
-       "max_completion_tokens caps the completion; with max_tokens too (chat)")
+@check("max-completion-tokens", variant="chat")
 def max_completion_tokens(ctx: ProbeContext) -> Observation:
     alone = ctx.generate(CHAT, COUNT, max_completion_tokens=CAP)
     if refused_for(ctx, alone, "max_completion_tokens"):
@@ -79,7 +78,7 @@ def with_instructions(role: str | None) -> list[dict[str, Any]]:
     return [*head, {"role": "user", "content": "hi"}]
 
 
-@check("developer-role/chat", "developer-role", "A developer message reads as a system message (chat)")
+@check("developer-role", variant="chat")
 def developer_role(ctx: ProbeContext) -> Observation:
     system, developer = ctx.send_all([(CHAT.path, CHAT.body(ctx.model, with_instructions(role), {"max_tokens": 1}))
                                       for role in ("system", "developer")])
@@ -101,7 +100,7 @@ TEXT_PART = {"type": "text", "text": SAY_OK}
 IMAGE_PART = {"type": "image_url", "image_url": {"url": PIXEL, "detail": "low"}}
 
 
-@check("content-parts/chat", "content-parts", "Text parts read like a string; an image part is read or refused (chat)")
+@check("content-parts", variant="chat")
 def content_parts(ctx: ProbeContext) -> Observation:
     string, parts, image = ctx.send_all([
         (CHAT.path, CHAT.body(ctx.model, [{"role": "user", "content": content}], {"max_tokens": 1}))
@@ -145,8 +144,7 @@ DOCUMENTED_FIELDS: dict[str, Any] = {
 UNKNOWN_FIELD = "conformance_unknown_field"
 
 
-@check("documented-optional-fields/chat", "documented-optional-fields",
-       "OpenAI's documented optional fields are accepted, an unknown field refused (chat)")
+@check("documented-optional-fields", variant="chat")
 def documented_optional_fields(ctx: ProbeContext) -> Observation:
     documented, unknown = ctx.send_all([
         (CHAT.path, CHAT.body(ctx.model, SAY_OK, {"max_tokens": 1, **fields}))
@@ -164,19 +162,20 @@ def refused_fields(ctx: ProbeContext, together: Exchange) -> Observation:
     """Which documented fields the endpoint refuses, each sent on its own."""
     alone = ctx.send_all([(CHAT.path, CHAT.body(ctx.model, SAY_OK, {"max_tokens": 1, name: value}))
                           for name, value in DOCUMENTED_FIELDS.items()])
-    refused = [name for name, exchange in zip(DOCUMENTED_FIELDS, alone) if is_refused(exchange)]
+    refused = [name for name, exchange in zip(DOCUMENTED_FIELDS, alone, strict=True) if is_refused(exchange)]
     named = ", ".join(refused) if refused else "none on its own, only all six together"
     return observe("rejects-documented", f"documented fields refused: {named} "
                    f"(together: {rejection_reason(together)})", refused=refused)
 
 
-@check("stream-error-frame/chat", "stream-error-frame", "An invalid streamed request is refused before the stream (chat)")
+@check("stream-error-frame", variant="chat")
 def stream_error_frame(ctx: ProbeContext) -> Observation:
     # A wrong-typed temperature: every validator refuses it, and nothing is generated.
     exchange = ctx.generate(CHAT, SAY_OK, max_tokens=1, stream=True, temperature="hot")
     if refused_for(ctx, exchange, "temperature"):
         if exchange.error_envelope is None:
-            return observe("other", f"refused with HTTP {exchange.status} but no error envelope: {exchange.text[:120]!r}")
+            return observe("other",
+                           f"refused with HTTP {exchange.status} but no error envelope: {exchange.text[:120]!r}")
         return observe("openai", f"a wrong-typed temperature {rejection_reason(exchange)}, before any stream")
     if not exchange.is_event_stream:
         return inconclusive(f"a wrong-typed temperature was answered HTTP {exchange.status} without a stream, "
@@ -192,9 +191,10 @@ def stream_error_frame(ctx: ProbeContext) -> Observation:
     return observe("other", f"HTTP 200 and a stream of {len(stream.events)} events with neither an answer nor an error")
 
 
-@check("reasoning-effort-values/chat", "reasoning-effort-values", "reasoning_effort: none, and an integer (chat)")
+@check("reasoning-effort-values", variant="chat")
 def reasoning_effort_values(ctx: ProbeContext) -> Observation:
-    none, integer = ctx.send_all([(CHAT.path, CHAT.body(ctx.model, SAY_OK, {"max_tokens": 1, "reasoning_effort": value}))
+    none, integer = ctx.send_all([(CHAT.path, CHAT.body(ctx.model, SAY_OK, {"max_tokens": 1,
+                                                                            "reasoning_effort": value}))
                                   for value in ("none", 0)])
     if refused_for(ctx, none, "reasoning_effort"):
         return observe("unsupported", f"reasoning_effort 'none' {rejection_reason(none)}: the model takes no "

@@ -22,7 +22,8 @@ def not_served(ctx: ProbeContext, exchange) -> bool:
     if exchange.status not in NOT_SERVED:
         return False
     control = ctx.control(CHAT.path, CHAT.body(ctx.model, "Reply with only the word OK.", {"max_tokens": 1}))
-    require_control(control, f"/responses answered {exchange.describe_status()}", "a chat completion for the same model")
+    require_control(control, f"/responses answered {exchange.describe_status()}",
+                    "a chat completion for the same model")
     return True
 
 
@@ -30,16 +31,17 @@ def output_text(response: Any) -> str:
     """The concatenated `output_text` parts of a response object."""
     return "".join(part["text"] for item in as_list(as_dict(response).get("output"))
                    for part in as_list(as_dict(item).get("content"))
-                   if isinstance(part, dict) and part.get("type") == "output_text" and isinstance(part.get("text"), str))
+                   if isinstance(part, dict) and part.get("type") == "output_text"
+                   and isinstance(part.get("text"), str))
 
 
-@check("responses-api/create", "responses-api", "Responses API: create a response")
+@check("responses-api", variant="create")
 def responses_create(ctx: ProbeContext) -> Observation:
     exchange = ctx.send(PATH, _request(ctx, stream=False))
     if not_served(ctx, exchange):
         return observe("unsupported", f"/responses is not served: {exchange.describe_status()}")
     body = ctx.require_success(exchange, "POST /responses")
-    problems = ctx.schema_violations("response", body, "core")
+    problems = ctx.schema_violations("response", body, "compatible")
     if problems:
         return observe("other", "not a valid response object: " + "; ".join(map(str, problems)))
     if body.get("status") != "completed" or not output_text(body):
@@ -47,7 +49,7 @@ def responses_create(ctx: ProbeContext) -> Observation:
     return observe("openai", f"a completed response with output text {output_text(body)[:60]!r}")
 
 
-@check("responses-api/stream", "responses-api", "Responses API: stream a response")
+@check("responses-api", variant="stream")
 def responses_stream(ctx: ProbeContext) -> Observation:
     exchange = ctx.send(PATH, _request(ctx, stream=True))
     if not_served(ctx, exchange):
@@ -55,7 +57,7 @@ def responses_stream(ctx: ProbeContext) -> Observation:
     events = ctx.require_stream(exchange, "POST /responses (stream)", expect_done=False)
     types = [event.get("type") for event in events]
     problems = [f"event #{i} ({types[i]}): {v}" for i, event in enumerate(events)
-                for v in ctx.schema_violations("response_stream_event", event, "core")]
+                for v in ctx.schema_violations("response_stream_event", event, "compatible")]
     if problems:
         return observe("other", "events break the schema: " + "; ".join(problems[:3]))
     if not types or types[0] != "response.created" or types[-1] != "response.completed":

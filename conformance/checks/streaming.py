@@ -6,7 +6,15 @@ import time
 from typing import Any
 
 from conformance.checks.base import (
-    CHAT, Api, ProbeContext, ProbeFailed, check, check_per_api, choices_of, refused_for, rejection_reason,
+    CHAT,
+    PER_API,
+    Api,
+    ProbeContext,
+    ProbeFailed,
+    check,
+    choices_of,
+    refused_for,
+    rejection_reason,
     usage_problem,
 )
 from conformance.results import Observation, inconclusive, observe
@@ -23,7 +31,7 @@ def finish_chunk_index(chunks: list[dict[str, Any]]) -> int | None:
     return found
 
 
-@check_per_api("stream-usage-default", "Usage in a stream without stream_options")
+@check("stream-usage-default", variants=PER_API)
 def stream_usage_default(ctx: ProbeContext, api: Api) -> Observation:
     exchange = ctx.generate(api, STREAM_PROMPT[api.name], stream=True, max_tokens=8)
     chunks = ctx.require_stream(exchange, "stream")
@@ -45,7 +53,7 @@ def stream_usage_default(ctx: ProbeContext, api: Api) -> Observation:
     return observe("other", f"usage on chunks {carrying}, finish_reason on chunk {finish}", usage=usage)
 
 
-@check_per_api("stream-options-include-usage", "stream_options.include_usage in a stream")
+@check("stream-options-include-usage", variants=PER_API)
 def stream_options_include_usage(ctx: ProbeContext, api: Api) -> Observation:
     exchange = ctx.generate(api, STREAM_PROMPT[api.name], stream=True, max_tokens=8,
                             stream_options={"include_usage": True})
@@ -75,7 +83,7 @@ def stream_options_include_usage(ctx: ProbeContext, api: Api) -> Observation:
 ABORT_SETTLE_S = 0.2
 
 
-@check("stream-abort/chat", "stream-abort", "Closing a stream early leaves the server serving")
+@check("stream-abort", variant="chat")
 def stream_abort(ctx: ProbeContext) -> Observation:
     body = CHAT.body(ctx.model, "Count from 1 to 40, separated by commas.", {"stream": True, "max_tokens": 64})
     aborted = ctx.send(CHAT.path, body, abort_after_events=2)

@@ -1,4 +1,4 @@
-"""The core OpenAI surface every compatible endpoint must get right whatever its profile: stream
+"""The common OpenAI surface every compatible endpoint must get right whatever its profile: stream
 framing, chunk shapes, error envelopes, parameter validation, and the official SDK end to end.
 
 Each rule has a name; a check that finds rules broken names every one of them, so a failure reads
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -21,9 +21,18 @@ from openai.types import Completion
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from conformance.checks.base import (
-    CHAT, Api, ProbeContext, ProbeFailed, check, check_per_api, choices_of, require_control,
+    CHAT,
+    PER_API,
+    Api,
+    ProbeContext,
+    ProbeFailed,
+    as_dict,
+    check,
+    choices_of,
+    require_control,
 )
-from conformance.client import Exchange, RequestTimeout
+from conformance.exceptions import RequestTimeout
+from conformance.exchange import Exchange
 from conformance.results import Observation, inconclusive, observe
 
 FRAMING_PROMPT = {"chat": "Count from 1 to 5, separated by commas.", "completions": "1, 2, 3,"}
@@ -80,7 +89,7 @@ def framing_violations(exchange: Exchange, api: Api) -> dict[str, str]:
     return broken
 
 
-@check_per_api("sse-framing", "Stream framing")
+@check("sse-framing", variants=PER_API)
 def sse_framing(ctx: ProbeContext, api: Api) -> Observation:
     exchange = ctx.generate(api, FRAMING_PROMPT[api.name], stream=True, max_tokens=8)
     if not exchange.ok:
@@ -92,11 +101,11 @@ def sse_framing(ctx: ProbeContext, api: Api) -> Observation:
     return observe("openai", f"all {len(FRAMING_RULES)} framing rules hold over {len(exchange.stream.events)} events")
 
 
-@check_per_api("chunk-schema", "Every stream chunk validates against the schema")
+@check("chunk-schema", variants=PER_API)
 def chunk_schema(ctx: ProbeContext, api: Api) -> Observation:
     chunks = ctx.require_stream(ctx.generate(api, FRAMING_PROMPT[api.name], stream=True, max_tokens=8), "stream")
     for position, chunk in enumerate(chunks):
-        violations = ctx.schema_violations(api.chunk_schema, chunk, "core")
+        violations = ctx.schema_violations(api.chunk_schema, chunk, "compatible")
         if violations:
             return observe("other", f"chunk #{position}: " + "; ".join(map(str, violations)))
     return observe("openai", f"all {len(chunks)} chunks are valid `{api.chunk_schema}` objects")
@@ -109,10 +118,11 @@ def expect_error(ctx: ProbeContext, exchange: Exchange, status: int, situation: 
     if exchange.ok:
         return observe("other", f"{situation}: answered HTTP {exchange.status} instead of refusing with {status}")
     problems = (["the body is not JSON: " + repr(exchange.text[:80])] if exchange.json is None
-                else [str(v) for v in ctx.schema_violations("error", exchange.json, "core")])
+                else [str(v) for v in ctx.schema_violations("error", exchange.json, "compatible")])
     if exchange.status == status and not problems:
+        envelope = as_dict(exchange.error_envelope)
         return observe("openai", f"{situation}: HTTP {status} with the error envelope "
-                       f"(type {exchange.error_envelope.get('type')!r}, code {exchange.error_envelope.get('code')!r})")
+                       f"(type {envelope.get('type')!r}, code {envelope.get('code')!r})")
     wrong = [] if exchange.status == status else [f"HTTP {exchange.status} instead of {status}"]
     return observe("other", f"{situation}: " + "; ".join(wrong + [f"error envelope: {p}" for p in problems]))
 
@@ -142,36 +152,36 @@ def _key_test(ctx: ProbeContext, tried: tuple[str | None, str], other: tuple[str
                    f"{other[1]} is refused ({contrast.describe_status()}): keys are checked, but not this way")
 
 
-@check("error-envelope/bad-key", "error-envelope", "A wrong API key: 401 with the envelope")
+@check("error-envelope", variant="bad-key")
 def error_bad_key(ctx: ProbeContext) -> Observation:
     return _key_test(ctx, WRONG_KEY, NO_KEY)
 
 
-@check("error-envelope/missing-key", "error-envelope", "No API key: 401 with the envelope")
+@check("error-envelope", variant="missing-key")
 def error_missing_key(ctx: ProbeContext) -> Observation:
     return _key_test(ctx, NO_KEY, WRONG_KEY)
 
 
-@check("error-envelope/unknown-model", "error-envelope", "An unknown model: 404 with the envelope")
+@check("error-envelope", variant="unknown-model")
 def error_unknown_model(ctx: ProbeContext) -> Observation:
     exchange = ctx.send(CHAT.path, {**CHAT.body("conformance-no-such-model", "Hi", {}), "max_tokens": 1})
     return expect_error(ctx, exchange, 404, "an unknown model")
 
 
-@check("error-envelope/unknown-model-lookup", "error-envelope", "GET /models/{id} of an unknown model: 404 with the envelope")
+@check("error-envelope", variant="unknown-model-lookup")
 def error_unknown_model_lookup(ctx: ProbeContext) -> Observation:
     exchange = ctx.send("models/conformance-no-such-model", method="GET")
     return expect_error(ctx, exchange, 404, "GET /models/{id} of an unknown model")
 
 
-@check("error-envelope/invalid-json", "error-envelope", "A body that is not JSON: 400 with the envelope")
+@check("error-envelope", variant="invalid-json")
 def error_invalid_json(ctx: ProbeContext) -> Observation:
     exchange = ctx.send(CHAT.path, content=b'{"model": "' + ctx.model.encode() + b'", "messages": [',
                         headers={"content-type": "application/json"})
     return expect_error(ctx, exchange, 400, "a truncated JSON body")
 
 
-@check("error-envelope/missing-messages", "error-envelope", "No messages: 400 with the envelope")
+@check("error-envelope", variant="missing-messages")
 def error_missing_messages(ctx: ProbeContext) -> Observation:
     return expect_error(ctx, ctx.send(CHAT.path, {"model": ctx.model, "max_tokens": 1}), 400, "no `messages`")
 
@@ -243,7 +253,7 @@ def describe_malformed(path: tuple[Any, ...], value: Any) -> str:
     return f"{field} missing" if value is MISSING else f"{field}={json.dumps(value)}"
 
 
-@check("parameter-validation/invalid", "parameter-validation", "Invalid parameters get a 4xx envelope")
+@check("parameter-validation", variant="invalid")
 def invalid_parameters(ctx: ProbeContext) -> Observation:
     """Drawn out-of-range or wrong-typed parameters must get a 4xx envelope; a required field
     wrong-typed, null or absent must get exactly a 400 (not a 404 for the model `None`)."""
@@ -255,7 +265,7 @@ def invalid_parameters(ctx: ProbeContext) -> Observation:
     exchanges = ctx.send_all([(CHAT.path, body) for _, body, _ in requests])
     accepted = [f"{label} -> {exchange.describe_status() if not exchange.ok else 'accepted'}"
                 f"{'' if exchange.error_envelope or exchange.ok else ' (no error envelope)'}"
-                for (label, _, due), exchange in zip(requests, exchanges)
+                for (label, _, due), exchange in zip(requests, exchanges, strict=True)
                 if exchange.status not in due or exchange.error_envelope is None]
     if accepted:
         return observe("other", f"{len(accepted)} of {len(ctx.exchanges)} invalid requests not refused with a 4xx "
@@ -268,18 +278,19 @@ def invalid_parameters(ctx: ProbeContext) -> Observation:
                    "and the same request without them succeeded")
 
 
-@check("parameter-validation/valid", "parameter-validation", "Valid parameter combinations succeed")
+@check("parameter-validation", variant="valid")
 def valid_parameters(ctx: ProbeContext) -> Observation:
     cases = draw_cases(VALID_PARAMETERS, VALID_BUDGET)
     exchanges = ctx.send_all([(CHAT.path, CHAT.body(ctx.model, "Reply with only the word OK.", params))
                               for params in cases])
     refused = []
-    for params, exchange in zip(cases, exchanges):
-        problems = [] if not exchange.ok else ctx.schema_violations("chat_completion", exchange.json, "core")
+    for params, exchange in zip(cases, exchanges, strict=True):
+        problems = [] if not exchange.ok else ctx.schema_violations("chat_completion", exchange.json, "compatible")
         if not exchange.ok or problems:
             refused.append(f"{params} -> {exchange.describe_status() if not exchange.ok else problems[0]}")
     if refused:
-        return observe("other", f"{len(refused)} of {len(ctx.exchanges)} valid requests failed: " + "; ".join(refused[:3]))
+        return observe("other",
+                       f"{len(refused)} of {len(ctx.exchanges)} valid requests failed: " + "; ".join(refused[:3]))
     return observe("openai", f"all {len(ctx.exchanges)} valid parameter combinations answered with a valid completion")
 
 
@@ -288,7 +299,8 @@ def valid_parameters(ctx: ProbeContext) -> Observation:
 def sdk_client(ctx: ProbeContext, log: list[Exchange]) -> openai.OpenAI:
     """The official SDK, its traffic going our way (bounded, retried, recorded) into `log`."""
     return openai.OpenAI(base_url=ctx.client.base_url, api_key=ctx.client.api_key or "no-key", max_retries=0,
-                         timeout=ctx.client.timeout, http_client=ctx.client.logging_http_client(ctx.check_id, log))
+                         timeout=ctx.client.timeout,
+                         http_client=ctx.client.logging_http_client(ctx.check_id, log))  # type: ignore[arg-type]
 
 
 def run_steps(ctx: ProbeContext, steps) -> list[BaseException | None]:
@@ -312,9 +324,9 @@ def run_steps(ctx: ProbeContext, steps) -> list[BaseException | None]:
 
 def sdk_steps(ctx: ProbeContext, steps) -> Observation:
     """Run SDK calls, each `step(client)` (independent of each other, so they go out together); the
-    first in order that raised is the verdict, named with the step. An endpoint fault (no complete answer, a 5xx, a 429
-    still there after the retries) is an error, not a finding about the SDK."""
-    done = []
+    first in order that raised is the verdict, named with the step. An endpoint fault (no complete
+    answer, a 5xx, a 429 still there after the retries) is an error, not a finding about the SDK."""
+    done: list[str] = []
     redact = ctx.client.redactor.text
     for (name, _), raised in zip(steps, run_steps(ctx, steps), strict=True):
         try:
@@ -335,9 +347,10 @@ def sdk_steps(ctx: ProbeContext, steps) -> Observation:
     return observe("openai", "the SDK " + ", ".join(done) + " all parsed", steps_passed=done)
 
 
-@check("openai-sdk/chat", "openai-sdk", "The openai SDK: chat create, raw response, stream, close")
+@check("openai-sdk", variant="chat")
 def sdk_chat(ctx: ProbeContext) -> Observation:
-    request = {"model": ctx.model, "messages": [{"role": "user", "content": "Reply with only the word OK."}],
+    request: dict[str, Any] = {"model": ctx.model,
+                               "messages": [{"role": "user", "content": "Reply with only the word OK."}],
                "max_tokens": 4, "temperature": 0}
 
     def create(client: openai.OpenAI) -> None:
@@ -364,9 +377,9 @@ def sdk_chat(ctx: ProbeContext) -> Observation:
                            ("create(stream=True) + close()", stream_and_close)])
 
 
-@check("openai-sdk/completions", "openai-sdk", "The openai SDK: completions create and stream")
+@check("openai-sdk", variant="completions")
 def sdk_completions(ctx: ProbeContext) -> Observation:
-    request = {"model": ctx.model, "prompt": "The quick brown fox", "max_tokens": 4, "temperature": 0}
+    request: dict[str, Any] = {"model": ctx.model, "prompt": "The quick brown fox", "max_tokens": 4, "temperature": 0}
 
     def create(client: openai.OpenAI) -> None:
         Completion.model_validate(client.completions.create(**request).model_dump(exclude_unset=True, warnings=False))

@@ -18,11 +18,21 @@ import openai
 from pydantic import BaseModel
 
 from conformance.checks.base import (
-    CHAT, ProbeContext, ProbeFailed, as_dict, as_list, check, choices_of, first_choice, is_refused, refused_for,
-    rejection_reason, require_control,
+    CHAT,
+    ProbeContext,
+    ProbeFailed,
+    as_dict,
+    as_list,
+    check,
+    choices_of,
+    first_choice,
+    is_refused,
+    refused_for,
+    rejection_reason,
+    require_control,
 )
 from conformance.checks.surface import sdk_steps
-from conformance.client import Exchange
+from conformance.exchange import Exchange
 from conformance.results import Observation, inconclusive, observe
 
 CODE_SCHEMA = {"type": "object", "properties": {"code": {"type": "string", "enum": ["A1"]}},
@@ -47,7 +57,7 @@ CALL_BOTH = [{"role": "user", "content": written_call("get_code", '{"code": "A1"
 #: Room for a forced call such as {"code":"A1"} or {"name":"B2"} whatever the tokenizer, and for
 #: the whole written call when a server ignores the forcing and the model echoes it.
 CALL_TOKENS = 32
-YES_NO_SCHEMA = {"type": "object", "properties": {"answer": {"type": "string", "enum": ["yes", "no"]}},
+YES_NO_SCHEMA: dict[str, Any] = {"type": "object", "properties": {"answer": {"type": "string", "enum": ["yes", "no"]}},
                  "required": ["answer"], "additionalProperties": False}
 #: Names JSON, as OpenAI's JSON mode requires, and shows the document (a weak model echoes it).
 ASK_JSON = 'JSON: {"answer": "yes"}'
@@ -78,7 +88,7 @@ def finish_reason(exchange: Exchange) -> Any:
     return first_choice(exchange.json).get("finish_reason") if exchange.ok and isinstance(exchange.json, dict) else None
 
 
-@check("tool-choice/chat", "tool-choice", "tool_choice required, any and both named forms force the call (chat)")
+@check("tool-choice", variant="chat")
 def tool_choice(ctx: ProbeContext) -> Observation:
     def body(tools: list[dict[str, Any]], choice: Any) -> dict[str, Any]:
         return CHAT.body(ctx.model, CALL_GET_CODE, {"max_tokens": CALL_TOKENS, "tools": tools, "tool_choice": choice})
@@ -88,7 +98,7 @@ def tool_choice(ctx: ProbeContext) -> Observation:
              "named": (body([GET_CODE, GET_NAME], {"type": "function", "function": {"name": "get_name"}}), "get_name"),
              "any": (body([GET_CODE], "any"), "get_code"),
              "flat named": (body([GET_CODE, GET_NAME], {"type": "function", "name": "get_name"}), "get_name")}
-    exchanges = dict(zip(forms, ctx.send_all([(CHAT.path, request) for request, _ in forms.values()])))
+    exchanges = dict(zip(forms, ctx.send_all([(CHAT.path, request) for request, _ in forms.values()]), strict=True))
     seen = {form: forcing(ctx, exchanges[form], name) for form, (_, name) in forms.items()}
     finishes = {form: finish_reason(exchanges[form]) for form in ("required", "named")}
     summary = ", ".join(f"{form}: {outcome}" for form, outcome in seen.items())
@@ -146,7 +156,7 @@ def tool_stream_rules(chunks: list[dict[str, Any]], schema: dict[str, Any]) -> t
     return broken, len(calls)
 
 
-@check("tool-call-stream/chat", "tool-call-stream", "Streamed tool-call deltas follow the rules (chat)")
+@check("tool-call-stream", variant="chat")
 def tool_call_stream(ctx: ProbeContext) -> Observation:
     exchange = ctx.generate(CHAT, CALL_GET_CODE, max_tokens=CALL_TOKENS, stream=True, tools=[GET_CODE],
                             tool_choice="required")
@@ -171,7 +181,7 @@ def round_trip(content: Any, answer: Any) -> list[dict[str, Any]]:
             {"role": "tool", "tool_call_id": "call_1", "content": answer}]
 
 
-@check("tool-call-round-trip/chat", "tool-call-round-trip", "A tool call and its answer go back in the history (chat)")
+@check("tool-call-round-trip", variant="chat")
 def tool_call_round_trip(ctx: ProbeContext) -> Observation:
     null_content, parts = ctx.send_all([
         (CHAT.path, CHAT.body(ctx.model, round_trip(None, "A1"), {"max_tokens": 1})),
@@ -192,9 +202,10 @@ def tool_call_round_trip(ctx: ProbeContext) -> Observation:
     return observe("unsupported", f"any tool-call history {rejection_reason(null_content)}")
 
 
-@check("parallel-tool-calls/chat", "parallel-tool-calls", "parallel_tool_calls: false allows at most one call (chat)")
+@check("parallel-tool-calls", variant="chat")
 def parallel_tool_calls(ctx: ProbeContext) -> Observation:
-    exchange = ctx.generate(CHAT, CALL_BOTH, max_tokens=2 * CALL_TOKENS, tools=[GET_CODE, GET_NAME], tool_choice="required",
+    exchange = ctx.generate(CHAT, CALL_BOTH, max_tokens=2 * CALL_TOKENS, tools=[GET_CODE, GET_NAME],
+                            tool_choice="required",
                             parallel_tool_calls=False)
     if refused_for(ctx, exchange, "parallel_tool_calls"):
         return observe("unsupported", f"parallel_tool_calls {rejection_reason(exchange)}")
@@ -240,7 +251,7 @@ def judge_json(content: str, finish: Any, schema: dict[str, Any] | None) -> Obse
     return observe("openai", f"a JSON object{' valid against the schema' if schema else ''}: {text[:80]}")
 
 
-@check("response-format-json-object/chat", "response-format-json-object", "JSON mode answers a JSON object (chat)")
+@check("response-format-json-object", variant="chat")
 def json_object(ctx: ProbeContext) -> Observation:
     exchange = ctx.generate(CHAT, ASK_JSON, max_tokens=JSON_TOKENS, response_format={"type": "json_object"})
     answer = structured_content(ctx, exchange, "a json_object request")
@@ -251,8 +262,7 @@ def json_schema_format(schema: dict[str, Any]) -> dict[str, Any]:
     return {"type": "json_schema", "json_schema": {"name": "answer", "strict": True, "schema": schema}}
 
 
-@check("response-format-json-schema/chat", "response-format-json-schema",
-       "json_schema (strict) answers a valid document (chat)")
+@check("response-format-json-schema", variant="chat")
 def json_schema(ctx: ProbeContext) -> Observation:
     exchange = ctx.generate(CHAT, ASK_JSON, max_tokens=JSON_TOKENS, response_format=json_schema_format(YES_NO_SCHEMA))
     answer = structured_content(ctx, exchange, "a json_schema request")
@@ -262,7 +272,7 @@ def json_schema(ctx: ProbeContext) -> Observation:
 YES_NO_GRAMMAR = 'root ::= "yes" | "no"'
 
 
-@check("response-format-grammar/chat", "response-format-grammar", "Grammar mode constrains the answer (chat)")
+@check("response-format-grammar", variant="chat")
 def grammar(ctx: ProbeContext) -> Observation:
     exchange = ctx.generate(CHAT, "Is the sky blue? Answer yes or no.", max_tokens=4,
                             response_format={"type": "grammar", "grammar": YES_NO_GRAMMAR})
@@ -282,7 +292,7 @@ PATTERN_SCHEMA = {**YES_NO_SCHEMA, "properties": {"answer": {**YES_NO_SCHEMA["pr
                                                               "pattern": "^(yes|no)$"}}}
 
 
-@check("json-schema-subset/chat", "json-schema-subset", "A JSON schema using pattern is accepted (chat)")
+@check("json-schema-subset", variant="chat")
 def schema_subset(ctx: ProbeContext) -> Observation:
     exchange = ctx.generate(CHAT, ASK_JSON, max_tokens=JSON_TOKENS, response_format=json_schema_format(PATTERN_SCHEMA))
     if not is_refused(exchange):
@@ -304,7 +314,7 @@ class Answer(BaseModel):
     answer: Literal["yes", "no"]
 
 
-@check("openai-sdk/tools", "openai-sdk", "The openai SDK: a forced tool call, and parse() with a pydantic model")
+@check("openai-sdk", variant="tools")
 def sdk_tools(ctx: ProbeContext) -> Observation:
     """What the SDK cannot be shown (tools refused, no call made, a reply cut short) is judged by the
     tool and response-format checks; here it makes the verdict inconclusive, not a failure of the SDK."""
@@ -312,9 +322,9 @@ def sdk_tools(ctx: ProbeContext) -> Observation:
 
     def tool_call(client: openai.OpenAI) -> None:
         try:
-            stream = client.chat.completions.create(model=ctx.model, messages=CALL_GET_CODE, tools=[GET_CODE],
-                                                    tool_choice="required", max_tokens=CALL_TOKENS, temperature=0,
-                                                    stream=True)
+            stream = client.chat.completions.create(  # type: ignore[call-overload]  # plain dicts, not the SDK's TypedDicts
+                model=ctx.model, messages=CALL_GET_CODE, tools=[GET_CODE], tool_choice="required",
+                max_tokens=CALL_TOKENS, temperature=0, stream=True)
         except openai.BadRequestError as refusal:
             unseen.append(f"tools refused ({refusal.status_code})")
             return
@@ -331,7 +341,8 @@ def sdk_tools(ctx: ProbeContext) -> Observation:
 
     def parse(client: openai.OpenAI) -> None:
         try:
-            completion = client.chat.completions.parse(model=ctx.model, messages=[{"role": "user", "content": ASK_JSON}],
+            completion = client.chat.completions.parse(model=ctx.model, messages=[{"role": "user",
+                                                                                   "content": ASK_JSON}],
                                                        response_format=Answer, max_tokens=JSON_TOKENS, temperature=0)
         except openai.BadRequestError as refusal:
             unseen.append(f"json_schema refused ({refusal.status_code})")

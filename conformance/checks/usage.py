@@ -59,7 +59,7 @@ def streamed_usage(ctx: ProbeContext) -> dict[str, Any]:
     return usages[-1]
 
 
-@check("usage-details/chat", "usage-details", "Usage details: cached and completion token breakdowns (chat)")
+@check("usage-details", variant="chat")
 def usage_details(ctx: ProbeContext) -> Observation:
     plain = ctx.generate(CHAT, PROMPT, max_tokens=1)
     usages = {"plain": as_dict(ctx.require_success(plain, "chat completion").get("usage")),

@@ -8,10 +8,11 @@ function in `rules.py` reads, so a rule cannot be documented without being judge
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Mapping
+from typing import Any
 
 from conformance._toml import toml_reader
 from conformance.datasets import TARGETS

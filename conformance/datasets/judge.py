@@ -13,10 +13,11 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from conformance.datasets.catalog import Rule
 from conformance.datasets.formats import FORMATS, detect
@@ -77,7 +78,7 @@ class Dispatch:
     file: list[Callable] = field(default_factory=list)
 
     @classmethod
-    def of(cls, rules: dict[str, Rule]) -> "Dispatch":
+    def of(cls, rules: dict[str, Rule]) -> Dispatch:
         dispatch = cls()
         for rule_id in rules:
             registered = REGISTRY[rule_id]
@@ -97,7 +98,7 @@ class Dispatch:
         return dispatch
 
 
-@lru_cache(maxsize=None)
+@cache
 def compiled(pattern: str) -> re.Pattern:
     return re.compile(pattern)
 
@@ -111,10 +112,11 @@ class FileJudge:
         self.path = path
         self.rules = rules
         self.targets = tuple(dict.fromkeys(t for rule in rules.values() for t in rule.severities))
-        self.params: dict[str, dict[str, dict[str, Any]]] = {rule_id: {target: {name: frozenset(value) if name in SET_PARAMS else value
-                                          for name, value in params.items()}
-                                 for target, params in rule.params.items()}
-                       for rule_id, rule in rules.items()}
+        self.params: dict[str, dict[str, dict[str, Any]]] = {
+            rule_id: {target: {name: frozenset(value) if name in SET_PARAMS else value
+                               for name, value in params.items()}
+                      for target, params in rule.params.items()}
+            for rule_id, rule in rules.items()}
         #: Per set parameter, the values every chosen target accepts: the common case's fast path.
         self.common = {(rule_id, name): frozenset.intersection(*(params[name] for params in by_target.values()))
                        for rule_id, by_target in self.params.items() for name in SET_PARAMS
@@ -194,7 +196,8 @@ class FileJudge:
                 elif isinstance(data, EarlyEnd):
                     self.emit("file-complete", "", f"{data.reason}: line {number} and after are lost")
                 if not self.objects and self.lines_read >= GIVE_UP_AFTER:
-                    raise NotJsonl(f"{str(path)!r} is not JSONL: none of its first {GIVE_UP_AFTER} lines is a JSON object")
+                    raise NotJsonl(f"{str(path)!r} is not JSONL: "
+                                   f"none of its first {GIVE_UP_AFTER} lines is a JSON object")
         if not self.objects and self.lines_read > self.counts["line-blank"]:
             raise NotJsonl(f"{str(path)!r} is not JSONL: none of its {self.lines_read} lines is a JSON object")
         self.line = 0

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import io
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator, Union
+from typing import BinaryIO
 
 GZIP_MAGIC = b"\x1f\x8b"
 CHUNK = 1 << 20
@@ -33,7 +34,7 @@ class EarlyEnd:
     reason: str
 
 
-Line = Union[bytes, Oversize, EarlyEnd]
+Line = bytes | Oversize | EarlyEnd
 
 
 def open_dataset(path: Path) -> tuple[io.BufferedReader[io.FileIO], bool]:

@@ -13,8 +13,9 @@ import os
 import re
 import tempfile
 import xml.etree.ElementTree as ElementTree
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from conformance import __version__
 from conformance.datasets.catalog import Rule

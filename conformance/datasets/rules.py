@@ -21,8 +21,9 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from conformance.datasets.judge import FileJudge
@@ -258,7 +259,8 @@ def tool_call_shape(judge: FileJudge, message: dict, role: str, pointer: str) ->
             judge.emit("tool-call-shape", where + "/id", f"a tool call needs a non-empty string `id`, "
                                                          f"found {show(call.get('id'))}")
         if call.get("type") != "function":
-            judge.emit("tool-call-shape", where + "/type", f"`type` must be \"function\", found {show(call.get('type'))}")
+            judge.emit("tool-call-shape", where + "/type",
+                       f"`type` must be \"function\", found {show(call.get('type'))}")
         function = call.get("function")
         if not isinstance(function, dict) or not isinstance(function.get("name"), str):
             judge.emit("tool-call-shape", where + "/function", "`function` must be an object with a string `name`")
@@ -366,8 +368,8 @@ def messages_nonempty(judge: FileJudge, example: dict) -> bool:
     messages = example["messages"]
     if isinstance(messages, list) and messages:
         return True
-    judge.emit("messages-nonempty", "/messages", f"`messages` must be a non-empty array, found "
-                                                 f"{'an empty array' if isinstance(messages, list) else kind(messages)}")
+    found = "an empty array" if isinstance(messages, list) else kind(messages)
+    judge.emit("messages-nonempty", "/messages", f"`messages` must be a non-empty array, found {found}")
     return False
 
 

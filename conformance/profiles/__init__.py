@@ -10,7 +10,7 @@ A profile file looks like:
     stream-usage-default = ["fireworks"]
     stop-sequence-in-output = ["openai", "fireworks"]   # either is fine
 
-The file's `[expect]` entries override those of the profile it extends. The core surface (catalog
+The file's `[expect]` entries override those of the profile it extends. The common surface (catalog
 entries of area `surface`) is enforced whatever the profile builds on, unless the file lists other
 behaviours for an entry. Only the built-in `none` profile observes without judging anything. Files
 are validated against `schemas/profile.schema.json` first, so a misspelt table or key is an error
@@ -70,7 +70,8 @@ def load_profile(spec: str, catalog: Catalog) -> Profile:
     else:
         path = Path(spec)
         if not path.is_file():
-            raise ProfileError(f"no profile {spec!r}: use {', '.join((*SHIPPED, NO_PROFILE))} or a path to a .toml file")
+            choices = ", ".join((*SHIPPED, NO_PROFILE))
+            raise ProfileError(f"no profile {spec!r}: use {choices} or a path to a .toml file")
         text, origin = path.read_text(encoding="utf-8"), str(path)
     try:
         data = toml_reader.loads(text)

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -22,15 +22,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from conformance.reference_server import faults
+from conformance.reference_server import faults, validation
 from conformance.reference_server import model as lm
-from conformance.reference_server import validation
 from conformance.reference_server.config import ServerConfig
 from conformance.reference_server.embeddings import create_embeddings
 from conformance.reference_server.errors import ApiError, bad_param
 from conformance.reference_server.responses_api import create_response
 from conformance.reference_server.shapes import (
-    check_reasoning_effort, error_response, ignoring_eos, length_cap, read_messages, show_reasoning, unknown_fields,
+    check_reasoning_effort,
+    error_response,
+    ignoring_eos,
+    length_cap,
+    read_messages,
+    show_reasoning,
+    unknown_fields,
     usage_details,
 )
 from conformance.reference_server.structured import ToolCall, forced_tool_call, response_document
@@ -179,7 +184,8 @@ class Endpoint:
         if (fault := await self.faulty(request)) is not None:
             return fault
         body = await self.read_body(request)
-        messages = body.get("messages") if self.trusting else validation.check_messages(body)
+        messages = (cast(list[dict[str, Any]], body.get("messages")) if self.trusting
+                    else validation.check_messages(body))
         self.check_params(body, OPENAI_CHAT, chat=True)
         messages = read_messages(self.config, messages)
         if self.config.is_("multi-turn-history", "other"):
@@ -270,7 +276,8 @@ class Endpoint:
             if entry and self.config.is_(entry, "fireworks"):
                 raise bad_param(param, f"`{param}` is not supported")
         if "parallel_tool_calls" in body and self.config.is_("parallel-tool-calls", "unsupported"):
-            raise ApiError(400, "Unrecognized request argument supplied: parallel_tool_calls", param="parallel_tool_calls")
+            raise ApiError(400, "Unrecognized request argument supplied: parallel_tool_calls",
+                           param="parallel_tool_calls")
         if "stream_options" in body and self.config.is_("stream-options-include-usage", "unsupported"):
             raise ApiError(400, "Unrecognized request argument supplied: stream_options", param="stream_options")
         check_reasoning_effort(self.config, body)
@@ -289,10 +296,11 @@ class Endpoint:
         if chat:
             if logprobs is not None and type(logprobs) not in (bool, int):
                 raise bad_param("logprobs", "Invalid type for 'logprobs': expected a boolean.")
-            integer_form = type(logprobs) is int
+            integer_form = isinstance(logprobs, int) and not isinstance(logprobs, bool)
             if integer_form and not self.config.is_("chat-logprobs-integer", "fireworks"):
-                raise bad_param("logprobs", "Invalid type for 'logprobs': expected a boolean, but got an integer instead.")
-            if integer_form and not 0 <= logprobs <= 5:
+                raise bad_param("logprobs",
+                                "Invalid type for 'logprobs': expected a boolean, but got an integer instead.")
+            if isinstance(logprobs, int) and integer_form and not 0 <= logprobs <= 5:
                 raise bad_param("logprobs", "'logprobs' must be between 0 and 5.")
             if top is not None:
                 limit = 5 if self.config.is_("top-logprobs-range", "fireworks") else 20
@@ -512,7 +520,7 @@ class Endpoint:
             if first:
                 delta["role"] = "assistant"
             if generation.tool:
-                delta.update(tool_call_delta(generation, piece, first))
+                delta.update(tool_call_delta(generation.tool, generation.call_id, piece, first))
             elif piece is not None:
                 delta["content"] = piece
             choice = {"index": index, "delta": delta, "finish_reason": finish}
@@ -530,16 +538,17 @@ class Endpoint:
         return chunk
 
 
-def tool_call_delta(generation: Generation, piece: str | None, first: bool) -> dict[str, Any]:
+def tool_call_delta(tool: ToolCall, call_id: str, piece: str | None, first: bool) -> dict[str, Any]:
     """A streamed tool call as OpenAI sends it: id, type and name once, then the arguments in pieces."""
     if first:
-        return {"content": None, "tool_calls": [{"index": 0, "id": generation.call_id, "type": "function",
-                                                 "function": {"name": generation.tool.name, "arguments": ""}}]}
+        return {"content": None, "tool_calls": [{"index": 0, "id": call_id, "type": "function",
+                                                 "function": {"name": tool.name, "arguments": ""}}]}
     return {} if piece is None else {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}
 
 
 def _alternatives(token: str, count: int) -> list[str]:
-    return [token] + [f"{token}{suffix}" for suffix in "abcdefghijklmnopqrstuvwxyz"][: max(0, count - 1)] if count else []
+    return [token] + [f"{token}{suffix}" for suffix in "abcdefghijklmnopqrstuvwxyz"][: max(0,
+                                                                                           count - 1)] if count else []
 
 
 def sse(payload: dict[str, Any]) -> bytes:
@@ -577,7 +586,7 @@ def create_app(config: ServerConfig) -> Starlette:
         Route("/v1/responses", guarded(endpoint.responses), methods=["POST"]),
         Route("/v1/embeddings", guarded(endpoint.embeddings), methods=["POST"]),
     ]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})  # type: ignore[dict-item]
     app.state.config = config
     app.state.started = time.time()
     return app

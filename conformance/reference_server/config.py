@@ -65,7 +65,7 @@ CAPABILITIES: dict[str, tuple[str, ...]] = {
     "response-format-json-schema": ("openai", "ignored"),
     "response-format-grammar": ("openai", "fireworks"),
     "json-schema-subset": ("openai", "fireworks"),
-    # The core surface has one documented behaviour; the server breaks it with rule-break faults
+    # The common surface has one documented behaviour; the server breaks it with rule-break faults
     # (faults.py), and tests/test_surface.py proves each matching check fails.
     "sse-framing": ("openai",),
     "chunk-schema": ("openai",),
@@ -118,7 +118,7 @@ class ServerConfig:
         return self.model_name
 
     @classmethod
-    def for_vendor(cls, vendor: str, overrides: dict[str, str] | None = None, **knobs) -> "ServerConfig":
+    def for_vendor(cls, vendor: str, overrides: dict[str, str] | None = None, **knobs) -> ServerConfig:
         if vendor not in VENDORS:
             raise ConfigError(f"unknown behaviour {vendor!r}: choose {' or '.join(VENDORS)}")
         catalog = load_catalog()

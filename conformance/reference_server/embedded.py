@@ -29,7 +29,7 @@ class RunningServer:
         self.request_stop()
         self._thread.join(timeout=10)
 
-    def __enter__(self) -> "RunningServer":
+    def __enter__(self) -> RunningServer:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -60,7 +60,7 @@ def start_in_thread(config: ServerConfig, host: str = "127.0.0.1", port: int = 0
     sock = bind(host, port)
     # Embedded: requests cut off at shutdown (a hung probe) are expected, not worth a log line.
     server = uvicorn_server(config, log_level="critical")
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # not the main thread
+    server.install_signal_handlers = lambda: None  # type: ignore[attr-defined,method-assign]  # not the main thread
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
                               name="conformance-reference-server")
     thread.start()

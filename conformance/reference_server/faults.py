@@ -27,7 +27,7 @@ FAULTS = {
     "huge-body": "answer with a body larger than the client's cap",
     "rate-limited": "answer 429 with Retry-After: 1 the first time a request is seen",
     "overloaded": "answer 503 with Retry-After: 1 the first time a request is seen",
-    # Rule breaks of the core surface (each should make exactly the matching check fail).
+    # Rule breaks of the common surface (each should make exactly the matching check fail).
     "sse-content-type": "stream with Content-Type text/plain",
     "sse-single-newline": "separate stream events by one newline instead of a blank line",
     "sse-no-done": "end streams without data: [DONE]",

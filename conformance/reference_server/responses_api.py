@@ -54,7 +54,8 @@ def create_response(body: dict[str, Any], response_id: str, model_id: str, token
     limit = body.get("max_output_tokens") or 64
     tokens, _ = lm.take(lm.chat_reply(messages), limit)
     text = "".join(tokens)
-    usage = {"input_tokens": lm.count_tokens(prompt), "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+    usage = {"input_tokens": lm.count_tokens(prompt), "input_tokens_details": {"cached_tokens": 0,
+                                                                               "cache_write_tokens": 0},
              "output_tokens": len(tokens), "output_tokens_details": {"reasoning_tokens": 0},
              "total_tokens": lm.count_tokens(prompt) + len(tokens)}
     if not body.get("stream"):

@@ -117,7 +117,8 @@ def response_document(body: dict[str, Any], grammar: bool = False, fireworks_sub
     schema = settings.get("schema", {})
     expect(schema, "response_format.json_schema.schema", "object")
     if fireworks_subset and (keyword := unsupported_keyword(schema)):
-        raise invalid_value("response_format.json_schema.schema", f"the JSON schema keyword {keyword!r} is not supported.")
+        raise invalid_value("response_format.json_schema.schema",
+                            f"the JSON schema keyword {keyword!r} is not supported.")
     return json.dumps(document_for(schema, "response_format.json_schema.schema"), separators=(",", ":"))
 
 
@@ -127,7 +128,8 @@ def grammar_document(grammar: str) -> str:
     if match is None:
         raise invalid_value("response_format.grammar", "the reference server serves grammars of the form "
                             '`root ::= "a" | "b"` only.')
-    return json.loads(re.match(r'"(?:[^"\\]|\\.)*"', match.group(1)).group(0))
+    first = re.match(r'"(?:[^"\\]|\\.)*"', match.group(1))  # LITERAL_CHOICE starts with a literal
+    return json.loads(first.group(0) if first else match.group(1))
 
 
 def unsupported_keyword(schema: Any) -> str | None:

@@ -26,7 +26,8 @@ OPTIONAL_FIELDS: dict[str, tuple[str, ...]] = {
     "parallel_tool_calls": ("boolean",), "response_format": ("object",), "functions": ("array",),
     "function_call": ("string", "object"), "service_tier": ("string", "null"), "store": ("boolean", "null"),
     "metadata": ("object", "null"), "modalities": ("array", "null"), "prediction": ("object", "null"),
-    "reasoning_effort": ("string", "integer", "null"), "prompt_cache_key": ("string",), "safety_identifier": ("string",),
+    "reasoning_effort": ("string", "integer", "null"), "prompt_cache_key": ("string",), "safety_identifier": ("string",
+                                                                                                              ),
     "verbosity": ("string", "null"), "suffix": ("string", "null"), "echo": ("boolean", "null"),
     "best_of": ("integer", "null"),
     # Fireworks' extensions (known only while the server acts as Fireworks on their entries).

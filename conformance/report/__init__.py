@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conformance import __version__
-from conformance.client import RunStats
+from conformance.accounting import RunStats
 from conformance.redaction import Redactor
 from conformance.results import OUTCOMES
 from conformance.runner import INTERRUPTED
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 REPORT_FORMAT = 1
 
 
-def build_report(run: "ConformanceRun | None", setup_failure: str | None = None,
+def build_report(run: ConformanceRun | None, setup_failure: str | None = None,
                  base_url: str | None = None, stats: RunStats | None = None,
                  name: str | None = None) -> dict[str, Any]:
     """The report as data. With no run (it could not start), a complete report of why, counting
@@ -84,7 +84,7 @@ def traffic(report: dict[str, Any]) -> str:
             f"tokens{recorded}")
 
 
-def entry_rows(run: "ConformanceRun", results) -> list[dict[str, Any]]:
+def entry_rows(run: ConformanceRun, results) -> list[dict[str, Any]]:
     """Per catalog entry: what was observed across its checks, and which documents that matches."""
     rows = []
     for entry in run.catalog:
@@ -109,7 +109,7 @@ def worst(outcomes: list[str]) -> str:
     return "skip"
 
 
-def write_reports(run: "ConformanceRun | None", directory: Path, setup_failure: str | None = None,
+def write_reports(run: ConformanceRun | None, directory: Path, setup_failure: str | None = None,
                   base_url: str | None = None, stats: RunStats | None = None,
                   redactor: Redactor | None = None, name: str | None = None) -> list[Path]:
     """Write every format; returns the paths written.

@@ -58,7 +58,8 @@ def render(report: dict[str, Any]) -> str:
     lines = [
         "# Conformance report",
         "",
-        f"- Endpoint: {code(endpoint['base_url'])}" + (" (embedded reference server)" if endpoint.get("embedded") else ""),
+        f"- Endpoint: {code(endpoint['base_url'])}"
+        + (" (embedded reference server)" if endpoint.get("embedded") else ""),
         f"- Model: {code(report['model'])}",
         f"- Profile: {code(profile['name'])}",
         f"- Started: {report['started_at']}, took {report['duration_s']:.1f}s, status **{report['status']}**",

@@ -6,7 +6,13 @@ from conformance.checks import REGISTRY
 from conformance.pytest_plugin import CHECK_PARAM, enforce
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """The checks registered when the session collects, not when this module was first imported:
+    a process that runs several sessions (the CLI, the tests) sees checks registered in between."""
+    if CHECK_PARAM in metafunc.fixturenames:
+        metafunc.parametrize(CHECK_PARAM, [check.id for check in REGISTRY])
+
+
 @pytest.mark.conformance
-@pytest.mark.parametrize(CHECK_PARAM, [check.id for check in REGISTRY])
 def test_check(check_id: str, conformance_run, pytestconfig: pytest.Config) -> None:
     enforce(conformance_run, check_id, pytestconfig)

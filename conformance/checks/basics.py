@@ -1,12 +1,22 @@
-"""Core surface checks: shapes, usage, n, history and the model listing, which both documents promise alike."""
+"""Basic checks: shapes, usage, n, history and the model listing, which both documents promise alike."""
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from conformance.checks.base import (
-    CHAT, COMPLETIONS, Api, ProbeContext, as_dict, check, check_per_api, choices_of, refused_for,
-    rejection_reason, usage_problem,
+    CHAT,
+    COMPLETIONS,
+    PER_API,
+    Api,
+    ProbeContext,
+    as_dict,
+    check,
+    choices_of,
+    refused_for,
+    rejection_reason,
+    usage_problem,
 )
 from conformance.results import Observation, inconclusive, observe
 
@@ -14,34 +24,34 @@ SAY_OK = "Reply with only the word OK."
 
 
 def _classify_shape(ctx: ProbeContext, api: Api, body: dict) -> Observation:
-    """strict-valid: openai; core-valid only: fireworks (its documented schema); else other."""
+    """strict-valid: openai; compatible-valid only: fireworks (its documented schema); else other."""
     strict = ctx.schema_violations(api.response_schema, body, "strict")
     if not strict:
         return observe("openai", f"valid against the strict OpenAI `{api.response_schema}` schema")
-    core = ctx.schema_violations(api.response_schema, body, "core")
-    listed = "; ".join(str(v) for v in (core or strict))
-    if core:
-        return observe("other", f"invalid even against the core-compatible schema: {listed}")
-    return observe("fireworks", f"valid against the core-compatible schema only; strict schema: {listed}")
+    compatible = ctx.schema_violations(api.response_schema, body, "compatible")
+    listed = "; ".join(str(v) for v in (compatible or strict))
+    if compatible:
+        return observe("other", f"invalid even against the compatible schema: {listed}")
+    return observe("fireworks", f"valid against the compatible schema only; strict schema: {listed}")
 
 
-@check("chat-completion-schema/chat", "chat-completion-schema", "A chat completion validates against the schema")
+@check("chat-completion-schema", variant="chat")
 def chat_completion_schema(ctx: ProbeContext) -> Observation:
     body = ctx.require_success(ctx.generate(CHAT, SAY_OK, max_tokens=8), "chat completion")
     return _classify_shape(ctx, CHAT, body)
 
 
-@check("completion-schema/completions", "completion-schema", "A completion validates against the schema")
+@check("completion-schema", variant="completions")
 def completion_schema(ctx: ProbeContext) -> Observation:
     body = ctx.require_success(ctx.generate(COMPLETIONS, "The quick brown fox", max_tokens=8), "completion")
     observation = _classify_shape(ctx, COMPLETIONS, body)
-    # Only OpenAI's shape is documented for completions: a core-only fit is not Fireworks' either.
+    # Only OpenAI's shape is documented for completions: a compatible-only fit is not Fireworks' either.
     if observation.behaviour == "fireworks":
         return observe("other", observation.reason)
     return observation
 
 
-@check_per_api("usage-in-response", "Token usage on a non-streaming response")
+@check("usage-in-response", variants=PER_API)
 def usage_in_response(ctx: ProbeContext, api: Api) -> Observation:
     prompt = SAY_OK if api is CHAT else "The quick brown fox"
     usage = ctx.require_success(ctx.generate(api, prompt, max_tokens=4), api.name).get("usage")
@@ -63,7 +73,7 @@ N_MAX_TOKENS = 4
 N_PROMPT = {"chat": "Count from 1 to 40, separated by commas.", "completions": "1, 2, 3,"}
 
 
-@check_per_api("n-choices", "n generations")
+@check("n-choices", variants=PER_API)
 def n_choices(ctx: ProbeContext, api: Api) -> Observation:
     """n choices indexed 0..n-1, and usage counting every one of them: a choice stopped by
     max_tokens produced exactly max_tokens, any other non-empty choice at least one token."""
@@ -80,7 +90,7 @@ def n_choices(ctx: ProbeContext, api: Api) -> Observation:
                        "check against them (usage-in-response judges usage)")
     finishes = [choice.get("finish_reason") for choice in choices]
     least = sum(N_MAX_TOKENS if finish == "length" else int(bool(api.text(choice)))
-                for finish, choice in zip(finishes, choices))
+                for finish, choice in zip(finishes, choices, strict=True))
     exact = all(finish == "length" for finish in finishes)
     counted = (f"usage counts {completion_tokens} completion tokens; the {N_CHOICES} choices (finish_reason "
                f"{finishes}, max_tokens {N_MAX_TOKENS}) produced {'exactly' if exact else 'at least'} {least}")
@@ -97,13 +107,13 @@ HISTORY = [{"role": "user", "content": f"The secret word is {SECRET}. Remember i
            {"role": "user", "content": "Repeat my first message exactly."}]
 
 
-@check("multi-turn-history/chat", "multi-turn-history", "Earlier turns are part of the prompt")
+@check("multi-turn-history", variant="chat")
 def multi_turn_history(ctx: ProbeContext) -> Observation:
     """Judged by what the endpoint counts, not by what a model recalls: the same last message with
     and without the earlier turns must differ in prompt tokens by about the turns' length."""
     with_history = ctx.require_success(ctx.generate(CHAT, HISTORY, max_tokens=1), "multi-turn request")
     alone = ctx.require_success(ctx.generate(CHAT, HISTORY[-1:], max_tokens=1), "the last message alone")
-    counted = [as_dict(body.get("usage")).get("prompt_tokens") for body in (with_history, alone)]
+    counted: list[Any] = [as_dict(body.get("usage")).get("prompt_tokens") for body in (with_history, alone)]
     if not all(isinstance(n, int) and not isinstance(n, bool) for n in counted):
         return inconclusive(f"no usage.prompt_tokens to compare ({counted}), and a one-token reply cannot show "
                             "whether the earlier turns were read")
@@ -117,10 +127,10 @@ def multi_turn_history(ctx: ProbeContext) -> Observation:
 FIREWORKS_MODEL_ID = re.compile(r"^accounts/[^/]+/models/[^/]+$")
 
 
-@check("model-identifiers/models", "model-identifiers", "Model ids and the /v1/models listing")
+@check("model-identifiers", variant="models")
 def model_identifiers(ctx: ProbeContext) -> Observation:
     listing = ctx.require_success(ctx.send("models", method="GET"), "GET /models")
-    problems = ctx.schema_violations("model_list", listing, "core")
+    problems = ctx.schema_violations("model_list", listing, "compatible")
     if problems:
         return observe("other", "the listing is malformed: " + "; ".join(map(str, problems)))
     ids = [m["id"] for m in listing["data"]]

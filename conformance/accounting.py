@@ -1,0 +1,138 @@
+"""What a run spends: requests and tokens counted across its threads (`RunStats`), and the token
+budget, which each request reserves its worst case from before it is sent.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from conformance.exceptions import BudgetExhausted
+from conformance.exchange import Exchange
+
+
+def usage_of(exchange: Exchange) -> dict | None:
+    """The token usage an exchange reports: the body's, or the last one a stream carried."""
+    if exchange.json is not None:
+        usage = exchange.json.get("usage") if isinstance(exchange.json, dict) else None
+        if not isinstance(usage, dict) and isinstance(exchange.json, dict):
+            response = exchange.json.get("response")
+            usage = response.get("usage") if isinstance(response, dict) else None
+        return usage if isinstance(usage, dict) else None
+    found = None
+    for chunk in exchange.stream.chunks:
+        if isinstance(chunk, dict):
+            usage = chunk.get("usage")
+            if not isinstance(usage, dict) and isinstance(chunk.get("response"), dict):
+                usage = chunk["response"].get("usage")
+            if isinstance(usage, dict):
+                found = usage
+    return found
+
+
+#: No single response spends more tokens than this; a larger count is not summed into the run's.
+MAX_COUNTED_TOKENS = 10**9
+
+
+def token_counts(usage: dict | None) -> tuple[int, int]:
+    """(prompt, completion) tokens from a chat/completions or Responses usage object. A count that
+    is not a whole number from 0 to MAX_COUNTED_TOKENS (NaN, -5, true, 1e30) counts as 0: the
+    evidence keeps it, and the checks judge it, but the run's totals stay true numbers."""
+    if not usage:
+        return 0, 0
+    prompt = usage.get("prompt_tokens", usage.get("input_tokens", 0))
+    completion = usage.get("completion_tokens", usage.get("output_tokens", 0))
+    return countable(prompt), countable(completion)
+
+
+def countable(count: Any) -> int:
+    return count if type(count) is int and 0 <= count <= MAX_COUNTED_TOKENS else 0
+
+
+#: Generation length caps, across chat/completions (`max_tokens`, `max_completion_tokens`) and Responses.
+LENGTH_CAPS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+#: Prompt fields, and what a chat template may add per message and per request (generous on purpose).
+PROMPT_FIELDS = ("messages", "prompt", "input")
+TEMPLATE_TOKENS = 16
+
+
+def worst_case_tokens(body: Any, generates: bool = True) -> int | None:
+    """The most tokens a request can cost, or None when it sets no length cap (it could cost anything).
+
+    The prompt is counted as one token per character of its JSON (no tokenizer is that wasteful),
+    plus a chat template's overhead; the output as the cap times the choices asked for. A request
+    that `generates` nothing (embeddings) costs its prompt alone, cap or none."""
+    if not isinstance(body, dict) or not any(name in body for name in PROMPT_FIELDS):
+        return 0  # a listing, or a body no endpoint can generate from
+    prompt = sum(len(json.dumps(body[name], ensure_ascii=False)) for name in PROMPT_FIELDS if name in body)
+    items = sum(len(body[name]) if isinstance(body[name], list) else 1 for name in PROMPT_FIELDS if name in body)
+    if not generates:
+        return prompt + TEMPLATE_TOKENS * items
+    caps = [body[name] for name in LENGTH_CAPS if type(body.get(name)) is int and body[name] >= 0]
+    if not caps:
+        return None
+    choices = max([value for value in (body.get("n"), body.get("best_of")) if type(value) is int and value > 0] or [1])
+    return prompt + TEMPLATE_TOKENS * (items + 1) + max(caps) * choices
+
+
+@dataclass
+class RunStats:
+    """Requests sent and tokens spent, shared by every thread of a run; and the token budget.
+
+    The budget is never exceeded: each request reserves its worst case before it is sent (waiting
+    while other requests' reservations are out, refused when it cannot fit even alone) and gives
+    back what its usage shows it did not spend. A successful answer that reports no usage is
+    charged its whole reservation, as nothing says it spent less."""
+
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    retries: int = 0
+    #: Never spend more than this many tokens (prompt + completion); None: no limit.
+    token_budget: int | None = None
+    #: Tokens counted against the budget (reported usage, or reservations where none was reported).
+    charged: int = 0
+    #: Tokens reserved by requests in flight.
+    reserved: int = 0
+    _lock: threading.Condition = field(default_factory=threading.Condition, repr=False)
+
+    def reserve(self, body: Any, generates: bool = True) -> int:
+        """Reserve a request's worst case before sending it; BudgetExhausted when it cannot fit.
+        Without a length cap the request reserves whatever remains, once nothing else is in flight."""
+        if self.token_budget is None:
+            return 0
+        need = worst_case_tokens(body, generates)
+        with self._lock:
+            while True:
+                left = self.token_budget - self.charged - self.reserved
+                if need is None and self.reserved == 0 and left > 0:
+                    self.reserved += left  # uncapped: whatever remains, and nothing else meanwhile
+                    return left
+                if need is not None and need <= max(left, 0):
+                    self.reserved += need
+                    return need
+                if self.reserved == 0:  # nothing in flight will give anything back
+                    raise BudgetExhausted(
+                        f"not judged: the token budget of {self.token_budget} cannot pay for this request "
+                        f"({'no length cap' if need is None else f'up to {need} tokens'}, "
+                        f"{max(self.token_budget - self.charged, 0)} left); request not sent")
+                self._lock.wait()
+
+    def record(self, exchange: Exchange, reserved: int = 0) -> None:
+        """Count a finished request, and give back the part of its reservation it did not spend."""
+        prompt, completion = token_counts(usage_of(exchange))
+        with self._lock:
+            self.requests += 1 + len(exchange.retries)
+            self.retries += len(exchange.retries)
+            self.prompt_tokens += prompt
+            self.completion_tokens += completion
+            reported = prompt + completion
+            self.charged += reported if reported or not exchange.ok else reserved
+            self.reserved -= reserved
+            self._lock.notify_all()
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
