@@ -62,15 +62,9 @@ def plain_chunks(raw: BinaryIO) -> Iterator[bytes | EarlyEnd]:
 def gzip_chunks(raw: BinaryIO) -> Iterator[bytes | EarlyEnd]:
     """Decompressed chunks of at most CHUNK bytes each; EarlyEnd if the stream stops mid-member."""
     decompressor = zlib.decompressobj(wbits=31)
-    while True:
-        try:
-            data = raw.read(CHUNK)
-        except OSError as problem:
-            yield EarlyEnd(f"the file cannot be read further: {problem.strerror or problem}")
-            return
-        if not data:
-            if not decompressor.eof:
-                yield EarlyEnd("the compressed stream ends before its end-of-stream marker")
+    for data in plain_chunks(raw):
+        if isinstance(data, EarlyEnd):
+            yield data
             return
         while data:
             try:
@@ -85,6 +79,8 @@ def gzip_chunks(raw: BinaryIO) -> Iterator[bytes | EarlyEnd]:
                 data = decompressor.unused_data
                 if data:  # another gzip member follows
                     decompressor = zlib.decompressobj(wbits=31)
+    if not decompressor.eof:
+        yield EarlyEnd("the compressed stream ends before its end-of-stream marker")
 
 
 def read_lines(raw: BinaryIO, compressed: bool, max_bytes: int) -> Iterator[tuple[int, Line]]:
