@@ -56,12 +56,12 @@ class BoundedTransport(httpx.BaseTransport):
             set_deadline(lease.deadline)
             try:
                 response = self.inner.handle_request(request)
-            except httpx.HTTPError as error:
+            except Exception as error:  # whatever the inner transport raises: the slot and the tokens go back
                 lease.release(overloaded=isinstance(error, httpx.TimeoutException))
                 if isinstance(error, httpx.RemoteProtocolError) and not exchange.retries:
                     # A kept-alive connection the server had just closed: nothing was answered, so
                     # sending again is safe. Once only; a server that keeps hanging up is a fault.
-                    exchange.retries.append({"status": None, "dropped": str(error)[:120]})
+                    exchange.retries.append({"status": None, "dropped": self.redactor.text(str(error))[:120]})
                     continue
                 self._file(exchange, lease, reserved, error)
                 raise
@@ -103,8 +103,8 @@ class BoundedTransport(httpx.BaseTransport):
     def _describe(self, failure: Exception) -> str:
         if isinstance(failure, httpx.TimeoutException):
             return f"no complete response within the {self.timeout:g}s timeout"
-        if isinstance(failure, ResponseLimit):
-            return str(failure)
+        if isinstance(failure, ResponseLimit):  # it quotes what the server sent (Content-Encoding)
+            return self.redactor.text(str(failure))
         return f"{type(failure).__name__}: {self.redactor.text(str(failure)) or 'connection failed'}"
 
     def close(self) -> None:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 Outcome = Literal["pass", "fail", "inconclusive", "skip", "error"]
+#: The reason of a check an interrupted run never judged (report.json and junit.xml list it so).
+INTERRUPTED = "not judged: the run was interrupted before this check finished"
 OUTCOMES: tuple[Outcome, ...] = ("pass", "fail", "inconclusive", "skip", "error")
 
 

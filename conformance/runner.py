@@ -22,11 +22,12 @@ from conformance.catalog import Catalog, Entry
 from conformance.checks import REGISTRY, Check
 from conformance.checks.base import ProbeContext, ProbeFailed
 from conformance.client import EndpointClient
+from conformance.console import NOT_JUDGED, label
 from conformance.endpoint import Endpoint
 from conformance.exceptions import BudgetExhausted, EndpointError, RequestTimeout
 from conformance.exchange import Exchange
 from conformance.profiles import Profile
-from conformance.results import CheckResult, Observation
+from conformance.results import INTERRUPTED, CheckResult, Observation
 
 if TYPE_CHECKING:  # cassettes import VCR.py (about a second): only runs that record or replay need it
     from conformance.cassettes import CassetteStore
@@ -103,7 +104,6 @@ def budget_exhausted(error: BaseException | None) -> BudgetExhausted | None:
 
 
 #: The reason of a check the run never judged because it stopped first.
-INTERRUPTED = "not judged: the run was interrupted before this check finished"
 
 
 def not_judged(check: Check, entry: Entry, profile: Profile, reason: str) -> CheckResult:
@@ -214,7 +214,7 @@ class ConformanceRun:
     def unjudged(self) -> list[CheckResult]:
         """Checks the profile judges that got no verdict (out of budget, or the run stopped first):
         such a run is not a pass, whatever else it found."""
-        return [r for r in self.ordered_results() if r.outcome == "skip" and r.expected is not None]
+        return [r for r in self.ordered_results() if label(r) == NOT_JUDGED]
 
     def unjudged_summary(self) -> str | None:
         """One line for the console: how many expected checks were not judged, and why."""

@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Any
 from conformance import __version__
 from conformance.accounting import RunStats
 from conformance.redaction import Redactor
-from conformance.results import OUTCOMES
-from conformance.runner import INTERRUPTED
+from conformance.results import INTERRUPTED, OUTCOMES
 
 if TYPE_CHECKING:
     from conformance.runner import ConformanceRun
