@@ -24,6 +24,8 @@ from conformance.audit import command as audit_command
 from conformance.console import printable
 from conformance.datasets import command as dataset_command
 from conformance.options import (
+    API_KEY_VARIABLE,
+    BASE_URL_VARIABLES,
     OPTIONS,
     RUN_OPTIONS,
     OptionError,
@@ -62,9 +64,13 @@ class Interrupted(Exception):
         self.code = code
 
 
+class FlagError(Exception):
+    """A flag argparse could not take; `invoke` prints it as one line, redacted, with exit 2."""
+
+
 class Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line (argparse's default adds a usage block), and our exit code
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        raise FlagError(f"{self.prog}: error: {message} (see `{self.prog} --help`)")
 
 
 def port(text: str) -> int:
@@ -349,8 +355,13 @@ COMMANDS = {"serve": command_serve, "catalog": command_catalog, "compare": comma
 
 def invoke(argv: list[str] | None = None) -> Finished:
     """Run one command; `conformance run` also hands back its report and changes (the Action's use)."""
+    arguments = sys.argv[1:] if argv is None else argv
+    redactor = console_redactor(arguments)
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(arguments)
+    except FlagError as problem:  # a flag's message may quote its value, and so a secret beside it
+        print(printable(redactor.text(str(problem))), file=sys.stderr)
+        return Finished(EXIT_USAGE)
     except SystemExit as stop:  # --help, --version, or a flag's one-line error: return the code, as for the rest
         return Finished(stop.code if isinstance(stop.code, int) else (EXIT_OK if stop.code is None else EXIT_USAGE))
     try:
@@ -358,7 +369,7 @@ def invoke(argv: list[str] | None = None) -> Finished:
             return execute_run(args)
         return Finished(COMMANDS[args.command](args))
     except UsageProblem as problem:
-        print(f"conformance: error: {printable(console_redactor(args).text(str(problem)))}", file=sys.stderr)
+        print(f"conformance: error: {printable(redactor.text(str(problem)))}", file=sys.stderr)
         return Finished(EXIT_USAGE)
     except (KeyboardInterrupt, Interrupted) as stop:
         print("conformance: interrupted", file=sys.stderr)
@@ -373,16 +384,23 @@ def invoke(argv: list[str] | None = None) -> Finished:
         return Finished(EXIT_OK)
 
 
-def console_redactor(args: argparse.Namespace) -> Redactor:
-    """The secrets a command's own messages may echo (a key in a message, a header's value)."""
-    from conformance.options import base_url_from_environment
+#: The flags whose values are secrets, or may carry them, as the command line spells them.
+SECRET_FLAGS = ("--api-key", "--header", "--base-url")
 
-    try:
-        base_url = getattr(args, "base_url", None) or base_url_from_environment()
-    except OptionError:
-        base_url = None
-    return run_redactor(getattr(args, "api_key", None) or os.environ.get("OPENAI_API_KEY"), base_url,
-                        [value for _, value in getattr(args, "header", None) or ()])
+
+def console_redactor(argv: list[str]) -> Redactor:
+    """The secrets a command's own messages may echo: the key, header values and base-URL
+    credentials as given on the command line (read from the words themselves, so even a message
+    about a flag argparse refused is redacted) or in the environment."""
+    given: dict[str, list[str]] = {flag: [] for flag in SECRET_FLAGS}
+    for index, word in enumerate(argv):
+        flag, equals, value = word.partition("=")
+        if flag in given:
+            given[flag] += [value] if equals else argv[index + 1:index + 2]
+    environ_url = next((os.environ[name] for name in BASE_URL_VARIABLES if os.environ.get(name)), None)
+    return run_redactor(next(iter(given["--api-key"]), None) or os.environ.get(API_KEY_VARIABLE),
+                        next(iter(given["--base-url"]), None) or environ_url,
+                        [header.partition(":")[2].strip() for header in given["--header"]])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -539,3 +539,18 @@ def test_both_front_ends_take_the_same_options(cli) -> None:
         {option.flag() for option in RUN_OPTIONS}
     assert set(re.findall(r"--conformance-[a-z-]+",
                           pytest_help)) == {option.flag("conformance-") for option in RUN_OPTIONS}
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "--baseline", "/nonexistent/sk-echoed-0123456789.json"],       # refused by argparse
+    ["run", "--profile", "/nonexistent/sk-echoed-0123456789.toml"],
+    ["run", "--header", "x-extra:sk-echoed-0123456789", "--baseline", "/nonexistent/sk-echoed-0123456789"],
+])
+def test_a_usage_error_that_quotes_a_secret_prints_it_redacted(capsys, monkeypatch, argv) -> None:
+    """The key (flag or environment) and header values are secrets in the one-line usage errors too."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    if "--header" not in argv:
+        argv = ["run", "--api-key", "sk-echoed-0123456789", *argv[1:]]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "sk-echoed-0123456789" not in err and "<redacted>" in err and err.count("\n") == 1
