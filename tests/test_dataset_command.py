@@ -202,3 +202,17 @@ def test_documented_examples(tmp_path, capsys, name, target):
     findings = sorted((f["rule"], f["line"], f["pointer"]) for f in report_of(out)["files"][0]["findings"])
     assert findings == sorted(EXPECTED[name][target])
     assert code == (1 if findings else 0)
+
+
+def test_keys_no_writer_can_hold_still_give_valid_reports(tmp_path, capsys):
+    """A lone surrogate and a control character in keys reach the findings' pointers: report.json
+    stays valid UTF-8 JSON and junit.xml well-formed (the JSON writer used to raise on the first)."""
+    line = '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok", ' \
+           '"\\ud800": 1, "\\u0001": 2}]}\n'
+    dataset = tmp_path / "odd.jsonl"
+    dataset.write_text(line * 12, encoding="utf-8")
+    code = main(["dataset", str(dataset), "--report-dir", str(tmp_path / "reports")])
+    assert code in (0, 1), capsys.readouterr().err
+    report = json.loads((tmp_path / "reports" / "dataset-report.json").read_text(encoding="utf-8"))
+    assert report["files"][0]["findings"]
+    ElementTree.parse(tmp_path / "reports" / "dataset-junit.xml")

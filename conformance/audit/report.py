@@ -21,6 +21,7 @@ from conformance.audit.sources import Scan
 from conformance.audit.targets import Target, verdict
 from conformance.catalog import Catalog
 from conformance.datasets.report import plural
+from conformance.report import json_report
 
 REPORT_FORMAT = 1
 #: Uses kept per finding in the report (all are counted): a rule matched at 10,000 places is one finding.
@@ -186,17 +187,15 @@ def render_junit(report: dict[str, Any]) -> str:
 
 # ---------------------------------------------------------------- writing
 
-def render_json(report: dict[str, Any]) -> str:
-    return json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n"
-
-
 def write_reports(report: dict[str, Any], directory: Path) -> list[Path]:
-    """Write every format into `directory`, each atomically; returns the paths written."""
+    """Write every format into `directory`, each atomically, all from one copy of the report that
+    any writer can hold (a literal 1e400 in the audited source is no number JSON can hold)."""
     from conformance.report import write_atomically
 
+    writable = json_report.bounded(report)
     directory.mkdir(parents=True, exist_ok=True)
-    return [write_atomically(directory / FILES[kind], render(report))
-            for kind, render in (("json", render_json), ("markdown", render_markdown), ("html", render_html),
+    return [write_atomically(directory / FILES[kind], render(writable))
+            for kind, render in (("json", json_report.render), ("markdown", render_markdown), ("html", render_html),
                                  ("junit", render_junit))]
 
 

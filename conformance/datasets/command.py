@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from conformance.console import printable
+
 PROFILES = {"openai": ("openai",), "fireworks": ("fireworks",), "both": ("openai", "fireworks")}
 MAX_STORED = 100
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
@@ -49,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         sections.append(file_section(judge, problem))
     report = build_report(args.profile, rules, sections, started_at, time.perf_counter() - started, MAX_STORED)
     for line in summary_lines(report):
-        print(line)
+        print(printable(line))
     if args.report_dir is not None:
         try:
             written = write_reports(report, Path(args.report_dir))
@@ -59,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         print("reports: " + ", ".join(str(path) for path in written))
     for problem in problems:
-        print(f"conformance: error: {problem}", file=sys.stderr)
+        print(f"conformance: error: {printable(problem)}", file=sys.stderr)
     if problems:
         return EXIT_USAGE
     return EXIT_OK if all(report["valid"].values()) else EXIT_FINDINGS

@@ -8,10 +8,7 @@ never sees half a report.
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import tempfile
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,6 +18,8 @@ from conformance import __version__
 from conformance.datasets.catalog import Rule
 from conformance.datasets.formats import DESCRIPTIONS
 from conformance.datasets.judge import FileJudge
+from conformance.report import json_report, write_atomically
+from conformance.report.junit import xml_text
 
 REPORT_FORMAT = 1
 FILES = {"json": "dataset-report.json", "markdown": "dataset-report.md", "html": "dataset-report.html",
@@ -161,19 +160,19 @@ def render_junit(report: dict[str, Any]) -> str:
         failing = [r for r in report["rules"] if counts.get(r["id"]) and
                    any(f["severity"] == "error" for f in findings.get(r["id"], ()))]
         suite = ElementTree.SubElement(suites, "testsuite", {
-            "name": section["path"], "tests": str(len(report["rules"]) + 1), "failures": str(len(failing)),
+            "name": xml_text(section["path"]), "tests": str(len(report["rules"]) + 1), "failures": str(len(failing)),
             "errors": "1" if section["problem"] else "0", "timestamp": report["started_at"]})
         readable = ElementTree.SubElement(suite, "testcase", {"classname": "dataset", "name": "readable"})
         if section["problem"]:
-            ElementTree.SubElement(readable, "error", {"message": section["problem"]})
+            ElementTree.SubElement(readable, "error", {"message": xml_text(section["problem"])})
         for rule in report["rules"]:
             case = ElementTree.SubElement(suite, "testcase", {"classname": f"dataset.{rule['id']}", "name": rule["id"]})
             kept = findings.get(rule["id"], [])
             if not counts.get(rule["id"]):
                 continue
-            detail = "\n".join(f"line {f['line']} {f['pointer'] or '/'} [{', '.join(f['targets'])}]: {f['message']}"
-                               for f in kept)
-            headline = f"{plural(counts[rule['id']], 'finding')}: {rule['title']}"
+            detail = xml_text("\n".join(
+                f"line {f['line']} {f['pointer'] or '/'} [{', '.join(f['targets'])}]: {f['message']}" for f in kept))
+            headline = xml_text(f"{plural(counts[rule['id']], 'finding')}: {rule['title']}")
             if rule in failing:
                 ElementTree.SubElement(case, "failure", {"message": headline[:1000]}).text = detail
             else:
@@ -184,31 +183,14 @@ def render_junit(report: dict[str, Any]) -> str:
 
 # ---------------------------------------------------------------- writing
 
-def write_atomically(path: Path, content: str) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(content)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def write_reports(report: dict[str, Any], directory: Path) -> list[Path]:
-    """Write every format into `directory`; returns the paths written."""
+    """Write every format into `directory`, each atomically, all from one copy of the report that
+    any writer can hold (a lone surrogate from a key in the data becomes U+FFFD); returns the paths."""
+    writable = json_report.bounded(report)
     directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for kind, render in (("json", render_json), ("markdown", render_markdown), ("html", render_html),
-                         ("junit", render_junit)):
-        path = directory / FILES[kind]
-        write_atomically(path, render(report))
-        written.append(path)
-    return written
-
-
-def render_json(report: dict[str, Any]) -> str:
-    return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+    return [write_atomically(directory / FILES[kind], render(writable))
+            for kind, render in (("json", json_report.render), ("markdown", render_markdown), ("html", render_html),
+                                 ("junit", render_junit))]
 
 
 def summary_lines(report: dict[str, Any]) -> Iterable[str]:
