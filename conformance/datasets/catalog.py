@@ -7,7 +7,6 @@ function in `rules.py` reads, so a rule cannot be documented without being judge
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -59,19 +58,11 @@ class Rule:
         return self.fix.format(count=count, subject=subject)
 
 
-@lru_cache(maxsize=1)
-def rules_schema() -> dict[str, Any]:
-    from conformance.schemas import schema_root
-
-    return json.loads((schema_root() / "dataset-rules.schema.json").read_text(encoding="utf-8"))
-
-
 def parse_rules(data: dict[str, Any], expected_params: Mapping[str, frozenset[str]]) -> dict[str, Rule]:
     """Rules from the TOML's data; `expected_params` maps each rule id to the parameters its function reads."""
-    from jsonschema import Draft202012Validator
+    from conformance.schemas import file_problems
 
-    problems = [f"{'/'.join(map(str, error.absolute_path)) or '(top)'}: {error.message}"
-                for error in Draft202012Validator(rules_schema()).iter_errors(data)]
+    problems = file_problems("dataset-rules.schema.json", data)
     if problems:
         raise RulesError("datasets.toml: " + "; ".join(problems[:5]))
     sources = {key: Source(key, value["title"], value.get("url"), value["revision"], value.get("on_disk"))
