@@ -28,6 +28,8 @@ WORKFLOW_COMMAND = re.compile(r"^(\s*)::", re.MULTILINE)
 SUMMARY_ORDER = ("fail", "error", "inconclusive", "skip", "pass")
 #: A check the profile expects that got no verdict (out of budget, or the run stopped first).
 NOT_JUDGED = "not judged"
+#: The verdicts `pytest_plugin.enforce` turns into a pytest failure; any other failure is a defect.
+VERDICTS_PYTEST_FAILS = ("fail", "error", NOT_JUDGED)
 #: Characters of a reason a `-v` line shows (the report has all of it).
 SHORT_REASON = 100
 #: Curl lines shown per failure, and the longest shown whole; the rest are in report.md.

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol, TextIO
 
 import pytest
 
-from conformance.console import NOT_JUDGED, label, printable, tally, verbose_line
+from conformance.console import VERDICTS_PYTEST_FAILS, label, printable, tally, verbose_line
 from conformance.pytest_plugin import CHECK_PARAM, RUN, conformance_items, redactor_of
 
 if TYPE_CHECKING:
@@ -34,8 +34,6 @@ PLAIN_INTERVAL_S = 5.0
 #: How the outcome word of a `-v` line is coloured on a terminal.
 STYLES = {"pass": "green", "fail": "red", "error": "bold red", "internal error": "bold red"}
 INTERNAL_ERROR = "internal error"
-#: The verdicts `pytest_plugin.enforce` turns into a pytest failure; any other failure is a defect.
-VERDICTS_PYTEST_FAILS = ("fail", "error", NOT_JUDGED)
 
 
 class Display(Protocol):

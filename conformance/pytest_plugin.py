@@ -40,6 +40,7 @@ CHANGES: pytest.StashKey[Changes] = pytest.StashKey()
 OPENING: pytest.StashKey[Future[Opened]] = pytest.StashKey()
 #: The run's request and token accounting, shared by the endpoint's opening and the checks.
 STATS: pytest.StashKey[RunStats] = pytest.StashKey()
+REDACTOR: pytest.StashKey[Redactor] = pytest.StashKey()
 #: Set once the session has written (or tried to write) its reports.
 REPORTED = pytest.StashKey[bool]()
 INTERRUPTED_START = "interrupted before the run started (while starting up or resolving the endpoint)"
@@ -81,7 +82,11 @@ def redactor_of_settings(chosen: Settings) -> Redactor:
 
 
 def redactor_of(config: pytest.Config) -> Redactor:
-    return redactor_of_settings(run_settings(config))
+    """The run's redactor, built once (every check item, the summary and the reports use it)."""
+    redactor = config.stash.get(REDACTOR, None)
+    if redactor is None:
+        redactor = config.stash[REDACTOR] = redactor_of_settings(run_settings(config))
+    return redactor
 
 
 def stats_of(config: pytest.Config) -> RunStats:
@@ -224,12 +229,11 @@ def conformance_run(request: pytest.FixtureRequest) -> ConformanceRun:
 
 def enforce(run: ConformanceRun, check_id: str, config: pytest.Config) -> None:
     """Turn a check's verdict into a pytest outcome (what pytest's own reporting shows)."""
-    from conformance.console import printable, printable_lines
+    from conformance.console import VERDICTS_PYTEST_FAILS, label, printable, printable_lines
 
     result = run.result(check_id)
     redactor = redactor_of(config)
-    if result.outcome in ("fail", "error") or (result.outcome == "skip" and result.expected is not None):
-        # a check the profile expects, not judged, is no pass
+    if label(result) in VERDICTS_PYTEST_FAILS:  # a check the profile expects, not judged, is no pass
         pytest.fail(printable_lines(redactor.text(result.explain())), pytrace=False)
     if result.outcome in ("inconclusive", "skip"):
         pytest.skip(printable(redactor.text(result.headline())))

@@ -231,7 +231,7 @@ class FileJudge:
 
     def parse(self, data: bytes) -> Any:
         """The line's JSON value, or UNPARSED after emitting why it has none."""
-        if not data.strip():
+        if not data or data.isspace():  # no stripped copy of every line
             self.emit("line-blank", "", "a blank line")
             return UNPARSED
         try:

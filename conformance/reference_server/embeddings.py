@@ -21,7 +21,8 @@ NATURAL_DIMENSIONS = 16
 
 def embed(text: str, size: int) -> list[float]:
     """A unit vector that depends only on the text's tokens."""
-    raw = [sum(((zlib.crc32(f"{axis}:{token}".encode()) % 2001) - 1000) / 1000 for token in lm.tokenize(text))
+    tokens = lm.tokenize(text)
+    raw = [sum(((zlib.crc32(f"{axis}:{token}".encode()) % 2001) - 1000) / 1000 for token in tokens)
            for axis in range(size)]
     norm = math.sqrt(sum(x * x for x in raw)) or 1.0
     return [x / norm for x in raw]
