@@ -12,6 +12,7 @@ import threading
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import openai
@@ -162,15 +163,34 @@ def error_missing_key(ctx: ProbeContext) -> Observation:
     return _key_test(ctx, NO_KEY, WRONG_KEY)
 
 
+UNKNOWN_MODEL = "conformance-no-such-model"
+
+
 @check("error-envelope", variant="unknown-model")
 def error_unknown_model(ctx: ProbeContext) -> Observation:
-    exchange = ctx.send(CHAT.path, {**CHAT.body("conformance-no-such-model", "Hi", {}), "max_tokens": 1})
+    """A refusal is the unknown model's only when the same request naming the served model is
+    answered: a wrong base path or a refused key refuses both."""
+    exchange = ctx.send(CHAT.path, {**CHAT.body(UNKNOWN_MODEL, "Hi", {}), "max_tokens": 1})
+    if not exchange.ok:
+        require_control(ctx.control(CHAT.path, {**CHAT.body(ctx.model, "Hi", {}), "max_tokens": 1}),
+                        f"an unknown model: {exchange.describe_status()}", "the same request naming the served model")
     return expect_error(ctx, exchange, 404, "an unknown model")
 
 
 @check("error-envelope", variant="unknown-model-lookup")
 def error_unknown_model_lookup(ctx: ProbeContext) -> Observation:
-    exchange = ctx.send("models/conformance-no-such-model", method="GET")
+    """As unknown-model, with `GET /models/{served}` as the control; when that is not found either,
+    the route is not served (models-object-shape says so) and a 404 says nothing about the id."""
+    exchange = ctx.send(f"models/{UNKNOWN_MODEL}", method="GET")
+    if exchange.ok:
+        return expect_error(ctx, exchange, 404, "GET /models/{id} of an unknown model")
+    served = ctx.control(f"models/{quote(ctx.model, safe='/')}", None, method="GET")
+    if served.status in (404, 405):
+        return inconclusive(f"GET /models/{{id}} of an unknown model: {exchange.describe_status()}; but "
+                            f"GET /models/{ctx.model} of the served model answered {served.describe_status()} too, "
+                            "so the route is not served and the 404 says nothing about the model")
+    require_control(served, f"GET /models/{{id}} of an unknown model: {exchange.describe_status()}",
+                    "GET /models/{id} of the served model")
     return expect_error(ctx, exchange, 404, "GET /models/{id} of an unknown model")
 
 
