@@ -1,5 +1,6 @@
 """The request shapes of issue 15 beyond what tests/test_checks.py proves for every check: what an
-embeddings request costs the token budget, and the reference server's embeddings themselves."""
+embeddings request costs the token budget, the reference server's embeddings and prompt cache, and
+the verdicts a check gives where the server leaves nothing to judge."""
 
 from __future__ import annotations
 
@@ -7,11 +8,17 @@ import base64
 import struct
 
 from conformance.accounting import RunStats
+from conformance.catalog import load_catalog
+from conformance.checks import REGISTRY
+from conformance.client import EndpointClient
+from conformance.profiles import Profile
 from conformance.reference_server.config import ServerConfig
 from conformance.reference_server.embeddings import (
     NATURAL_DIMENSIONS,
     create_embeddings,
 )
+from conformance.reference_server.shapes import PromptCache
+from conformance.runner import execute
 
 EMBEDDING = {"model": "m", "input": "hello"}
 
@@ -36,3 +43,26 @@ def test_reference_embeddings_base64_is_the_float_vector_and_dimensions_shorten_
     assert list(struct.unpack(f"<{NATURAL_DIMENSIONS}f", base64.b64decode(encoded))) == \
         [struct.unpack("<f", struct.pack("<f", x))[0] for x in floats]
     assert len(create_embeddings(config, {**EMBEDDING, "dimensions": 8})["data"][0]["embedding"]) == 8
+
+
+def test_the_reference_cache_hits_only_a_prompt_sent_again_in_one_session():
+    """Requests without a session never hit it, so no other check's usage depends on what ran before."""
+    config, cache = ServerConfig.for_vendor("fireworks"), PromptCache()
+    assert [cache.cached_tokens(config, None, "p", 5, {}) for _ in range(2)] == [0, 0]
+    assert [cache.cached_tokens(config, "s", "p", 5, {}) for _ in range(2)] == [0, 5]
+    assert cache.cached_tokens(config, "s", "p", 5, {"prompt_cache_max_len": 0}) == 0
+    assert cache.cached_tokens(config, "s", "p", 5, {"prompt_cache_max_len": 3}) == 3
+    assert cache.cached_tokens(ServerConfig.for_vendor("fireworks", {"prompt-cache-max-len": "ignored"}), "s", "p",
+                               5, {"prompt_cache_max_len": 0}) == 5
+
+
+def test_a_server_that_reports_no_cached_tokens_leaves_prompt_cache_max_len_inconclusive(reference_server):
+    server = reference_server("fireworks", {"usage-details": "absent", "perf-metrics-headers": "openai"})
+    client = EndpointClient(server.base_url, None, timeout=10)
+    try:
+        result = execute(REGISTRY["prompt-cache-max-len/chat"], load_catalog()["prompt-cache-max-len"],
+                         Profile("none", ""), client, server.config.model_id, None)
+    finally:
+        client.close()
+    assert result.outcome == "inconclusive" and "no cache to turn off" in result.reason, result.explain()
+    assert len(result.evidence) == 3

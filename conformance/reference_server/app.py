@@ -29,6 +29,8 @@ from conformance.reference_server.embeddings import create_embeddings
 from conformance.reference_server.errors import ApiError, bad_param
 from conformance.reference_server.responses_api import create_response
 from conformance.reference_server.shapes import (
+    SESSION_HEADER,
+    PromptCache,
     check_reasoning_effort,
     error_response,
     ignoring_eos,
@@ -76,6 +78,7 @@ class ServerState:
     #: Deviation `stream-abort=other`: after a client abandons a stream, the next request fails,
     #: as on a server that keeps generating for a client that has gone.
     wedged: bool = False
+    prompt_cache: PromptCache = field(default_factory=PromptCache)
 
     def next_id(self, prefix: str) -> str:
         return f"{prefix}-{next(self.ids):06d}"
@@ -145,10 +148,11 @@ class Endpoint:
         """Fault `skip-body-validation`: malformed bodies reach the generator (and break it)."""
         return "skip-body-validation" in self.config.faults
 
-    def headers(self, prompt_tokens: int, streaming: bool) -> dict[str, str]:
+    def headers(self, prompt_tokens: int, streaming: bool, cached_tokens: int = 0) -> dict[str, str]:
         headers = {"x-request-id": self.state.next_id("req")}
         if self.config.is_("perf-metrics-headers", "fireworks") and not streaming:
-            headers.update({"fireworks-prompt-tokens": str(prompt_tokens), "fireworks-cached-prompt-tokens": "0",
+            headers.update({"fireworks-prompt-tokens": str(prompt_tokens),
+                            "fireworks-cached-prompt-tokens": str(cached_tokens),
                             "fireworks-server-time-to-first-token": "0.001",
                             "fireworks-server-processing-time": "0.002"})
         else:
@@ -195,7 +199,7 @@ class Endpoint:
         tool = self.tool_call(body)
         document = tool.arguments if tool else self.structured_document(body)
         reply = lm.chat_reply(messages) if document is None else iter(lm.tokenize(document))
-        return self.complete(body, prompt, reply, chat=True, tool=tool)
+        return self.complete(body, prompt, reply, chat=True, tool=tool, session=request.headers.get(SESSION_HEADER))
 
     async def completions(self, request: Request) -> Response:
         await self.guard(request)
@@ -208,7 +212,8 @@ class Endpoint:
             prompt = prompt[0]
         if not isinstance(prompt, str):
             raise bad_param("prompt", "The reference server serves one prompt per request, given as a string.")
-        return self.complete(body, prompt, lm.completion_continuation(prompt), chat=False)
+        return self.complete(body, prompt, lm.completion_continuation(prompt), chat=False,
+                             session=request.headers.get(SESSION_HEADER))
 
     async def embeddings(self, request: Request) -> Response:
         await self.guard(request)
@@ -354,8 +359,9 @@ class Endpoint:
         return Generation(text, tokens, finish, tool, self.state.next_id("call") if tool else "")
 
     def complete(self, body: dict[str, Any], prompt: str, continuation, chat: bool,
-                 tool: ToolCall | None = None) -> Response:
+                 tool: ToolCall | None = None, session: str | None = None) -> Response:
         prompt_tokens = lm.count_tokens(prompt)
+        cached_tokens = self.state.prompt_cache.cached_tokens(self.config, session, prompt, prompt_tokens, body)
         limit = self.token_limit(body, prompt_tokens, chat)
         continuations = list(itertools.tee(continuation, self.choice_count(body)))
         generations = [self.generate(body, c, limit, tool) for c in continuations]
@@ -363,7 +369,7 @@ class Endpoint:
         completion_tokens = sum(len(g.tokens) for g in counted) * max(1, body.get("best_of") or 1)
         usage: dict[str, Any] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                                  "total_tokens": prompt_tokens + completion_tokens}
-        usage.update(usage_details(self.config, prompt_tokens))
+        usage.update(usage_details(self.config, prompt_tokens, cached_tokens))
         response_id = self.state.next_id("chatcmpl" if chat else "cmpl")
         if body.get("stream"):
             events = self.stream(body, prompt, generations, usage, response_id, chat)
@@ -385,7 +391,7 @@ class Endpoint:
             result["perf_metrics"] = self.perf_metrics(prompt_tokens)
         if self.config.is_("chat-completion-schema" if chat else "completion-schema", "other"):
             del result["created"]  # deviation: a required field is missing
-        return JSONResponse(result, headers=self.headers(prompt_tokens, streaming=False))
+        return JSONResponse(result, headers=self.headers(prompt_tokens, streaming=False, cached_tokens=cached_tokens))
 
     def choice_count(self, body: dict[str, Any]) -> int:
         return 1 if self.config.is_("n-choices", "other") else body.get("n") or 1

@@ -50,6 +50,7 @@ CAPABILITIES: dict[str, tuple[str, ...]] = {
     "models-object-shape": ("openai", "other", "unsupported"),
     "documented-optional-fields": ("openai", "lenient", "rejects-documented"),
     "usage-details": ("openai", "fireworks", "absent", "other"),
+    "prompt-cache-max-len": ("openai", "fireworks", "ignored"),
     "stream-error-frame": ("openai", "in-band", "event-error", "other"),
     "fireworks-sampling-extensions": ("openai", "fireworks", "ignored"),
     "reasoning-effort-values": ("openai", "fireworks", "unsupported"),

@@ -3,13 +3,15 @@ content parts, the two length caps, OpenAI's newer optional fields, usage detail
 refused streaming request is answered, and where reasoning travels. One function per catalog entry, each showing the
 behaviour the server's config names for it (config.py), so every check can be seen to fail.
 
-The reference model reads text only: an image part is refused as OpenAI refuses it for a model
+Prompts are cached per session (`x-session-affinity`), so `prompt_cache_max_len` has a cache to
+turn off. The reference model reads text only: an image part is refused as OpenAI refuses it for a model
 that takes no images, unless a deviation drops it or breaks on it.
 """
 
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Iterator
 from itertools import chain, repeat
 from typing import Any
@@ -84,17 +86,54 @@ def unknown_fields(config: ServerConfig, body: dict[str, Any], known: set[str]) 
         return []
     if not config.is_("fireworks-sampling-extensions", "openai"):
         known = known | SAMPLING_EXTENSIONS
+    if not config.is_("prompt-cache-max-len", "openai"):
+        known = known | {"prompt_cache_max_len"}
     if config.is_("documented-optional-fields", "rejects-documented"):
         known = known - NEWER_FIELDS
     return [field for field in body if field not in known]
 
 
-def usage_details(config: ServerConfig, prompt_tokens: int) -> dict[str, Any]:
-    """The breakdowns a usage object carries besides its three counts (nothing is ever cached)."""
+#: The header Fireworks documents for pinning a session to one replica, where its prompts stay cached.
+SESSION_HEADER = "x-session-affinity"
+
+
+class PromptCache:
+    """The prompts each session has sent (the last PROMPTS of them): a prompt sent again in the same
+    session is cached whole. Requests without a session land anywhere and never hit the cache, so
+    every other check's usage stays the same whatever ran before it."""
+
+    PROMPTS = 256
+
+    def __init__(self) -> None:
+        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+
+    def cached_tokens(self, config: ServerConfig, session: str | None, prompt: str, prompt_tokens: int,
+                      body: dict[str, Any]) -> int:
+        """How many of the prompt's tokens came from the cache; `prompt_cache_max_len` caps them
+        where the server honours it (the `fireworks` behaviour of its entry)."""
+        if session is None:
+            return 0
+        if "prompt_cache_max_len" in body:
+            expect(body["prompt_cache_max_len"], "prompt_cache_max_len", "integer")
+        key = (session, prompt)
+        hit = key in self._seen
+        self._seen[key] = None
+        self._seen.move_to_end(key)
+        while len(self._seen) > self.PROMPTS:
+            self._seen.popitem(last=False)
+        if not hit:
+            return 0
+        if "prompt_cache_max_len" in body and config.is_("prompt-cache-max-len", "fireworks"):
+            return max(0, min(prompt_tokens, body["prompt_cache_max_len"]))
+        return prompt_tokens
+
+
+def usage_details(config: ServerConfig, prompt_tokens: int, cached_tokens: int) -> dict[str, Any]:
+    """The breakdowns a usage object carries besides its three counts."""
     behaviour = config.acts("usage-details")
     if behaviour == "absent":
         return {}
-    cached = prompt_tokens + 1 if behaviour == "other" else 0  # deviation: more cached than sent
+    cached = prompt_tokens + 1 if behaviour == "other" else cached_tokens  # deviation: more cached than sent
     details: dict[str, Any] = {"prompt_tokens_details": {"cached_tokens": cached}}
     if behaviour != "fireworks":
         details["completion_tokens_details"] = {"reasoning_tokens": 0, "accepted_prediction_tokens": 0,
