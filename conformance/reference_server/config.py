@@ -51,7 +51,7 @@ CAPABILITIES: dict[str, tuple[str, ...]] = {
     "documented-optional-fields": ("openai", "lenient", "rejects-documented"),
     "usage-details": ("openai", "fireworks", "absent", "other"),
     "prompt-cache-max-len": ("openai", "fireworks", "ignored"),
-    "stream-error-frame": ("openai", "in-band", "event-error", "other"),
+    "stream-error-frame": ("openai", "in-band", "event-error", "unraised", "other"),
     "fireworks-sampling-extensions": ("openai", "fireworks", "ignored"),
     "reasoning-effort-values": ("openai", "fireworks", "unsupported"),
     "embeddings": ("openai", "base64-ignored", "dimensions-ignored", "unsupported"),

@@ -141,19 +141,24 @@ def usage_details(config: ServerConfig, prompt_tokens: int, cached_tokens: int) 
     return details
 
 
-#: How a deviating server wraps a refusal of a streaming request in a 200 event stream.
-ERROR_FRAMES = {"in-band": b"data: %s\n\n", "event-error": b"event: error\ndata: %s\n\n", "other": b""}
+#: How a deviating server wraps a refusal of a streaming request in a 200 event stream: the frame,
+#: and whether its data is the envelope (`{"error": {...}}`) or the bare error object, which the
+#: openai SDK does not recognise as an error.
+ERROR_FRAMES = {"in-band": (b"data: %s\n\n", True), "event-error": (b"event: error\ndata: %s\n\n", True),
+                "unraised": (b"event: error\ndata: %s\n\n", False), "other": (b"", True)}
 
 
 async def error_response(config: ServerConfig, request: Request, error: ApiError) -> Response:
     """A refusal: its status and the envelope; as a deviation, for a request that asked for a stream,
-    a 200 stream carrying the envelope in band, in an `event: error` frame, or nothing at all."""
+    a 200 stream carrying the envelope in band, in an `event: error` frame (with or without the
+    envelope around the error), or nothing at all."""
     frame = ERROR_FRAMES.get(config.acts("stream-error-frame"))
     if frame is None or error.status >= 500 or not await asks_for_stream(request):
         return error.response(config.faults)
-    envelope = json.dumps({"error": {"message": error.message, "type": error.type, "param": error.param,
-                                     "code": error.code}}).encode()
-    return Response(frame.replace(b"%s", envelope), media_type="text/event-stream")
+    template, enveloped = frame
+    detail = {"message": error.message, "type": error.type, "param": error.param, "code": error.code}
+    data = json.dumps({"error": detail} if enveloped else detail).encode()
+    return Response(template.replace(b"%s", data), media_type="text/event-stream")
 
 
 async def asks_for_stream(request: Request) -> bool:
