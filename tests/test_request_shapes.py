@@ -10,6 +10,7 @@ import struct
 from conformance.accounting import RunStats
 from conformance.catalog import load_catalog
 from conformance.checks import REGISTRY
+from conformance.checks.reasoning import joined, place_of
 from conformance.client import EndpointClient
 from conformance.profiles import Profile
 from conformance.reference_server.config import ServerConfig
@@ -66,3 +67,11 @@ def test_a_server_that_reports_no_cached_tokens_leaves_prompt_cache_max_len_inco
         client.close()
     assert result.outcome == "inconclusive" and "no cache to turn off" in result.reason, result.explain()
     assert len(result.evidence) == 3
+
+
+def test_streamed_reasoning_is_found_however_its_deltas_are_cut():
+    cut = [{"role": "assistant"}, {"content": "<th"}, {"content": "ink>2+3"}, {"content": "</think>5"}]
+    assert place_of(joined(cut)) == "<think>"
+    assert place_of(joined([{"reasoning_content": "2+3"}, {"reasoning_content": " is 5"}, {"content": "5"}])) \
+        == "reasoning_content"
+    assert place_of(joined([{"role": "assistant", "content": ""}, {"content": "5"}, None])) is None

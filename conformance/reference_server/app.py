@@ -32,10 +32,13 @@ from conformance.reference_server.shapes import (
     SESSION_HEADER,
     PromptCache,
     check_reasoning_effort,
+    count_reasoning,
     error_response,
     ignoring_eos,
     length_cap,
     read_messages,
+    reasoning_deltas,
+    reasoning_for,
     show_reasoning,
     unknown_fields,
     usage_details,
@@ -370,9 +373,11 @@ class Endpoint:
         usage: dict[str, Any] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                                  "total_tokens": prompt_tokens + completion_tokens}
         usage.update(usage_details(self.config, prompt_tokens, cached_tokens))
+        reasoning = reasoning_for(body) if chat else None
+        count_reasoning(reasoning, len(generations), usage)
         response_id = self.state.next_id("chatcmpl" if chat else "cmpl")
         if body.get("stream"):
-            events = self.stream(body, prompt, generations, usage, response_id, chat)
+            events = self.stream(body, prompt, generations, usage, response_id, chat, reasoning)
             if self.config.faults:
                 events = faults.corrupt_stream(self.config.faults, events)
             return StreamingResponse(events,
@@ -380,7 +385,7 @@ class Endpoint:
                                      headers=self.headers(prompt_tokens, streaming=True))
         choices = [self.choice(body, prompt, g, i, chat) for i, g in enumerate(generations)]
         if chat:
-            show_reasoning(self.config, body, choices, usage)
+            show_reasoning(self.config, reasoning, choices)
         result: dict[str, Any] = {"id": response_id, "object": "chat.completion" if chat else "text_completion",
                                   "created": CREATED, "model": self.config.model_id, "choices": choices}
         if not self.config.is_("usage-in-response", "other"):
@@ -481,7 +486,8 @@ class Endpoint:
         return legacy
 
     # ---- streaming --------------------------------------------------------------------------
-    async def stream(self, body, prompt, generations, usage, response_id, chat) -> AsyncIterator[bytes]:
+    async def stream(self, body, prompt, generations, usage, response_id, chat,
+                     reasoning: str | None = None) -> AsyncIterator[bytes]:
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         finish_usage = self.config.is_("stream-usage-default", "fireworks") or (
             include_usage and self.config.is_("stream-options-include-usage", "fireworks"))
@@ -490,7 +496,7 @@ class Endpoint:
         finished = False
         try:
             for index, generation in enumerate(generations):
-                pieces = self.stream_pieces(body, prompt, generation, chat)
+                pieces = self.stream_pieces(body, prompt, generation, chat, reasoning_deltas(self.config, reasoning))
                 for position, piece in enumerate(pieces):
                     last = position == len(pieces) - 1
                     choice = self.stream_choice(piece, index, generation.finish_reason if last else None, chat,
@@ -511,21 +517,24 @@ class Endpoint:
             if not finished and self.config.is_("stream-abort", "other"):
                 self.state.wedged = True
 
-    def stream_pieces(self, body, prompt, generation: Generation, chat: bool) -> list[str | None]:
-        """Text per chunk: the role chunk (chat), one per token, then the finish chunk."""
+    def stream_pieces(self, body, prompt, generation: Generation, chat: bool,
+                      reasoning: list[dict[str, Any]]) -> list[str | dict[str, Any] | None]:
+        """Text per chunk: the role chunk (chat), the reasoning's deltas, one per token, then the finish chunk."""
         tokens = list(generation.tokens)
         if body.get("echo"):
             tokens = [prompt, *tokens]
-        head: list[str | None] = [""] if chat else []
+        head: list[str | dict[str, Any] | None] = ["", *reasoning] if chat else []
         return [*head, *tokens, None]
 
-    def stream_choice(self, piece: str | None, index: int, finish: str | None, chat: bool, first: bool,
-                      generation: Generation) -> dict:
+    def stream_choice(self, piece: str | dict[str, Any] | None, index: int, finish: str | None, chat: bool,
+                      first: bool, generation: Generation) -> dict:
         if chat:
             delta: dict[str, Any] = {}
             if first:
                 delta["role"] = "assistant"
-            if generation.tool:
+            if isinstance(piece, dict):
+                delta.update(piece)
+            elif generation.tool:
                 delta.update(tool_call_delta(generation.tool, generation.call_id, piece, first))
             elif piece is not None:
                 delta["content"] = piece

@@ -55,7 +55,7 @@ CAPABILITIES: dict[str, tuple[str, ...]] = {
     "fireworks-sampling-extensions": ("openai", "fireworks", "ignored"),
     "reasoning-effort-values": ("openai", "fireworks", "unsupported"),
     "embeddings": ("openai", "base64-ignored", "dimensions-ignored", "unsupported"),
-    "reasoning-field": ("openai", "fireworks", "reasoning", "think-tags", "input-rejected"),
+    "reasoning-field": ("openai", "fireworks", "reasoning", "think-tags", "input-rejected", "other"),
     # Tool calling and structured outputs: the documented behaviours and the deviations real servers
     # show (a named tool_choice served as auto, streamed tools refused, response_format ignored).
     "tool-choice": ("openai", "fireworks", "ignored"),

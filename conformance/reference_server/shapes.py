@@ -187,28 +187,53 @@ def check_reasoning_effort(config: ServerConfig, body: dict[str, Any]) -> None:
         expect(body["reasoning_effort"], "reasoning_effort", "string", "null")
 
 
-#: The reference model "reasons" only when asked to think step by step: every other answer, and
-#: every stream, stays as a model that does not reason would give it.
+#: The reference model "reasons" only when asked to think step by step: every other answer stays
+#: as a model that does not reason would give it.
 REASONING_TRIGGER = "step by step"
 REASONING = "2 plus 3 is 5."
+#: The message field that carries reasoning, per behaviour of `reasoning-field` (`other`: this
+#: field when not streamed, but `<think>` in the content when streamed).
+REASONING_FIELDS = {"fireworks": "reasoning_content", "input-rejected": "reasoning_content", "reasoning": "reasoning",
+                    "other": "reasoning_content"}
 
 
-def show_reasoning(config: ServerConfig, body: dict[str, Any], choices: list[dict[str, Any]],
-                   usage: dict[str, Any]) -> None:
-    """Add the reasoning to a non-streaming chat answer where the entry's behaviour puts it, and
-    count it in `usage` (its tokens are completion tokens, as on every reasoning model)."""
+def reasoning_for(body: dict[str, Any]) -> str | None:
+    """The reasoning a chat request gets: only a last user message asking to think step by step."""
     users = [lm.message_text(m) for m in body.get("messages") or [] if isinstance(m, dict) and m.get("role") == "user"]
-    if not users or REASONING_TRIGGER not in users[-1].lower():
+    return REASONING if users and REASONING_TRIGGER in users[-1].lower() else None
+
+
+def count_reasoning(reasoning: str | None, choices: int, usage: dict[str, Any]) -> None:
+    """Count the reasoning in `usage`: its tokens are completion tokens, as on every reasoning model."""
+    if reasoning is None:
         return
-    tokens = lm.count_tokens(REASONING) * len(choices)
+    tokens = lm.count_tokens(reasoning) * choices
     usage["completion_tokens"] += tokens
     usage["total_tokens"] += tokens
     usage.setdefault("completion_tokens_details", {})["reasoning_tokens"] = tokens
-    field = {"fireworks": "reasoning_content", "input-rejected": "reasoning_content", "reasoning": "reasoning"}
+
+
+def show_reasoning(config: ServerConfig, reasoning: str | None, choices: list[dict[str, Any]]) -> None:
+    """Add the reasoning to a non-streaming chat answer where the entry's behaviour puts it."""
+    if reasoning is None:
+        return
     behaviour = config.acts("reasoning-field")
     for choice in choices:
         message = choice["message"]
-        if behaviour in field:
-            message[field[behaviour]] = REASONING
+        if behaviour in REASONING_FIELDS:
+            message[REASONING_FIELDS[behaviour]] = reasoning
         elif behaviour == "think-tags":
-            message["content"] = f"<think>{REASONING}</think>{message.get('content') or ''}"
+            message["content"] = f"<think>{reasoning}</think>{message.get('content') or ''}"
+
+
+def reasoning_deltas(config: ServerConfig, reasoning: str | None) -> list[dict[str, Any]]:
+    """The deltas a chat stream carries its reasoning in, token by token, before the answer."""
+    if reasoning is None:
+        return []
+    behaviour = config.acts("reasoning-field")
+    tokens = lm.tokenize(reasoning)
+    if behaviour in REASONING_FIELDS and behaviour != "other":
+        return [{REASONING_FIELDS[behaviour]: token} for token in tokens]
+    if behaviour in ("think-tags", "other"):
+        return [{"content": piece} for piece in ("<think>", *tokens, "</think>")]
+    return []
