@@ -66,7 +66,7 @@ def test_a_server_that_reports_no_cached_tokens_leaves_prompt_cache_max_len_inco
     finally:
         client.close()
     assert result.outcome == "inconclusive" and "no cache to turn off" in result.reason, result.explain()
-    assert len(result.evidence) == 3
+    assert len(result.evidence) == 4
 
 
 def test_streamed_reasoning_is_found_however_its_deltas_are_cut():

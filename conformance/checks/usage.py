@@ -110,20 +110,23 @@ def cached_tokens(ctx: ProbeContext, exchange: Exchange, what: str) -> int | Non
 
 @check("prompt-cache-max-len", variant="chat")
 def prompt_cache_max_len(ctx: ProbeContext) -> Observation:
-    """The prompt goes out once to be cached, then again with `prompt_cache_max_len: 0`, then again
-    without it: only a hit on that last one shows there was a cache to turn off. One after the
-    other, in one session; the first asks for one token more, so no two bodies are the same."""
+    """The prompt goes out once to be cached, twice with `prompt_cache_max_len: 0`, then once more
+    without it: only a hit on that last one shows there was a cache to turn off. The second request
+    with it follows the first at once, so a server that ignores it hits what the first left even
+    when something else evicted the prompt before (a miss then is not taken for honouring). One
+    after the other, in one session; the caps differ by a token, so no two bodies are the same."""
     body = CHAT.body(ctx.model, CACHED_PROMPT, {"max_tokens": 1})
     ctx.require_success(ctx.send(CHAT.path, {**body, "max_tokens": 2}, headers=SESSION), "the prompt, to be cached")
     disabled = ctx.send(CHAT.path, {**body, "prompt_cache_max_len": 0}, headers=SESSION)
     if refused_for(ctx, disabled, "prompt_cache_max_len"):
         return observe("openai", f"prompt_cache_max_len {rejection_reason(disabled)}")
-    with_it = cached_tokens(ctx, disabled, "prompt_cache_max_len 0")
+    again = ctx.send(CHAT.path, {**body, "prompt_cache_max_len": 0, "max_tokens": 3}, headers=SESSION)
+    with_it = [cached_tokens(ctx, exchange, "prompt_cache_max_len 0") for exchange in (disabled, again)]
     without = cached_tokens(ctx, ctx.send(CHAT.path, body, headers=SESSION), "the prompt sent again without it")
-    counts = f"cached tokens with prompt_cache_max_len 0: {with_it}, sent again without it: {without}"
+    counts = f"cached tokens with prompt_cache_max_len 0: {' then '.join(map(str, with_it))}; without it: {without}"
     if not without:
         return inconclusive(f"accepted, but the prompt sent again reports no cache hit ({counts}), so there is "
                             "no cache to turn off")
-    if with_it:
+    if any(with_it):
         return observe("ignored", f"accepted, but the cache was still used: {counts}")
     return observe("fireworks", f"honoured: {counts}")
