@@ -7,6 +7,9 @@ from __future__ import annotations
 import base64
 import struct
 
+import httpx
+import pytest
+
 from conformance.accounting import RunStats
 from conformance.catalog import load_catalog
 from conformance.checks import REGISTRY
@@ -75,3 +78,22 @@ def test_streamed_reasoning_is_found_however_its_deltas_are_cut():
     assert place_of(joined([{"reasoning_content": "2+3"}, {"reasoning_content": " is 5"}, {"content": "5"}])) \
         == "reasoning_content"
     assert place_of(joined([{"role": "assistant", "content": ""}, {"content": "5"}, None])) is None
+
+
+@pytest.mark.parametrize(("frame", "behaviour"), [
+    (b'data: {"error": {"message": "bad temperature", "type": "invalid_request_error"}}\n\n', "in-band"),
+    # vLLM's error object sent bare: the SDK yields it as a chunk
+    (b'data: {"object": "error", "message": "bad temperature", "code": 400}\n\n', "unraised"),
+    (b'event: error\ndata: {"message": "bad temperature"}\n\n', "unraised"),
+])
+def test_an_error_frame_the_sdk_iterates_past_is_unraised(frame, behaviour):
+    stream = httpx.MockTransport(lambda request: httpx.Response(200, content=frame,
+                                                                headers={"content-type": "text/event-stream"}))
+    client = EndpointClient("http://stream-error.invalid/v1", None, 5, transport=stream)
+    try:
+        result = execute(REGISTRY["stream-error-frame/chat"], load_catalog()["stream-error-frame"],
+                         Profile("none", ""), client, "m", None)
+    finally:
+        client.close()
+    assert result.observed == behaviour, result.explain()
+    assert ("raised APIError" in result.reason) == (behaviour == "in-band"), result.reason
