@@ -132,7 +132,7 @@ class ProbeContext:
             self.validate_exchange(path, exchange)
         return exchanges
 
-    def control(self, path: str, body: dict[str, Any], method: str = "POST") -> Exchange:
+    def control(self, path: str, body: dict[str, Any] | None, method: str = "POST") -> Exchange:
         """The answer to a control request (one that must succeed for a refusal to mean anything):
         sent once per check, however many refusals it explains."""
         key = json.dumps([method, path, body], sort_keys=True, default=str)

@@ -12,6 +12,7 @@ import threading
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import openai
@@ -162,15 +163,34 @@ def error_missing_key(ctx: ProbeContext) -> Observation:
     return _key_test(ctx, NO_KEY, WRONG_KEY)
 
 
+UNKNOWN_MODEL = "conformance-no-such-model"
+
+
 @check("error-envelope", variant="unknown-model")
 def error_unknown_model(ctx: ProbeContext) -> Observation:
-    exchange = ctx.send(CHAT.path, {**CHAT.body("conformance-no-such-model", "Hi", {}), "max_tokens": 1})
+    """A refusal is the unknown model's only when the same request naming the served model is
+    answered: a wrong base path or a refused key refuses both."""
+    exchange = ctx.send(CHAT.path, {**CHAT.body(UNKNOWN_MODEL, "Hi", {}), "max_tokens": 1})
+    if not exchange.ok:
+        require_control(ctx.control(CHAT.path, {**CHAT.body(ctx.model, "Hi", {}), "max_tokens": 1}),
+                        f"an unknown model: {exchange.describe_status()}", "the same request naming the served model")
     return expect_error(ctx, exchange, 404, "an unknown model")
 
 
 @check("error-envelope", variant="unknown-model-lookup")
 def error_unknown_model_lookup(ctx: ProbeContext) -> Observation:
-    exchange = ctx.send("models/conformance-no-such-model", method="GET")
+    """As unknown-model, with `GET /models/{served}` as the control; when that is not found either,
+    the route is not served (models-object-shape says so) and a 404 says nothing about the id."""
+    exchange = ctx.send(f"models/{UNKNOWN_MODEL}", method="GET")
+    if exchange.ok:
+        return expect_error(ctx, exchange, 404, "GET /models/{id} of an unknown model")
+    served = ctx.control(f"models/{quote(ctx.model, safe='/')}", None, method="GET")
+    if served.status in (404, 405):
+        return inconclusive(f"GET /models/{{id}} of an unknown model: {exchange.describe_status()}; but "
+                            f"GET /models/{ctx.model} of the served model answered {served.describe_status()} too, "
+                            "so the route is not served and the 404 says nothing about the model")
+    require_control(served, f"GET /models/{{id}} of an unknown model: {exchange.describe_status()}",
+                    "GET /models/{id} of the served model")
     return expect_error(ctx, exchange, 404, "GET /models/{id} of an unknown model")
 
 
@@ -322,27 +342,51 @@ def run_steps(ctx: ProbeContext, steps) -> list[BaseException | None]:
     return raised
 
 
+def raise_endpoint_fault(ctx: ProbeContext, name: str, raised: BaseException | None) -> None:
+    """Raise what an SDK call raised when it is the endpoint's fault (no complete answer, a 5xx, a
+    429 still there after the retries): an error, not a finding about the SDK. Anything else the
+    SDK raised (or nothing) is left to the caller to judge."""
+    redact = ctx.client.redactor.text
+    try:
+        if raised is not None:
+            raise raised
+    except (openai.APITimeoutError, httpx.TimeoutException) as error:
+        raise RequestTimeout(f"{name}: no complete response within the {ctx.client.timeout:g}s timeout "
+                             f"({type(error).__name__})") from None
+    except (openai.APIConnectionError, httpx.HTTPError) as error:
+        cause = error.__cause__ or error  # the SDK says "Connection error."; the transport says which
+        raise ProbeFailed(f"{name}: {type(cause).__name__}: {redact(str(cause))}") from None
+    except openai.APIStatusError as error:
+        if error.status_code >= 500 or error.status_code == 429:
+            raise ProbeFailed(f"{name}: HTTP {error.status_code}: {redact(str(error))[:240]}") from None
+    except Exception:  # whatever else the SDK raises is the caller's finding
+        return
+
+
+def sdk_exchange(ctx: ProbeContext, name: str, step) -> tuple[Exchange, BaseException | None]:
+    """One SDK call, `step(client)`, and what it raised, with the one request it sent (validated
+    as `ctx.send` validates): for a check that judges both what the endpoint answered and what
+    the SDK made of it. An endpoint fault raises (`raise_endpoint_fault`)."""
+    sent = len(ctx.exchanges)
+    [raised] = run_steps(ctx, [(name, step)])
+    raise_endpoint_fault(ctx, name, raised)
+    if len(ctx.exchanges) != sent + 1:
+        raise ProbeFailed(f"{name}: the SDK sent {len(ctx.exchanges) - sent} requests, not one")
+    exchange = ctx.exchanges[sent]
+    ctx.validate_exchange(ctx.path_of(exchange), exchange)
+    return exchange, raised
+
+
 def sdk_steps(ctx: ProbeContext, steps) -> Observation:
     """Run SDK calls, each `step(client)` (independent of each other, so they go out together); the
     first in order that raised is the verdict, named with the step. An endpoint fault (no complete
     answer, a 5xx, a 429 still there after the retries) is an error, not a finding about the SDK."""
     done: list[str] = []
-    redact = ctx.client.redactor.text
     for (name, _), raised in zip(steps, run_steps(ctx, steps), strict=True):
-        try:
-            if raised is not None:
-                raise raised
-        except (openai.APITimeoutError, httpx.TimeoutException) as error:
-            raise RequestTimeout(f"{name}: no complete response within the {ctx.client.timeout:g}s timeout "
-                                 f"({type(error).__name__})") from None
-        except (openai.APIConnectionError, httpx.HTTPError) as error:
-            cause = error.__cause__ or error  # the SDK says "Connection error."; the transport says which
-            raise ProbeFailed(f"{name}: {type(cause).__name__}: {redact(str(cause))}") from None
-        except Exception as error:  # whatever else the SDK raises is the finding
-            if isinstance(error, openai.APIStatusError) and (error.status_code >= 500 or error.status_code == 429):
-                raise ProbeFailed(f"{name}: HTTP {error.status_code}: {redact(str(error))[:240]}") from None
-            return observe("other", f"{name} failed: {type(error).__name__}: {redact(str(error))[:240]}",
-                           steps_passed=done)
+        raise_endpoint_fault(ctx, name, raised)
+        if raised is not None:
+            return observe("other", f"{name} failed: {type(raised).__name__}: "
+                           f"{ctx.client.redactor.text(str(raised))[:240]}", steps_passed=done)
         done.append(name)
     return observe("openai", "the SDK " + ", ".join(done) + " all parsed", steps_passed=done)
 
