@@ -11,14 +11,11 @@ import json
 import threading
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-import openai
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from openai.types import Completion
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from conformance.checks.base import (
     CHAT,
@@ -34,6 +31,9 @@ from conformance.checks.base import (
 from conformance.exceptions import RequestTimeout
 from conformance.exchange import Exchange
 from conformance.results import Observation, inconclusive, observe
+
+if TYPE_CHECKING:
+    import openai
 
 FRAMING_PROMPT = {"chat": "Count from 1 to 5, separated by commas.", "completions": "1, 2, 3,"}
 FRAMING_RULES = {
@@ -298,6 +298,8 @@ def valid_parameters(ctx: ProbeContext) -> Observation:
 
 def sdk_client(ctx: ProbeContext, log: list[Exchange]) -> openai.OpenAI:
     """The official SDK, its traffic going our way (bounded, retried, recorded) into `log`."""
+    import openai
+
     return openai.OpenAI(base_url=ctx.client.base_url, api_key=ctx.client.api_key or "no-key", max_retries=0,
                          timeout=ctx.client.timeout,
                          http_client=ctx.client.logging_http_client(ctx.check_id, log))  # type: ignore[arg-type]
@@ -326,6 +328,8 @@ def sdk_steps(ctx: ProbeContext, steps) -> Observation:
     """Run SDK calls, each `step(client)` (independent of each other, so they go out together); the
     first in order that raised is the verdict, named with the step. An endpoint fault (no complete
     answer, a 5xx, a 429 still there after the retries) is an error, not a finding about the SDK."""
+    import openai
+
     done: list[str] = []
     redact = ctx.client.redactor.text
     for (name, _), raised in zip(steps, run_steps(ctx, steps), strict=True):
@@ -349,6 +353,8 @@ def sdk_steps(ctx: ProbeContext, steps) -> Observation:
 
 @check("openai-sdk", variant="chat")
 def sdk_chat(ctx: ProbeContext) -> Observation:
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
     request: dict[str, Any] = {"model": ctx.model,
                                "messages": [{"role": "user", "content": "Reply with only the word OK."}],
                "max_tokens": 4, "temperature": 0}
@@ -379,6 +385,8 @@ def sdk_chat(ctx: ProbeContext) -> Observation:
 
 @check("openai-sdk", variant="completions")
 def sdk_completions(ctx: ProbeContext) -> Observation:
+    from openai.types import Completion
+
     request: dict[str, Any] = {"model": ctx.model, "prompt": "The quick brown fox", "max_tokens": 4, "temperature": 0}
 
     def create(client: openai.OpenAI) -> None:
