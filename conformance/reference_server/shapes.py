@@ -112,8 +112,7 @@ async def error_response(config: ServerConfig, request: Request, error: ApiError
     frame = ERROR_FRAMES.get(config.acts("stream-error-frame"))
     if frame is None or error.status >= 500 or not await asks_for_stream(request):
         return error.response(config.faults)
-    envelope = json.dumps({"error": {"message": error.message, "type": error.type, "param": error.param,
-                                     "code": error.code}}).encode()
+    envelope = json.dumps(error.envelope()).encode()
     return Response(frame.replace(b"%s", envelope), media_type="text/event-stream")
 
 
