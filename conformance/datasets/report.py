@@ -130,13 +130,10 @@ def render_markdown(report: dict[str, Any]) -> str:
 # ---------------------------------------------------------------- HTML
 
 def render_html(report: dict[str, Any]) -> str:
-    from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
+    from conformance.report.html import render_page
 
-    environment = Environment(loader=ChoiceLoader([PackageLoader("conformance.datasets", "templates"),
-                                                   PackageLoader("conformance.report", "templates")]),
-                              autoescape=select_autoescape(["html", "j2"]), trim_blocks=True, lstrip_blocks=True)
-    return environment.get_template("dataset.html.j2").render(
-        report=report, titles={rule["id"]: rule for rule in report["rules"]}, descriptions=DESCRIPTIONS)
+    return render_page("dataset.html.j2", report=report, titles={rule["id"]: rule for rule in report["rules"]},
+                       descriptions=DESCRIPTIONS)
 
 
 # ---------------------------------------------------------------- JUnit
