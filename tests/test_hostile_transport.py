@@ -28,7 +28,7 @@ from conformance.compare import load_report
 from conformance.redaction import Redactor
 from conformance.sse import EventCounter
 from conformance.transport import BODY_SIZE_CAP, EVENT_CAP, AdaptiveLimit
-from tests.hostile_server import HostileServer
+from tests.hostile_server import MAX_SECONDS, HostileServer
 
 
 class IteratorStream(httpx.SyncByteStream):
@@ -40,8 +40,8 @@ class IteratorStream(httpx.SyncByteStream):
 
 ROOT = Path(__file__).resolve().parents[1]
 RSS_LIMIT_MB = 300
-#: What a run's checks may take besides waiting for their requests (on a loaded 2-core machine).
-SLACK_S = 3.0
+#: How long after its deadline a loaded machine may take to notice that a request's time is up.
+NOTICE_S = 2.0
 #: Python start-up, imports, endpoint resolution and the report, around the checks.
 START_UP_S = 30.0
 TIMEOUT_S = 1.0
@@ -96,13 +96,17 @@ def conformance_run(base_url: str, tmp_path: Path, keyword: str, *extra: str, ti
                output.read_text(errors="replace"), timeout_s)
 
 
-def assert_bounded(run: Run, requests_in_a_row: int = 2) -> None:
-    """A verdict, a valid report, bounded memory, and a duration the timeout explains (each
-    check's requests in a row, each possibly re-run once alone)."""
+def assert_bounded(run: Run) -> None:
+    """A verdict, a valid report, bounded memory, and times the timeout explains however loaded the
+    machine is: every request ended by its deadline (give or take NOTICE_S), and the run never sat
+    out a hostile answer, which lasts MAX_SECONDS. The run's total is not held to a sum of timeouts:
+    it also holds CPU work (imports, parsing) that load stretches at will (this failed under load)."""
     assert run.code in (0, 1), run.output
     assert "Traceback" not in run.output and "MemoryError" not in run.output, run.output
     assert run.rss_mb < RSS_LIMIT_MB, f"peak RSS {run.rss_mb:.0f} MB"
-    assert run.report["duration_s"] < SLACK_S + 2 * requests_in_a_row * run.timeout_s, run.report["duration_s"]
+    elapsed = [e["elapsed_ms"] / 1000 for row in run.report["results"] for e in row["evidence"]]
+    assert elapsed and max(elapsed) < run.timeout_s + NOTICE_S, elapsed
+    assert run.report["duration_s"] < MAX_SECONDS, run.report["duration_s"]
     assert run.wall_s < START_UP_S + run.report["duration_s"], f"{run.wall_s:.1f} s"
 
 
