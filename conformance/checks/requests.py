@@ -152,10 +152,11 @@ def documented_optional_fields(ctx: ProbeContext) -> Observation:
     if refused_for(ctx, documented, *DOCUMENTED_FIELDS):
         return refused_fields(ctx, documented)
     ctx.require_success(documented, "the documented optional fields")
+    accepted = f"all {len(DOCUMENTED_FIELDS)} documented fields accepted"
     if refused_for(ctx, unknown, UNKNOWN_FIELD):
-        return observe("openai", f"the six documented fields accepted; {UNKNOWN_FIELD} {rejection_reason(unknown)}")
+        return observe("openai", f"{accepted}; {UNKNOWN_FIELD} {rejection_reason(unknown)}")
     ctx.require_success(unknown, f"a request with {UNKNOWN_FIELD}")
-    return observe("lenient", f"the six documented fields accepted, and {UNKNOWN_FIELD} too (HTTP {unknown.status})")
+    return observe("lenient", f"{accepted}, and {UNKNOWN_FIELD} too (HTTP {unknown.status})")
 
 
 def refused_fields(ctx: ProbeContext, together: Exchange) -> Observation:
@@ -163,7 +164,7 @@ def refused_fields(ctx: ProbeContext, together: Exchange) -> Observation:
     alone = ctx.send_all([(CHAT.path, CHAT.body(ctx.model, SAY_OK, {"max_tokens": 1, name: value}))
                           for name, value in DOCUMENTED_FIELDS.items()])
     refused = [name for name, exchange in zip(DOCUMENTED_FIELDS, alone, strict=True) if is_refused(exchange)]
-    named = ", ".join(refused) if refused else "none on its own, only all six together"
+    named = ", ".join(refused) if refused else f"none on its own, only all {len(DOCUMENTED_FIELDS)} together"
     return observe("rejects-documented", f"documented fields refused: {named} "
                    f"(together: {rejection_reason(together)})", refused=refused)
 
