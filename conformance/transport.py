@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import functools
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -96,11 +98,18 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """httpx's default TLS context, built once per process: each build loads the CA bundle (about
+    20 ms), and a run builds several transports. A context is safe to share between connections."""
+    return httpx.create_ssl_context()
+
+
 def network_transport() -> httpx.HTTPTransport:
     """httpx's transport to the network, reading through deadline-bound sockets."""
-    transport = httpx.HTTPTransport()
+    transport = httpx.HTTPTransport(verify=_tls_context())
     # httpx takes no network backend, so the pool it built is replaced by the same pool with one.
-    transport._pool = httpcore.ConnectionPool(ssl_context=httpx.create_ssl_context(), max_connections=64,
+    transport._pool = httpcore.ConnectionPool(ssl_context=_tls_context(), max_connections=64,
                                               max_keepalive_connections=16, network_backend=_DeadlineBackend())
     return transport
 
