@@ -3,9 +3,10 @@
 Why not VCR.py's own patching: it patches httpx process-wide, so only one cassette can be active
 at a time (checks run concurrently here), and it reads a streamed body to the end before handing
 it over (the stream-abort probe must really close a stream early). Interception is therefore an
-httpx transport: it tees the bytes as the client reads them and files each interaction under the
-check named in `request.extensions`. The files are VCR.py cassettes, written and read with VCR.py's
-own serializer, so other VCR.py tooling can open them.
+httpx transport under the client's bounded one, which keeps each body as it is read (redacted) in
+the request's Exchange; when the body is closed, the interaction is filed under the check named in
+`request.extensions`. The files are VCR.py cassettes, written and read with VCR.py's own
+serializer, so other VCR.py tooling can open them.
 
 Nothing secret reaches the disk: credential headers are dropped and every spelling of the run's
 secrets is replaced wherever it appears (URL, headers, body) before an interaction is kept, and
@@ -18,6 +19,7 @@ import json
 import re
 import threading
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -29,6 +31,7 @@ from vcr.serializers import yamlserializer
 
 from conformance.client import CHECK_EXTENSION, EXCHANGE_EXTENSION
 from conformance.exceptions import ConformanceError
+from conformance.exchange import Exchange
 from conformance.redaction import REDACTED, SECRET_HEADERS, Redactor
 from conformance.transport import network_transport
 
@@ -149,24 +152,21 @@ class CassetteStore:
         return list(zip(requests, responses, strict=True))
 
 
-class TeeStream(httpx.SyncByteStream):
-    """Passes a response body through and, when the reader closes it, hands over what was read."""
+class FiledOnClose(httpx.SyncByteStream):
+    """Passes a response body through untouched and calls `on_close` when the reader closes it:
+    by then the bounded transport above has kept the body, redacted, in the request's Exchange."""
 
-    def __init__(self, inner: httpx.SyncByteStream, on_close):
+    def __init__(self, inner: httpx.SyncByteStream, on_close: Callable[[], None]):
         self._inner, self._on_close = inner, on_close
-        self._parts: list[bytes] = []
 
-    def __iter__(self):
-        for part in self._inner:
-            self._parts.append(part)
-            yield part
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._inner)
 
     def close(self) -> None:
         try:
             self._inner.close()
         finally:
-            self._on_close(b"".join(self._parts))
-
+            self._on_close()
 
 
 def recording_identity(metadata: dict[str, Any]) -> tuple[Any, ...]:
@@ -191,18 +191,20 @@ class RecordingTransport(httpx.BaseTransport):
         recorded = VcrRequest(request.method, self.scrub.url(str(request.url)), self.scrub.body(request.read()),
                               self.scrub.headers(request.headers))
 
-        def file(body: bytes) -> None:
-            exchange = request.extensions.get(EXCHANGE_EXTENSION)
-            if exchange is not None and exchange.failure:
+        def file() -> None:
+            # Every request comes through the client's BoundedTransport, which files the Exchange:
+            # the body as read and redacted once, there.
+            exchange: Exchange = request.extensions[EXCHANGE_EXTENSION]
+            if exchange.failure:
                 return  # no complete answer (a timeout, a cap): nothing a replay could serve as one
             self.store.add(_check_of(request), recorded, {
                 "status": {"code": response.status_code, "message": response.reason_phrase},
                 "headers": self.scrub.headers(response.headers),
-                "body": {"string": self.scrub.body(body)},
+                "body": {"string": exchange.body.decode("utf-8", "surrogateescape")},
             })
 
         return httpx.Response(response.status_code, headers=response.headers,
-                              stream=TeeStream(cast(httpx.SyncByteStream, response.stream), file),
+                              stream=FiledOnClose(cast(httpx.SyncByteStream, response.stream), file),
                               extensions=response.extensions)
 
     def close(self) -> None:

@@ -216,8 +216,16 @@ MODES: dict[str, Behaviour] = {
 }
 
 
-class _Server(ThreadingHTTPServer):
+class LoopbackServer(ThreadingHTTPServer):
+    """The tests' threaded HTTP server. Its listen backlog holds a whole run's requests in flight:
+    with socketserver's 5, a loaded machine that accepts slowly overflows it, and the kernel resets
+    connections a run then reports as the endpoint's fault (a test failed so, under load)."""
+
     daemon_threads = True
+    request_queue_size = 128
+
+
+class _Server(LoopbackServer):
     owner: HostileServer
 
 

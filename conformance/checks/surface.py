@@ -8,18 +8,14 @@ Each rule has a name; a check that finds rules broken names every one of them, s
 from __future__ import annotations
 
 import json
-import threading
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
-import openai
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from openai.types import Completion
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from conformance.checks.base import (
     CHAT,
@@ -35,6 +31,9 @@ from conformance.checks.base import (
 from conformance.exceptions import RequestTimeout
 from conformance.exchange import Exchange
 from conformance.results import Observation, inconclusive, observe
+
+if TYPE_CHECKING:
+    import openai
 
 FRAMING_PROMPT = {"chat": "Count from 1 to 5, separated by commas.", "completions": "1, 2, 3,"}
 FRAMING_RULES = {
@@ -210,8 +209,10 @@ def error_missing_messages(ctx: ProbeContext) -> Observation:
 
 INVALID_BUDGET = 8
 VALID_BUDGET = 5
-#: Hypothesis keeps per-thread state that is not meant to be shared; explorations take turns.
-_HYPOTHESIS = threading.Lock()
+#: Hypothesis keeps per-thread state that is not meant to be shared, and sets it up in each new
+#: thread with a full garbage collection (tenths of a second with the SDK loaded): explorations
+#: take turns on one thread of their own.
+_HYPOTHESIS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="conformance-hypothesis")
 
 INVALID_PARAMETERS = st.one_of(
     st.tuples(st.just("temperature"), st.floats(2.5, 100) | st.floats(-100, -0.5) | st.just("hot")),
@@ -249,8 +250,7 @@ def draw_cases(strategy: st.SearchStrategy, budget: int) -> list[Any]:
     def draw(example) -> None:
         cases.append(example)
 
-    with _HYPOTHESIS:
-        draw()
+    _HYPOTHESIS.submit(draw).result()
     return cases[:budget]
 
 
@@ -318,6 +318,8 @@ def valid_parameters(ctx: ProbeContext) -> Observation:
 
 def sdk_client(ctx: ProbeContext, log: list[Exchange]) -> openai.OpenAI:
     """The official SDK, its traffic going our way (bounded, retried, recorded) into `log`."""
+    import openai
+
     return openai.OpenAI(base_url=ctx.client.base_url, api_key=ctx.client.api_key or "no-key", max_retries=0,
                          timeout=ctx.client.timeout,
                          http_client=ctx.client.logging_http_client(ctx.check_id, log))  # type: ignore[arg-type]
@@ -393,6 +395,8 @@ def sdk_steps(ctx: ProbeContext, steps) -> Observation:
 
 @check("openai-sdk", variant="chat")
 def sdk_chat(ctx: ProbeContext) -> Observation:
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
     request: dict[str, Any] = {"model": ctx.model,
                                "messages": [{"role": "user", "content": "Reply with only the word OK."}],
                "max_tokens": 4, "temperature": 0}
@@ -423,6 +427,8 @@ def sdk_chat(ctx: ProbeContext) -> Observation:
 
 @check("openai-sdk", variant="completions")
 def sdk_completions(ctx: ProbeContext) -> Observation:
+    from openai.types import Completion
+
     request: dict[str, Any] = {"model": ctx.model, "prompt": "The quick brown fox", "max_tokens": 4, "temperature": 0}
 
     def create(client: openai.OpenAI) -> None:

@@ -14,7 +14,6 @@ import json
 from typing import Any, Literal
 
 import jsonschema
-import openai
 from pydantic import BaseModel
 
 from conformance.checks.base import (
@@ -318,6 +317,8 @@ class Answer(BaseModel):
 def sdk_tools(ctx: ProbeContext) -> Observation:
     """What the SDK cannot be shown (tools refused, no call made, a reply cut short) is judged by the
     tool and response-format checks; here it makes the verdict inconclusive, not a failure of the SDK."""
+    import openai
+
     unseen: list[str] = []
 
     def tool_call(client: openai.OpenAI) -> None:

@@ -156,8 +156,8 @@ async def error_response(config: ServerConfig, request: Request, error: ApiError
     if frame is None or error.status >= 500 or not await asks_for_stream(request):
         return error.response(config.faults)
     template, enveloped = frame
-    detail = {"message": error.message, "type": error.type, "param": error.param, "code": error.code}
-    data = json.dumps({"error": detail} if enveloped else detail).encode()
+    envelope = error.envelope()
+    data = json.dumps(envelope if enveloped else envelope["error"]).encode()
     return Response(template.replace(b"%s", data), media_type="text/event-stream")
 
 
