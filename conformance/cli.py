@@ -117,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
                             "is refused with the list of faults)")
     serve.add_argument("--set", dest="overrides", type=override, action="append", default=[],
                        metavar="ENTRY=BEHAVIOUR", help="deviate on one catalog entry (repeatable)")
+    serve.add_argument("--models", type=argparse_type(positive_int), default=None, metavar="N",
+                       help="serve N models, reference-model-001 ... (each behaving as --behavior and --set say, "
+                            "unless --model-behaviour says otherwise)")
+    serve.add_argument("--model-behaviour", dest="model_behaviours", type=argparse_type(parse_model_behaviour),
+                       action="append", default=[], metavar="MODEL=VENDOR[+ENTRY=BEHAVIOUR...]",
+                       help="with --models: how one model behaves, e.g. reference-model-002=fireworks or "
+                            "reference-model-003=openai+embeddings=unsupported (repeatable)")
 
     catalog = commands.add_parser("catalog", help="list the documented differences with their sources")
     catalog.add_argument("--format", choices=("text", "json"), default="text")
@@ -295,22 +302,36 @@ def execute_run(args: argparse.Namespace) -> Finished:
     return finished
 
 
+def parse_model_behaviour(text: str) -> tuple[str, str, dict[str, str]]:
+    from conformance.reference_server.fleet import parse_model_behaviour as parse
+
+    return parse(text)
+
+
 def command_serve(args: argparse.Namespace) -> int:
     from conformance.reference_server.config import ConfigError, ServerConfig
     from conformance.reference_server.embedded import base_url_of, bind, uvicorn_server
+    from conformance.reference_server.fleet import Fleet, fleet_configs
 
+    if args.model_behaviours and args.models is None:
+        raise UsageProblem("--model-behaviour needs --models N")
     try:
         delay = {} if args.token_delay_ms is None else {"token_delay_ms": max(0.0, args.token_delay_ms)}
-        config = ServerConfig.for_vendor(args.behavior, dict(args.overrides), api_key=args.api_key,
-                                         context_window=args.context_window, latency_ms=max(0, args.latency_ms),
-                                         faults=frozenset(args.faults), **delay)
+        knobs = {"api_key": args.api_key, "context_window": args.context_window,
+                 "latency_ms": max(0, args.latency_ms), "faults": frozenset(args.faults), **delay}
+        fleet = None
+        if args.models is None:
+            config = ServerConfig.for_vendor(args.behavior, dict(args.overrides), **knobs)
+        else:
+            configs = fleet_configs(args.models, args.behavior, dict(args.overrides), args.model_behaviours, **knobs)
+            config, fleet = configs[0], Fleet(configs)
         sock = bind(args.host, args.port)
     except ConfigError as problem:
         raise UsageProblem(str(problem)) from None
     except OSError as problem:
         raise UsageProblem(f"cannot listen on {args.host}:{args.port}: {problem.strerror}") from None
     print(base_url_of(sock), flush=True)
-    uvicorn_server(config).run(sockets=[sock])
+    uvicorn_server(config, app=fleet).run(sockets=[sock])
     return EXIT_OK
 
 

@@ -32,6 +32,8 @@ PYTEST_PREFIX = "conformance-"
 MAX_TIMEOUT_S = 3600.0
 #: Cassettes go to cassettes/<endpoint>/ when `--record` names no directory.
 DEFAULT_CASSETTE_ROOT = Path("cassettes")
+#: `--models all`: every model the endpoint lists.
+ALL_MODELS = "all"
 HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # an HTTP token (RFC 9110 5.6.2)
 
 
@@ -150,6 +152,33 @@ def header(text: str) -> tuple[str, str]:
     return name, value
 
 
+@dataclass(frozen=True)
+class Shard:
+    """`--shard K/N`: this process judges the K-th of N parts of the run's checks x models."""
+
+    index: int
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+def shard(text: str) -> Shard:
+    index, sep, count = text.partition("/")
+    try:
+        parsed = Shard(int(index), int(count)) if sep else None
+    except ValueError:
+        parsed = None
+    if parsed is None or not 1 <= parsed.index <= parsed.count:
+        raise ValueError(f"expected K/N with 1 <= K <= N, e.g. 3/8, got {text!r}")
+    return parsed
+
+
+def glob(text: str) -> str:
+    """An fnmatch pattern over model ids (`*llama*`, `accounts/fireworks/models/*`)."""
+    return given(text)
+
+
 def run_name(text: str) -> str:
     if not text.strip() or len(text) > 100 or "\n" in text:
         raise ValueError(f"a run name is one line of 1 to 100 characters, got {text!r}")
@@ -216,7 +245,13 @@ RUN_OPTIONS: tuple[Option, ...] = (
                        "then $OPENAI_API_BASE; with neither, the embedded reference server)",
            base_url, metavar="URL"),
     Option("api-key", f"API key (default: ${API_KEY_VARIABLE}); never written to disk", given, metavar="KEY"),
-    Option("model", "model id (default: the first model /models lists)", given, metavar="NAME"),
+    Option("model", "model id (default: the first model /models lists); repeated, every model named is judged "
+                    "in one run (a matrix)", given, metavar="NAME", repeatable=True),
+    Option("models", "`all`: judge every model GET /models lists, in one run (a matrix)", choices=(ALL_MODELS,)),
+    Option("models-match", "with --models all: only the listed models whose id matches this glob", glob,
+           metavar="GLOB"),
+    Option("shard", "judge only the K-th of N deterministic parts of the checks x models (merge the N reports "
+                    "with `conformance merge`)", shard, metavar="K/N"),
     Option("profile", "openai, fireworks, none (observe only), or a profile file", profile, "openai",
            metavar="NAME|PATH"),
     Option("report-dir", "directory for report.json/.md/.html and junit.xml", writable_directory, "reports",
@@ -272,6 +307,27 @@ class Settings:
     accept_behaviour_changes: bool
     name: str | None
     headers: dict[str, str]
+    #: The models of a matrix run (several judged in one run), or None: one model, `model`.
+    matrix: ModelSelection | None = None
+    shard: Shard | None = None
+
+
+@dataclass(frozen=True)
+class ModelSelection:
+    """Which models a matrix run judges: those `named`, or every one listed (`listed`), narrowed
+    by `match` (a glob)."""
+
+    named: tuple[str, ...] = ()
+    listed: bool = False
+    match: str | None = None
+
+    def chosen(self, listing: list[str]) -> list[str]:
+        """The models judged, given the ids the endpoint lists (in its order)."""
+        from fnmatch import fnmatchcase
+
+        if not self.listed:
+            return list(self.named) or listing[:1]  # a shard of a one-model run: the first listed
+        return [model for model in dict.fromkeys(listing) if self.match is None or fnmatchcase(model, self.match)]
 
 
 def base_url_from_environment(environ: Mapping[str, str] | None = None) -> str | None:
@@ -313,6 +369,17 @@ def settings(values: Mapping[str, Any], flag: Callable[[Option], str],
                           f"drop {flag(OPTIONS['base-url'])}/{flag(OPTIONS['model'])}")
     if value("accept-behaviour-changes") and value("baseline") is None:
         raise OptionError(f"{flag(OPTIONS['accept-behaviour-changes'])} needs {flag(OPTIONS['baseline'])}")
+    models = list(dict.fromkeys(value("model") or ()))
+    listed = value("models") == ALL_MODELS
+    if listed and models:
+        raise OptionError(f"{flag(OPTIONS['models'])} {ALL_MODELS} and {flag(OPTIONS['model'])} exclude each other")
+    if value("models-match") is not None and not listed:
+        raise OptionError(f"{flag(OPTIONS['models-match'])} needs {flag(OPTIONS['models'])} {ALL_MODELS}")
+    if replay is not None and listed:
+        raise OptionError(f"{flag(OPTIONS['replay'])} replays the recorded models; drop {flag(OPTIONS['models'])}")
+    matrix = None
+    if listed or len(models) > 1 or value("shard") is not None:
+        matrix = ModelSelection(tuple(models), listed, value("models-match"))
     per_endpoint = record is PER_ENDPOINT
     if per_endpoint:
         try:
@@ -322,10 +389,11 @@ def settings(values: Mapping[str, Any], flag: Callable[[Option], str],
     return Settings(
         base_url=value("base-url") or (None if replay is not None else base_url_from_environment(environ)),
         api_key=value("api-key") or environ.get(API_KEY_VARIABLE) or None,
-        model=value("model"), profile=value("profile"), report_dir=value("report-dir"), timeout=value("timeout"),
+        model=models[0] if models else None, profile=value("profile"), report_dir=value("report-dir"),
+        timeout=value("timeout"),
         context_window=value("context-window"), concurrency=value("concurrency"),
         embedded_behavior=value("embedded-behavior"), max_tokens_budget=value("max-tokens-budget"),
         record=DEFAULT_CASSETTE_ROOT if per_endpoint else record, record_per_endpoint=per_endpoint,
         replay=replay, baseline=value("baseline"), accept_behaviour_changes=bool(value("accept-behaviour-changes")),
-        name=value("name"), headers=dict(value("header") or ()),
+        name=value("name"), headers=dict(value("header") or ()), matrix=matrix, shard=value("shard"),
     )
