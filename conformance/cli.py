@@ -142,6 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
     changed.add_argument("baseline", metavar="BASELINE.json")
     changed.add_argument("current", metavar="CURRENT.json")
     OPTIONS["accept-behaviour-changes"].add_to(changed.add_argument)
+    merging = commands.add_parser(
+        "merge", help="join the shards of one run (--shard K/N) into one report",
+        description="Join the report.json of every shard of one run into one report (report.json, report.md, "
+                    "report.html, junit.xml). Exit 0 or 1 as the unsharded run would; 2 (one line) for shards of "
+                    "different runs, a shard given twice, a missing shard or a case in two shards.")
+    merging.add_argument("reports", nargs="+", metavar="REPORT.json", help="each shard's report.json (or directory)")
+    merging.add_argument("--report-dir", default="reports", metavar="DIR", help="where to write (default: reports)")
     dataset_command.add_command(commands)
     audit_command.add_command(commands)
     return parser
@@ -369,8 +376,15 @@ def command_diff(args: argparse.Namespace) -> int:
     return compare.command_diff(args)
 
 
+def command_merge(args: argparse.Namespace) -> int:
+    from conformance import merge
+
+    return merge.command_merge(args)
+
+
 #: The commands besides `run` (`execute_run`, whose outcome is more than an exit code).
 COMMANDS = {"serve": command_serve, "catalog": command_catalog, "compare": command_compare, "diff": command_diff,
+            "merge": command_merge,
             "dataset": dataset_command.run, "audit": audit_command.run}
 
 

@@ -157,6 +157,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if chosen.shard is None:
         return
     kept = set(in_shard(cases, chosen.shard))
+    if not kept:
+        raise pytest.UsageError(f"shard {chosen.shard}: the run has only {len(cases)} "
+                                f"case(s) (checks x models), too few for {chosen.shard.count} shards")
     dropped = [item for item in selected if case_param(item) not in kept]
     if dropped:
         config.hook.pytest_deselected(items=dropped)

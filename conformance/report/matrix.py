@@ -83,10 +83,13 @@ def is_matrix(report: dict[str, Any]) -> bool:
 
 
 def model_view(report: dict[str, Any], section: dict[str, Any]) -> dict[str, Any]:
-    """One model of a matrix report as a format-1 report (what `diff` and `compare` read)."""
+    """One model of a matrix report as a format-1 report (what `diff` and `compare` read), named
+    by the run and the model, so `compare` gives it a column of its own."""
     header = {key: value for key, value in report.items()
               if key not in ("format", "models", "configuration", "shard", *PER_MODEL)}
-    view = {**header, "format": 1, "model": section["id"], **{key: section[key] for key in PER_MODEL}}
+    label = report.get("name") or report["endpoint"]["name"] or report["endpoint"]["base_url"]
+    view = {**header, "format": 1, "name": f"{label} · {section['id']}", "model": section["id"],
+            **{key: section[key] for key in PER_MODEL}}
     if not section["usable"]:
         view["message"] = f"model {section['id']!r} cannot be used: {section['problem']}"
     return view
