@@ -127,6 +127,22 @@ def not_judged(check: Check, entry: Entry, profile: Profile, reason: str) -> Che
                        outcome="skip", observed=None, reason=reason)
 
 
+def elide_evidence(result: CheckResult) -> CheckResult:
+    """A passing case of a matrix run keeps its verdict, reason and details but not the exchanges
+    behind them (its model's section still counts its requests and tokens): hundreds of models'
+    passes would otherwise hold gigabytes that no reader opens. Every other outcome keeps its
+    evidence and curl lines whole."""
+    if result.outcome == "pass":
+        result.evidence, result.curl = [], []
+    return result
+
+
+def judge_case(check: Check, entry: Entry, profile: Profile, client: EndpointClient, model: str,
+               context_window: int | None, cassette: str) -> CheckResult:
+    """`execute` for one case of a matrix run, its evidence elided if it passed."""
+    return elide_evidence(execute(check, entry, profile, client, model, context_window, cassette))
+
+
 def attach_evidence(result: CheckResult, exchanges: list[Exchange]) -> None:
     result.evidence = [exchange.evidence() for exchange in exchanges]
     result.curl = [exchange.curl() for exchange in exchanges]
@@ -242,7 +258,8 @@ class ConformanceRun:
                 continue
             window = self.context_window or (target.context_window if target is not None else None)
             self._futures[case] = self._pool.submit(
-                execute, check, entry, self.profile, self.client, case.model, window, cassette)
+                judge_case if self.matrix else execute, check, entry, self.profile, self.client, case.model, window,
+                cassette)
 
     def on_each_result(self, callback: Callable[[CheckResult], None]) -> None:
         """Call `callback` with each started check's result as it finishes, in whatever order they
@@ -265,6 +282,14 @@ class ConformanceRun:
     def ordered_results(self, model: str | None = None) -> list[CheckResult]:
         """The results so far in the order selected; only `model`'s, if given."""
         return [self.results[c] for c in self.selected if c in self.results and model in (None, c.model)]
+
+    def results_by_model(self) -> dict[str, list[CheckResult]]:
+        """Every model's results so far, in the order selected (one pass over the run)."""
+        found: dict[str, list[CheckResult]] = {model: [] for model in self.model_ids}
+        for case in self.selected:
+            if case in self.results:
+                found[case.model].append(self.results[case])
+        return found
 
     def unjudged(self) -> list[CheckResult]:
         """Checks the profile judges that got no verdict (out of budget, or the run stopped first):

@@ -220,7 +220,18 @@ VALID_PARAMETERS = st.fixed_dictionaries({"max_tokens": st.integers(1, 4)}, opti
 
 def draw_cases(strategy: st.SearchStrategy, budget: int) -> list[Any]:
     """`budget` examples drawn deterministically (the same ones every run, so a recording replays),
-    without shrinking: Hypothesis as a generator of cases, never as a judge."""
+    without shrinking: Hypothesis as a generator of cases, never as a judge. Drawn once per
+    process: a matrix run asks for the same cases on every model."""
+    with _HYPOTHESIS:  # one thread draws; the others, on other models, wait for its cases
+        if (strategy, budget) not in _DRAWN:
+            _DRAWN[strategy, budget] = _draw(strategy, budget)
+        return list(_DRAWN[strategy, budget])
+
+
+_DRAWN: dict[tuple[st.SearchStrategy, int], tuple[Any, ...]] = {}
+
+
+def _draw(strategy: st.SearchStrategy, budget: int) -> tuple[Any, ...]:
     cases: list[Any] = []
 
     @settings(max_examples=budget, database=None, derandomize=True, phases=[Phase.generate], deadline=None,
@@ -229,9 +240,8 @@ def draw_cases(strategy: st.SearchStrategy, budget: int) -> list[Any]:
     def draw(example) -> None:
         cases.append(example)
 
-    with _HYPOTHESIS:
-        draw()
-    return cases[:budget]
+    draw()
+    return tuple(cases[:budget])
 
 
 def malformed(body: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, Any]:

@@ -20,6 +20,8 @@ from conformance.accounting import Spend
 from conformance.results import INTERRUPTED, OUTCOMES
 
 if TYPE_CHECKING:
+    from conformance.endpoint import ModelTarget
+    from conformance.results import CheckResult
     from conformance.runner import ConformanceRun
 
 MATRIX_FORMAT = 2
@@ -48,21 +50,21 @@ def summary_of(results: list[dict[str, Any]]) -> dict[str, int]:
     return {outcome: sum(1 for r in results if r["outcome"] == outcome) for outcome in OUTCOMES}
 
 
-def model_section(run: ConformanceRun, model: str, problem: str | None, window: int | None) -> dict[str, Any]:
+def model_section(run: ConformanceRun, target: ModelTarget, results: list[CheckResult]) -> dict[str, Any]:
     """One model's part of a matrix report: its usability, spend, summary, entries and results."""
     from conformance.report import entry_rows
 
-    results = run.ordered_results(model)
     spent = sum((r.spent for r in results if r.spent is not None), Spend())
     rows = [result.to_dict() for result in results]
-    return {"id": model, "usable": problem is None, "problem": problem, "context_window": window,
+    window = run.context_window or target.context_window
+    return {"id": target.id, "usable": target.problem is None, "problem": target.problem, "context_window": window,
             **spent.to_dict(), "summary": summary_of(rows), "entries": entry_rows(run, results), "results": rows}
 
 
 def build_matrix_report(run: ConformanceRun, header: dict[str, Any]) -> dict[str, Any]:
     """The format-2 report of a matrix run; `header` holds what a one-model report says of the run."""
-    sections = [model_section(run, target.id, target.problem, run.context_window or target.context_window)
-                for target in run.models]
+    by_model = run.results_by_model()
+    sections = [model_section(run, target, by_model[target.id]) for target in run.models]
     results = [r for section in sections for r in section["results"]]
     missing = [r["check_id"] for r in results if r["reason"] == INTERRUPTED]
     report = {key: value for key, value in header.items() if key not in ("model", "entries", "results")}
