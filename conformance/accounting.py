@@ -94,9 +94,12 @@ class Spend:
         self.prompt_tokens += prompt
         self.completion_tokens += completion
 
-    def __add__(self, other: Spend) -> Spend:
-        return Spend(self.requests + other.requests, self.retries + other.retries,
-                     self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens)
+    def __iadd__(self, other: Spend) -> Spend:
+        self.requests += other.requests
+        self.retries += other.retries
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         """As report.json spells it (the run's own `requests`, `retries` and `tokens`)."""

@@ -41,7 +41,7 @@ def build_report(run: ConformanceRun | None, setup_failure: str | None = None,
                        "total": stats.total_tokens},
             "summary": {outcome: 0 for outcome in OUTCOMES}, "entries": [], "results": [],
         }
-    results = run.ordered_results()
+    results = [] if run.matrix else run.ordered_results()  # a matrix's are per model (report/matrix.py)
     summary = {outcome: sum(1 for r in results if r.outcome == outcome) for outcome in OUTCOMES}
     missing = [r.check_id for r in results if r.reason == INTERRUPTED]
     complete = run.status == "completed" and not missing
@@ -65,8 +65,8 @@ def build_report(run: ConformanceRun | None, setup_failure: str | None = None,
         "tokens": {"prompt": run.stats.prompt_tokens, "completion": run.stats.completion_tokens,
                    "total": run.stats.total_tokens},
         "summary": summary,
-        "entries": [] if run.matrix else entry_rows(run, results),
-        "results": [] if run.matrix else [result.to_dict() for result in results],
+        "entries": entry_rows(run, results),
+        "results": [result.to_dict() for result in results],
     }
     if run.matrix:
         from conformance.report.matrix import build_matrix_report

@@ -54,7 +54,10 @@ def model_section(run: ConformanceRun, target: ModelTarget, results: list[CheckR
     """One model's part of a matrix report: its usability, spend, summary, entries and results."""
     from conformance.report import entry_rows
 
-    spent = sum((r.spent for r in results if r.spent is not None), Spend())
+    spent = Spend()
+    for result in results:
+        if result.spent is not None:
+            spent += result.spent
     rows = [result.to_dict() for result in results]
     window = run.context_window or target.context_window
     return {"id": target.id, "usable": target.problem is None, "problem": target.problem, "context_window": window,
