@@ -147,7 +147,7 @@ class CassetteStore:
         except (ValueError, RecursionError) as problem:
             raise ValueError(f"{path} is not JSON ({type(problem).__name__}); re-record the run") from None
         if not isinstance(recorded, dict) or any(not isinstance(recorded.get(name), str) for name in METADATA_TEXT) \
-                or type(recorded.get("context_window")) not in (int, type(None)):
+                or type(recorded.get("context_window")) not in (int, type(None)) or not recorded_models(recorded):
             raise ValueError(f"{path} is not a recorded run's metadata (it needs the strings "
                              f"{', '.join(METADATA_TEXT)} and an integer or null context_window); re-record the run")
         return recorded
@@ -188,6 +188,16 @@ class TeeStream(httpx.SyncByteStream):
         finally:
             self._on_close(b"".join(self._parts))
 
+
+
+def recorded_models(recorded: dict[str, Any]) -> bool:
+    """Whether run.json's `models` (a matrix recording's; absent in a one-model one) is a list of
+    objects with a string id, an integer or null context window, and a string or null problem."""
+    models = recorded.get("models", [])
+    return isinstance(models, list) and all(
+        isinstance(model, dict) and isinstance(model.get("id"), str)
+        and type(model.get("context_window")) in (int, type(None)) and type(model.get("problem")) in (str, type(None))
+        for model in models)
 
 
 def recording_identity(metadata: dict[str, Any]) -> tuple[Any, ...]:

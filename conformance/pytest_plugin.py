@@ -160,10 +160,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     if not kept:
         raise pytest.UsageError(f"shard {chosen.shard}: the run has only {len(cases)} "
                                 f"case(s) (checks x models), too few for {chosen.shard.count} shards")
-    dropped = [item for item in selected if case_param(item) not in kept]
+    dropped = {item for item in selected if case_param(item) not in kept}
     if dropped:
-        config.hook.pytest_deselected(items=dropped)
-        items[:] = [item for item in items if item not in set(dropped)]
+        config.hook.pytest_deselected(items=[item for item in items if item in dropped])
+        items[:] = [item for item in items if item not in dropped]
 
 
 def case_param(item: pytest.Item) -> Any:

@@ -262,3 +262,11 @@ def test_the_html_of_many_models_folds_identical_ones(tmp_path: Path) -> None:
     assert page.count("<details") < 40  # folded: an entry and a group each, not a column per model
     assert "reference-model-001, reference-model-003, reference-model-004 and 8 more" in page
     assert len(load_catalog().entries) > 0
+
+
+def test_a_matrix_recording_with_broken_models_is_a_usage_error(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "run.json").write_text(json.dumps({"endpoint": "e", "base_url": "http://127.0.0.1:9/v1", "model": "m",
+                                                   "context_window": None, "models": [{"id": 5}]}))
+    assert run("--replay", tmp_path, "--report-dir", tmp_path / "out") == 2
+    assert "not a recorded run's metadata" in capsys.readouterr().err
