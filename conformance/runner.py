@@ -309,7 +309,11 @@ class ConformanceRun:
                 + "; ".join(f"{n} because {why}" for why, n in reasons.items()))
 
     def finish(self, status: str, message: str | None = None) -> None:
-        """Close the run; verdicts already reached are kept even if no pytest item asked for them."""
+        """Close the run; verdicts already reached are kept even if no pytest item asked for them.
+        A run is `completed` only when every selected case finished: one that stopped short (pytest
+        ended the session some other way than by an interrupt) is `interrupted`."""
+        if status == "completed" and not all(future.done() for future in self._futures.values()):
+            status, message = "interrupted", message or "the run stopped before every check was judged"
         self.status, self.message = status, message
         for case, future in self._futures.items():
             if case not in self.results and future.done() and not future.cancelled():

@@ -270,3 +270,20 @@ def test_a_matrix_recording_with_broken_models_is_a_usage_error(tmp_path: Path,
                                                    "context_window": None, "models": [{"id": 5}]}))
     assert run("--replay", tmp_path, "--report-dir", tmp_path / "out") == 2
     assert "not a recorded run's metadata" in capsys.readouterr().err
+
+
+def test_a_run_that_stops_short_is_never_completed(reference_server) -> None:
+    """Whatever ended the session (an interrupt pytest reported as another error, say), a run with
+    cases still in flight is `interrupted`, never `completed` (failed before: `completed`, with
+    the unfinished cases as not judged)."""
+    from conformance.endpoint import resolve
+    from conformance.profiles import load_profile
+    from conformance.runner import ConformanceRun
+
+    server = reference_server("openai", latency_ms=300)
+    catalog = load_catalog()
+    stopped = ConformanceRun(resolve(server.base_url, server.config.api_key, None, timeout=10), catalog,
+                             load_profile("openai", catalog), timeout=10, concurrency=2)
+    stopped.start(["usage-in-response/chat", "usage-in-response/completions", "stop-sequence-in-output/chat"])
+    stopped.finish("completed")
+    assert stopped.status == "interrupted" and "before every check was judged" in (stopped.message or "")
