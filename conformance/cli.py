@@ -420,7 +420,7 @@ def invoke(argv: list[str] | None = None) -> Finished:
 
 
 #: The flags whose values are secrets, or may carry them, as the command line spells them.
-SECRET_FLAGS = ("--api-key", "--header", "--base-url")
+SECRET_FLAGS = ("--api-key", "--header", "--base-url", "--endpoint-key")
 
 
 def console_redactor(argv: list[str]) -> Redactor:
@@ -433,9 +433,11 @@ def console_redactor(argv: list[str]) -> Redactor:
         if flag in given:
             given[flag] += [value] if equals else argv[index + 1:index + 2]
     environ_url = next((os.environ[name] for name in BASE_URL_VARIABLES if os.environ.get(name)), None)
+    endpoint_keys = [os.environ.get(word.partition("=")[2], "") for word in given["--endpoint-key"]]
     return run_redactor(next(iter(given["--api-key"]), None) or os.environ.get(API_KEY_VARIABLE),
                         next(iter(given["--base-url"]), None) or environ_url,
-                        [header.partition(":")[2].strip() for header in given["--header"]])
+                        [header.partition(":")[2].strip() for header in given["--header"]]
+                        + [key.strip() for key in endpoint_keys if key.strip()])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,7 @@ from conformance.accounting import RunStats
 from conformance.client import EndpointClient
 from conformance.exceptions import BudgetExhausted, ConformanceError, EndpointError
 from conformance.exchange import Exchange
-from conformance.options import ModelSelection, base_url_from_environment
+from conformance.options import EndpointSpec, ModelSelection, base_url_from_environment
 from conformance.reference_server import RunningServer, ServerConfig, start_in_thread
 from conformance.urls import normalize_base_url
 
@@ -29,6 +29,15 @@ class ModelTarget:
     id: str
     context_window: int | None = None
     problem: str | None = None
+    #: In a run of several endpoints: the endpoint's name (the id is then `NAME/MODEL`) and the
+    #: model id sent to it.
+    endpoint: str | None = None
+    model: str | None = None
+
+    @property
+    def sent(self) -> str:
+        """The model id requests name."""
+        return self.model or self.id
 
 
 @dataclass
@@ -44,6 +53,8 @@ class Endpoint:
     headers: dict[str, str] = field(default_factory=dict)
     #: A matrix run's models, each preflighted (empty: a one-model run, of `model`).
     models: list[ModelTarget] = field(default_factory=list)
+    #: A run of several endpoints (`--endpoint`): each by name (its models are in `models`).
+    members: dict[str, Endpoint] = field(default_factory=dict)
     _closed: bool = field(default=False, repr=False, compare=False)
 
     @property
@@ -95,6 +106,27 @@ def resolve(base_url: str | None, api_key: str | None, model: str | None, timeou
         if embedded:
             embedded.stop()
         raise EndpointUnusable(str(problem)) from None
+
+
+def resolve_several(specs: tuple[EndpointSpec, ...], timeout: float, stats: RunStats, headers: dict[str, str],
+                    matrix: ModelSelection) -> Endpoint:
+    """Several endpoints, each listed and its models preflighted as `resolve` does (an endpoint
+    that cannot be used stops the run, naming it); one Endpoint holding them all, whose models
+    are every endpoint's, named `NAME/MODEL`."""
+    members, targets = {}, []
+    for spec in specs:
+        try:
+            member = resolve(spec.base_url, spec.api_key, None, timeout, stats=stats, headers=headers, matrix=matrix)
+        except EndpointUnusable as problem:
+            raise EndpointUnusable(f"endpoint {spec.name}: {problem}") from None
+        members[spec.name] = Endpoint(member.base_url, spec.api_key, member.model, label=spec.name,
+                                      headers=dict(headers))
+        targets += [ModelTarget(f"{spec.name}/{target.id}", target.context_window, target.problem, spec.name,
+                                target.id) for target in member.models]
+    first = next(iter(members.values()))
+    label = "+".join(members)
+    return Endpoint(first.base_url, first.api_key, targets[0].id, label=label if len(label) <= 80 else
+                    f"{len(members)} endpoints", headers=dict(headers), models=targets, members=members)
 
 
 #: Where listings state a model's context window: Fireworks' `context_length`, vLLM's `max_model_len`.

@@ -24,7 +24,7 @@ class MergeError(ValueError):
 
 
 #: What shards of one run share, and how a refusal names it.
-IDENTITY = (("endpoint", endpoint_identity),
+IDENTITY = (("endpoint", endpoint_identity), ("endpoints", lambda r: r.get("endpoints")),
             ("models", lambda r: [section["id"] for section in r["models"]]),
             ("profile", lambda r: (r["profile"] or {}).get("origin") or (r["profile"] or {}).get("name")),
             ("tool version", lambda r: r["tool"]["version"]),

@@ -16,7 +16,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -174,6 +174,23 @@ def shard(text: str) -> Shard:
     return parsed
 
 
+ENDPOINT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
+
+
+def named(text: str) -> tuple[str, str]:
+    """`NAME=VALUE` with NAME a short label (letters, digits, `_.-`): an endpoint and its URL, or
+    its key variable."""
+    name, sep, value = text.partition("=")
+    if not sep or not ENDPOINT_NAME.match(name) or not value.strip():
+        raise ValueError(f"expected NAME=VALUE with NAME of letters, digits, '_', '.', '-', got {text!r}")
+    return name, value.strip()
+
+
+def endpoint(text: str) -> tuple[str, str]:
+    name, url = named(text)
+    return name, base_url(url)
+
+
 def glob(text: str) -> str:
     """An fnmatch pattern over model ids (`*llama*`, `accounts/fireworks/models/*`)."""
     return given(text)
@@ -250,6 +267,11 @@ RUN_OPTIONS: tuple[Option, ...] = (
     Option("models", "`all`: judge every model GET /models lists, in one run (a matrix)", choices=(ALL_MODELS,)),
     Option("models-match", "with --models all: only the listed models whose id matches this glob", glob,
            metavar="GLOB"),
+    Option("endpoint", "judge this endpoint too, named NAME (repeatable, instead of --base-url): the same checks x "
+                       "models on every endpoint, in one run", endpoint, metavar="NAME=URL", repeatable=True),
+    Option("endpoint-key", f"the environment variable holding endpoint NAME's key (repeatable; default: "
+                           f"--api-key or ${API_KEY_VARIABLE}); redacted like the key", named,
+           metavar="NAME=VARIABLE", repeatable=True),
     Option("shard", "judge only the K-th of N deterministic parts of the checks x models (merge the N reports "
                     "with `conformance merge`)", shard, metavar="K/N"),
     Option("profile", "openai, fireworks, none (observe only), or a profile file", profile, "openai",
@@ -310,6 +332,17 @@ class Settings:
     #: The models of a matrix run (several judged in one run), or None: one model, `model`.
     matrix: ModelSelection | None = None
     shard: Shard | None = None
+    #: Several endpoints judged in one run (`--endpoint`), each with its key; empty: `base_url` alone.
+    endpoints: tuple[EndpointSpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    """One endpoint of a run of several: its name, base URL and key (from its variable)."""
+
+    name: str
+    base_url: str
+    api_key: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -377,8 +410,9 @@ def settings(values: Mapping[str, Any], flag: Callable[[Option], str],
         raise OptionError(f"{flag(OPTIONS['models-match'])} needs {flag(OPTIONS['models'])} {ALL_MODELS}")
     if replay is not None and listed:
         raise OptionError(f"{flag(OPTIONS['replay'])} replays the recorded models; drop {flag(OPTIONS['models'])}")
+    endpoints = endpoint_specs(value("endpoint") or [], value("endpoint-key") or [], value, flag, environ)
     matrix = None
-    if listed or len(models) > 1 or value("shard") is not None:
+    if listed or len(models) > 1 or value("shard") is not None or endpoints:
         matrix = ModelSelection(tuple(models), listed, value("models-match"))
     per_endpoint = record is PER_ENDPOINT
     if per_endpoint:
@@ -396,4 +430,31 @@ def settings(values: Mapping[str, Any], flag: Callable[[Option], str],
         record=DEFAULT_CASSETTE_ROOT if per_endpoint else record, record_per_endpoint=per_endpoint,
         replay=replay, baseline=value("baseline"), accept_behaviour_changes=bool(value("accept-behaviour-changes")),
         name=value("name"), headers=dict(value("header") or ()), matrix=matrix, shard=value("shard"),
+        endpoints=endpoints,
     )
+
+
+def endpoint_specs(given: list[tuple[str, str]], keys: list[tuple[str, str]], value: Callable[[str], Any],
+                   flag: Callable[[Option], str], environ: Mapping[str, str]) -> tuple[EndpointSpec, ...]:
+    """The endpoints of `--endpoint NAME=URL`, each keyed by its `--endpoint-key NAME=VARIABLE`
+    (else the run's key); every problem a usage error naming the flag or the variable."""
+    names = [name for name, _ in given]
+    problem = None
+    if given and value("base-url"):
+        problem = f"{flag(OPTIONS['endpoint'])} and {flag(OPTIONS['base-url'])} exclude each other"
+    elif given and (value("record") is not None or value("replay") is not None):
+        problem = f"{flag(OPTIONS['endpoint'])} cannot be recorded or replayed yet: record each endpoint on its own"
+    elif len(set(names)) < len(names):
+        problem = f"{flag(OPTIONS['endpoint'])}: each endpoint needs a name of its own"
+    elif any(name not in names for name, _ in keys):
+        unknown = next(name for name, _ in keys if name not in names)
+        problem = f"{flag(OPTIONS['endpoint-key'])}: no --endpoint named {unknown!r}"
+    if problem:
+        raise OptionError(problem)
+    variables = dict(keys)
+    for variable in variables.values():
+        if not environ.get(variable, "").strip():
+            raise OptionError(f"{flag(OPTIONS['endpoint-key'])}: ${variable} is not set or empty")
+    default_key = value("api-key") or environ.get(API_KEY_VARIABLE) or None
+    return tuple(EndpointSpec(name, url, environ[variables[name]].strip() if name in variables else default_key)
+                 for name, url in given)

@@ -80,7 +80,8 @@ def redactor_of_settings(chosen: Settings) -> Redactor:
     before the endpoint is resolved, so even a failed start is redacted."""
     from conformance.redaction import run_redactor
 
-    return run_redactor(chosen.api_key, chosen.base_url, chosen.headers.values())
+    keys = [spec.api_key for spec in chosen.endpoints if spec.api_key]
+    return run_redactor(chosen.api_key, chosen.base_url, [*chosen.headers.values(), *keys, *(k.strip() for k in keys)])
 
 
 def redactor_of(config: pytest.Config) -> Redactor:
@@ -257,6 +258,11 @@ def open_endpoint(chosen: Settings, stats: RunStats) -> Opened:
         endpoint = Endpoint(recorded["base_url"], None, recorded["model"], label=recorded["endpoint"],
                             context_window=recorded.get("context_window"), models=models)
         return endpoint, ReplayTransport(store), None
+    if chosen.endpoints:
+        from conformance.endpoint import resolve_several
+
+        assert chosen.matrix is not None  # several endpoints are always a matrix (options.settings)
+        return resolve_several(chosen.endpoints, chosen.timeout, stats, chosen.headers, chosen.matrix), None, None
     endpoint = resolve(chosen.base_url, chosen.api_key, chosen.model, chosen.timeout, chosen.embedded_behavior,
                        stats, chosen.headers, chosen.matrix)
     if chosen.record is None:
@@ -375,6 +381,8 @@ def report_dir_problem(directory: Path, problem: OSError) -> str:
 
 def describe_endpoint(run: ConformanceRun) -> str:
     """Which endpoint was judged; the embedded reference server is named as such, never as a URL alone."""
+    if run.endpoint.members:
+        return ", ".join(f"{name} {member.base_url}" for name, member in run.endpoint.members.items())
     if run.endpoint.embedded is not None:
         return (f"the EMBEDDED reference server ({run.endpoint.embedded.config.vendor} behaviour) at "
                 f"{run.endpoint.base_url}: no base URL was given, so no endpoint of yours was tested")

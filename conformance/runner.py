@@ -185,6 +185,11 @@ class ConformanceRun:
         self.client = EndpointClient(self.endpoint.base_url, self.endpoint.api_key, self.timeout, self.stats,
                                      transport=self.transport, concurrency=self.concurrency,
                                      headers=self.endpoint.headers)
+        # A run of several endpoints: a client each, all counted and budgeted in the one RunStats.
+        self.clients = {name: EndpointClient(member.base_url, member.api_key, self.timeout, self.stats,
+                                             transport=self.transport, concurrency=self.concurrency,
+                                             headers=member.headers)
+                        for name, member in self.endpoint.members.items()}
         self._pool = ThreadPoolExecutor(max_workers=max(1, self.concurrency), thread_name_prefix="check")
         self._futures: dict[Case, Future[CheckResult]] = {}
         self.selected: list[Case] = []
@@ -257,9 +262,10 @@ class ConformanceRun:
                 self._futures[case].set_result(not_judged(check, entry, self.profile, why))
                 continue
             window = self.context_window or (target.context_window if target is not None else None)
+            client = self.clients[target.endpoint] if target is not None and target.endpoint else self.client
             self._futures[case] = self._pool.submit(
-                judge_case if self.matrix else execute, check, entry, self.profile, self.client, case.model, window,
-                cassette)
+                judge_case if self.matrix else execute, check, entry, self.profile, client,
+                target.sent if target is not None else case.model, window, cassette)
 
     def on_each_result(self, callback: Callable[[CheckResult], None]) -> None:
         """Call `callback` with each started check's result as it finishes, in whatever order they
@@ -324,4 +330,6 @@ class ConformanceRun:
                 self.results[case] = not_judged(check, self.catalog[check.entry], self.profile, INTERRUPTED)
         self._pool.shutdown(wait=status == "completed", cancel_futures=True)
         self.client.close()
+        for client in self.clients.values():
+            client.close()
         self.endpoint.close()

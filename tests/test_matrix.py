@@ -287,3 +287,45 @@ def test_a_run_that_stops_short_is_never_completed(reference_server) -> None:
     stopped.start(["usage-in-response/chat", "usage-in-response/completions", "stop-sequence-in-output/chat"])
     stopped.finish("completed")
     assert stopped.status == "interrupted" and "before every check was judged" in (stopped.message or "")
+
+
+# ---- several endpoints ------------------------------------------------------------------------
+
+
+def test_the_same_matrix_across_endpoints_each_with_its_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    east_key, west_key = "sk-east-endpoint-key", "sk-west-endpoint-key"
+    east = start_fleet(fleet_configs(2, "openai", {}, [], api_key=east_key))
+    west = start_fleet(fleet_configs(2, "openai", {}, [BEHAVIOURS[0]], api_key=west_key))
+    monkeypatch.setenv("EAST_KEY", east_key)
+    monkeypatch.setenv("WEST_KEY", west_key)
+    try:
+        code = run("--endpoint", f"east={east.base_url}", "--endpoint", f"west={west.base_url}",
+                   "--endpoint-key", "east=EAST_KEY", "--endpoint-key", "west=WEST_KEY", "--models", "all",
+                   "-k", "stop-sequence-in-output/chat", "--report-dir", tmp_path)
+    finally:
+        east.stop()
+        west.stop()
+    assert code == 1
+    report = load_report(tmp_path)
+    SCHEMA.validate(report)
+    assert [e["name"] for e in report["endpoints"]] == ["east", "west"]
+    seen = verdicts(report)
+    assert list(seen) == [f"east/{FIRST}", f"east/{SECOND}", f"west/{FIRST}", f"west/{SECOND}"]
+    assert {model: checks["stop-sequence-in-output/chat"][0] for model, checks in seen.items()} == {
+        f"east/{FIRST}": "pass", f"east/{SECOND}": "pass", f"west/{FIRST}": "pass", f"west/{SECOND}": "fail"}
+    written = "".join(path.read_text() for path in tmp_path.iterdir())
+    assert east_key not in written and west_key not in written  # each key went to its endpoint only
+
+
+@pytest.mark.parametrize(("flags", "says"), [
+    (["--endpoint", "a=http://127.0.0.1:9/v1", "--base-url", "http://127.0.0.1:9/v1"], "exclude each other"),
+    (["--endpoint", "a=http://127.0.0.1:9/v1", "--endpoint-key", "b=X"], "no --endpoint named 'b'"),
+    (["--endpoint", "a=http://127.0.0.1:9/v1", "--endpoint-key", "a=NO_SUCH_VARIABLE_H19"], "$NO_SUCH_VARIABLE_H19"),
+    (["--endpoint", "a=http://127.0.0.1:9/v1", "--endpoint", "a=http://127.0.0.1:8/v1"], "a name of its own"),
+    (["--endpoint", "a b=http://x/v1"], "NAME=VALUE"),
+    (["--endpoint", "a=http://127.0.0.1:9/v1"], "endpoint a: cannot reach http://127.0.0.1:9/v1"),
+])
+def test_endpoint_flags_are_validated(flags: list[str], says: str, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(*flags, "--report-dir", tmp_path) == 2
+    assert says in capsys.readouterr().err

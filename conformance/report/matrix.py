@@ -80,6 +80,9 @@ def build_matrix_report(run: ConformanceRun, header: dict[str, Any]) -> dict[str
         "shard": None if run.shard is None else {"index": run.shard.index, "count": run.shard.count},
         "models": sections,
     })
+    if run.endpoint.members:  # several endpoints: each model's id is `NAME/MODEL`
+        report["endpoints"] = [{"name": name, "base_url": member.base_url}
+                               for name, member in run.endpoint.members.items()]
     return report
 
 
@@ -91,7 +94,7 @@ def model_view(report: dict[str, Any], section: dict[str, Any]) -> dict[str, Any
     """One model of a matrix report as a format-1 report (what `diff` and `compare` read), named
     by the run and the model, so `compare` gives it a column of its own."""
     header = {key: value for key, value in report.items()
-              if key not in ("format", "models", "configuration", "shard", *PER_MODEL)}
+              if key not in ("format", "models", "configuration", "shard", "endpoints", *PER_MODEL)}
     label = report.get("name") or report["endpoint"]["name"] or report["endpoint"]["base_url"]
     view = {**header, "format": 1, "name": f"{label} · {section['id']}", "model": section["id"],
             **{key: section[key] for key in PER_MODEL}}
