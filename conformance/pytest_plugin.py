@@ -309,7 +309,7 @@ def enforce(run: ConformanceRun, param: str | Case, config: pytest.Config) -> No
     """Turn a check's verdict into a pytest outcome (what pytest's own reporting shows)."""
     from conformance.console import VERDICTS_PYTEST_FAILS, label, printable, printable_lines
 
-    result = run.result(run.case(param))
+    result = run.result(param)
     redactor = redactor_of(config)
     if label(result) in VERDICTS_PYTEST_FAILS:  # a check the profile expects, not judged, is no pass
         pytest.fail(printable_lines(redactor.text(result.explain())), pytrace=False)
