@@ -329,3 +329,22 @@ def test_endpoint_flags_are_validated(flags: list[str], says: str, tmp_path: Pat
                                       capsys: pytest.CaptureFixture[str]) -> None:
     assert run(*flags, "--report-dir", tmp_path) == 2
     assert says in capsys.readouterr().err
+
+
+def test_the_report_is_built_once_and_kept_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every format, the console and the CLI read one copy: built once (three times before),
+    bounded and redacted as written (the stashed copy was neither bounded nor the written one)."""
+    import conformance.report as report_module
+    from conformance.cli import invoke
+
+    built = []
+    build = report_module.build_report
+
+    def counted(*args, **kwargs):
+        built.append(1)
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(report_module, "build_report", counted)
+    finished = invoke(["run", "-k", "usage-in-response/chat", "--report-dir", str(tmp_path)])
+    assert finished.code == 0 and len(built) == 1
+    assert finished.report == json.loads((tmp_path / "report.json").read_text())
