@@ -241,7 +241,23 @@ VALID_PARAMETERS = st.fixed_dictionaries({"max_tokens": st.integers(1, 4)}, opti
 
 def draw_cases(strategy: st.SearchStrategy, budget: int) -> list[Any]:
     """`budget` examples drawn deterministically (the same ones every run, so a recording replays),
-    without shrinking: Hypothesis as a generator of cases, never as a judge."""
+    without shrinking: Hypothesis as a generator of cases, never as a judge. Drawn once per
+    process: a matrix run asks for the same cases on every model."""
+    return list(_HYPOTHESIS.submit(_drawn, strategy, budget).result())
+
+
+_DRAWN: dict[tuple[st.SearchStrategy, int], tuple[Any, ...]] = {}
+
+
+def _drawn(strategy: st.SearchStrategy, budget: int) -> tuple[Any, ...]:
+    """The cases, drawn on the first request: runs on Hypothesis' one thread, so the others (other
+    models' checks) wait for its cases and the cache needs no lock."""
+    if (strategy, budget) not in _DRAWN:
+        _DRAWN[strategy, budget] = _draw(strategy, budget)
+    return _DRAWN[strategy, budget]
+
+
+def _draw(strategy: st.SearchStrategy, budget: int) -> tuple[Any, ...]:
     cases: list[Any] = []
 
     @settings(max_examples=budget, database=None, derandomize=True, phases=[Phase.generate], deadline=None,
@@ -250,8 +266,8 @@ def draw_cases(strategy: st.SearchStrategy, budget: int) -> list[Any]:
     def draw(example) -> None:
         cases.append(example)
 
-    _HYPOTHESIS.submit(draw).result()
-    return cases[:budget]
+    draw()
+    return tuple(cases[:budget])
 
 
 def malformed(body: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, Any]:

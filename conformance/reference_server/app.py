@@ -603,5 +603,6 @@ def create_app(config: ServerConfig) -> Starlette:
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})  # type: ignore[dict-item]
     app.state.config = config
+    app.state.endpoint = endpoint  # a fleet (fleet.py) lists every model's object
     app.state.started = time.time()
     return app

@@ -8,6 +8,7 @@ import socket
 import threading
 from dataclasses import dataclass
 from types import FrameType
+from typing import Any
 
 import uvicorn
 
@@ -89,8 +90,9 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def uvicorn_server(config: ServerConfig, log_level: str = "warning") -> ThreadServer:
-    settings = uvicorn.Config(create_app(config), log_level=log_level, access_log=False, lifespan="off",
+def uvicorn_server(config: ServerConfig, log_level: str = "warning", app: Any = None) -> ThreadServer:
+    """A server of `config`'s app, or of `app` (a fleet of models, whose first model's is `config`)."""
+    settings = uvicorn.Config(app or create_app(config), log_level=log_level, access_log=False, lifespan="off",
                               timeout_graceful_shutdown=1)
     return ThreadServer(settings)
 
@@ -100,11 +102,11 @@ def base_url_of(sock: socket.socket) -> str:
     return f"http://{'[' + host + ']' if ':' in host else host}:{port}/v1"
 
 
-def start_in_thread(config: ServerConfig, host: str = "127.0.0.1", port: int = 0) -> RunningServer:
+def start_in_thread(config: ServerConfig, host: str = "127.0.0.1", port: int = 0, app: Any = None) -> RunningServer:
     """Start on a free loopback port (port 0) and return once it accepts connections."""
     sock = bind(host, port)
     # Embedded: requests cut off at shutdown (a hung probe) are expected, not worth a log line.
-    server = uvicorn_server(config, log_level="critical")
+    server = uvicorn_server(config, log_level="critical", app=app)
     server.install_signal_handlers = lambda: None  # type: ignore[attr-defined,method-assign]  # not the main thread
     thread = threading.Thread(target=server.run_until_stopped, args=(sock,), daemon=True,
                               name="conformance-reference-server")
@@ -113,3 +115,10 @@ def start_in_thread(config: ServerConfig, host: str = "127.0.0.1", port: int = 0
         server.request_stop()
         raise RuntimeError("the embedded reference server did not start")
     return RunningServer(base_url_of(sock), config, server, thread)
+
+
+def start_fleet(configs: list[ServerConfig], host: str = "127.0.0.1", port: int = 0) -> RunningServer:
+    """A server of several models (fleet.py) in a thread; its `config` is the first model's."""
+    from conformance.reference_server.fleet import Fleet
+
+    return start_in_thread(configs[0], host, port, app=Fleet(configs))

@@ -44,6 +44,14 @@ def render_page(template: str, **context: Any) -> str:
 
 
 def render(report: dict[str, Any]) -> str:
+    from conformance.report.matrix import groups, is_matrix, matrix_rows
+
+    if is_matrix(report):
+        # Folded: a column per group of identically behaving models, each entry and group on demand.
+        folded = groups(report)
+        members = [[s for s in report["models"] if s["id"] in set(group.models)] for group in folded]
+        return render_page("matrix.html.j2", report=report, groups=folded, sections=members,
+                           rows=matrix_rows(report, folded), traffic=traffic(report))
     return render_page("report.html.j2", report=report, chart=latency_chart(report), traffic=traffic(report))
 
 
