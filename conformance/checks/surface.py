@@ -364,6 +364,8 @@ def raise_endpoint_fault(ctx: ProbeContext, name: str, raised: BaseException | N
     """Raise what an SDK call raised when it is the endpoint's fault (no complete answer, a 5xx, a
     429 still there after the retries): an error, not a finding about the SDK. Anything else the
     SDK raised (or nothing) is left to the caller to judge."""
+    import openai
+
     redact = ctx.client.redactor.text
     try:
         if raised is not None:
