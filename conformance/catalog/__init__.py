@@ -18,10 +18,9 @@ SHIPPED_CATALOG = "conformance/catalog/differences.toml"
 
 #: Words a check may report besides an entry's own behaviours.
 GENERIC_BEHAVIOURS = ("other", "unsupported", "inconclusive")
-#: The API families an entry can belong to. A family is named after its reference vendor: every
-#: entry of it names that vendor's behaviour (`openai`, `anthropic`) and cites that vendor's documents,
-#: and Fireworks' (which serves both families).
-API_FAMILIES = ("openai", "anthropic")
+#: An entry belongs to one of conformance.families.API_FAMILIES, named after its reference vendor:
+#: every entry of a family names that vendor's behaviour (`openai`, `anthropic`) and cites that
+#: vendor's documents, and Fireworks' (which serves both families).
 #: The one reserved word a document may say: that the vendor does not offer the feature at all.
 DOCUMENTED_ABSENCE = "unsupported"
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from conformance.catalog import API_FAMILIES, load_catalog
+from conformance.catalog import load_catalog
+from conformance.families import API_FAMILIES
 from conformance.reference_server import faults
 
 #: `openai` and `fireworks` serve both API families (OpenAI's and Anthropic's Messages), each
@@ -80,10 +81,11 @@ CAPABILITIES: dict[str, tuple[str, ...]] = {
     "messages-schema": ("anthropic", "other"),
     "messages-stream-events": ("anthropic", "other"),
     "messages-stop-reason": ("anthropic", "other"),
+    "messages-usage": ("anthropic", "absent"),
     "messages-stream-usage": ("anthropic", "absent"),
     "messages-max-tokens-required": ("anthropic", "fireworks"),
     "anthropic-version-header": ("anthropic", "fireworks"),
-    "anthropic-auth-header": ("anthropic", "fireworks"),
+    "anthropic-auth-header": ("anthropic", "x-api-key-only", "bearer-only"),
     "messages-tool-choice": ("anthropic", "ignored"),
     "messages-unsupported-tool-fields": ("anthropic", "fireworks"),
     "messages-error-envelope": ("anthropic", "other"),

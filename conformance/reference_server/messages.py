@@ -68,17 +68,18 @@ class MessagesApi:
 
     # ---- plumbing -------------------------------------------------------------------------
     def authenticate(self, request: Request) -> None:
-        """`x-api-key` carries the key; `Authorization: Bearer` only where Fireworks' gateway takes it."""
+        """The key in `x-api-key` or `Authorization: Bearer` (unless told to read only one of them)."""
         key = self.config.api_key
         if not key:
             return
-        sent = request.headers.get("x-api-key")
-        bearer = request.headers.get("authorization")
-        if sent is None and bearer is not None and self.config.is_("anthropic-auth-header", "fireworks"):
-            sent = bearer.removeprefix("Bearer ")
-        if sent is None:
+        sent = []
+        if not self.config.is_("anthropic-auth-header", "bearer-only") and "x-api-key" in request.headers:
+            sent.append(request.headers["x-api-key"])
+        if not self.config.is_("anthropic-auth-header", "x-api-key-only") and "authorization" in request.headers:
+            sent.append(request.headers["authorization"].removeprefix("Bearer "))
+        if not sent:
             raise ApiError(401, "x-api-key header is required", "authentication_error")
-        if sent != key:
+        if any(given != key for given in sent):
             raise ApiError(401, "invalid x-api-key", "authentication_error")
 
     async def read(self, request: Request, known: frozenset[str]) -> dict[str, Any]:
@@ -150,11 +151,13 @@ class MessagesApi:
             "usage": {"input_tokens": input_tokens, "output_tokens": reply.output_tokens,
                       "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
         }
-        if self.config.is_("messages-stream-usage", "absent"):
-            del message["usage"]
         if body.get("stream") is True:
+            if self.config.is_("messages-stream-usage", "absent"):
+                del message["usage"]
             return StreamingResponse(self.events(message), media_type="text/event-stream",
                                      headers={"request-id": message["id"]})
+        if self.config.is_("messages-usage", "absent"):
+            del message["usage"]
         if self.config.is_("messages-schema", "other"):
             del message["role"]  # deviation: a required field is missing
         return JSONResponse(message, headers={"request-id": message["id"]})
