@@ -10,6 +10,7 @@ transport errors into httpx2's, which the SDK knows (a timeout stays a timeout).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import cast
 
 import httpx
 import httpx2
@@ -23,7 +24,7 @@ class _BridgedStream(httpx2.SyncByteStream):
 
     def __iter__(self) -> Iterator[bytes]:
         with translated_errors(self.request):
-            yield from self.response.stream  # type: ignore[union-attr]  # a SyncByteStream: our transport's
+            yield from cast(httpx.SyncByteStream, self.response.stream)  # our transport's BoundedStream
 
     def close(self) -> None:
         self.response.close()

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from conformance.families import API_FAMILIES
+
 if TYPE_CHECKING:
     from conformance.profiles import Profile
 
@@ -150,6 +152,15 @@ def header(text: str) -> tuple[str, str]:
     return name, value
 
 
+def api_families(text: str) -> tuple[str, ...]:
+    """`openai`, `anthropic` or `all`: the families a run must judge."""
+    if text == "all":
+        return API_FAMILIES
+    if text not in API_FAMILIES:
+        raise ValueError(f"expected {', '.join(API_FAMILIES)} or all, got {text!r}")
+    return (text,)
+
+
 def run_name(text: str) -> str:
     if not text.strip() or len(text) > 100 or "\n" in text:
         raise ValueError(f"a run name is one line of 1 to 100 characters, got {text!r}")
@@ -244,6 +255,9 @@ RUN_OPTIONS: tuple[Option, ...] = (
            run_name, metavar="NAME"),
     Option("header", "send this header on every request (repeatable); its value is redacted like the key",
            header, metavar="NAME:VALUE", repeatable=True),
+    Option("api", "the API families to judge: openai (chat, completions...), anthropic (Messages), or all; "
+                  "one asked for that the endpoint does not serve stops the run (default: the families the "
+                  "endpoint serves, and those the profile judges)", api_families, metavar="openai|anthropic|all"),
 )
 OPTIONS = {option.name: option for option in RUN_OPTIONS}
 
@@ -272,6 +286,8 @@ class Settings:
     accept_behaviour_changes: bool
     name: str | None
     headers: dict[str, str]
+    #: The API families asked for (--api); None: those the endpoint serves and the profile judges.
+    api: tuple[str, ...] | None = None
 
 
 def base_url_from_environment(environ: Mapping[str, str] | None = None) -> str | None:
@@ -327,5 +343,5 @@ def settings(values: Mapping[str, Any], flag: Callable[[Option], str],
         embedded_behavior=value("embedded-behavior"), max_tokens_budget=value("max-tokens-budget"),
         record=DEFAULT_CASSETTE_ROOT if per_endpoint else record, record_per_endpoint=per_endpoint,
         replay=replay, baseline=value("baseline"), accept_behaviour_changes=bool(value("accept-behaviour-changes")),
-        name=value("name"), headers=dict(value("header") or ()),
+        name=value("name"), headers=dict(value("header") or ()), api=value("api"),
     )

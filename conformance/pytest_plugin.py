@@ -186,7 +186,7 @@ def open_endpoint(chosen: Settings, stats: RunStats) -> Opened:
                             context_window=recorded.get("context_window"))
         return endpoint, ReplayTransport(store), None
     endpoint = resolve(chosen.base_url, chosen.api_key, chosen.model, chosen.timeout, chosen.embedded_behavior,
-                       stats, chosen.headers)
+                       stats, chosen.headers, chosen.api, chosen.profile.apis)
     if chosen.record is None:
         return endpoint, None, None
     from conformance.cassettes import CassetteStore, RecordingTransport

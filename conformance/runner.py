@@ -183,11 +183,14 @@ class ConformanceRun:
         for check_id in check_ids:
             check = REGISTRY[check_id]
             entry = self.catalog[check.entry]
-            if store is not None and not store.recorded(check_id):
-                # Added since the recording: reported as not recorded, never sent, never an error.
+            # A family the run does not judge (not served, not asked for), or a check added since the
+            # recording: reported as such, never sent, never an error.
+            left_out = self.endpoint.left_out.get(entry.api) or (
+                store.not_recorded(check_id, check.entry) if store is not None and not store.recorded(check_id)
+                else None)
+            if left_out is not None:
                 self._futures[check_id] = Future()
-                self._futures[check_id].set_result(
-                    not_judged(check, entry, self.profile, store.not_recorded(check_id, check.entry)))
+                self._futures[check_id].set_result(not_judged(check, entry, self.profile, left_out))
                 continue
             self._futures[check_id] = self._pool.submit(
                 execute, check, entry, self.profile, self.client, self.endpoint.model, self.context_window)

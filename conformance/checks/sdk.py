@@ -63,14 +63,16 @@ def sdk_steps(ctx: ProbeContext, sdk: Sdk, steps: Sequence[Step]) -> Observation
     answer, a 5xx, a 429 still there after the retries) is an error, not a finding about the SDK."""
     done: list[str] = []
     redact = ctx.client.redactor.text
+    timeouts: tuple[type[BaseException], ...] = (*sdk.timeout_errors, httpx.TimeoutException)
+    connection_failures: tuple[type[BaseException], ...] = (*sdk.connection_errors, httpx.HTTPError)
     for (name, _), raised in zip(steps, run_steps(ctx, sdk, steps), strict=True):
         try:
             if raised is not None:
                 raise raised
-        except (*sdk.timeout_errors, httpx.TimeoutException) as error:
+        except timeouts as error:
             raise RequestTimeout(f"{name}: no complete response within the {ctx.client.timeout:g}s timeout "
                                  f"({type(error).__name__})") from None
-        except (*sdk.connection_errors, httpx.HTTPError) as error:
+        except connection_failures as error:
             cause = error.__cause__ or error  # the SDK says "Connection error."; the transport says which
             raise ProbeFailed(f"{name}: {type(cause).__name__}: {redact(str(cause))}") from None
         except Exception as error:  # whatever else the SDK raises is the finding
