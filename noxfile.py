@@ -20,8 +20,8 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def schemas(session: nox.Session) -> None:
-    """Regenerate schemas/ from the vendored OpenAI OpenAPI spec plus the Fireworks overlays."""
-    session.install("jsonschema")
+    """Regenerate schemas/ from the vendored OpenAI OpenAPI spec and the pinned `anthropic` SDK's types."""
+    session.install("jsonschema", "anthropic==2.12.0")
     session.run("python", "tools/generate_schemas.py", *session.posargs)
 
 

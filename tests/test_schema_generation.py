@@ -34,6 +34,10 @@ NAMES = (
     "model_list",
     "response",
     "response_stream_event",
+    "anthropic_message",
+    "anthropic_message_stream_event",
+    "anthropic_error",
+    "anthropic_count_tokens",
 )
 
 
@@ -114,7 +118,23 @@ def test_index_lists_every_schema() -> None:
     index = json.loads((SCHEMAS / "index.json").read_text(encoding="utf-8"))
     assert [entry["name"] for entry in index["schemas"]] == list(NAMES)
     assert index["spec"]["commit"] == "f85dbe223d40e1a31cba812ab2d755c7e98a92a3"
-    assert all(relaxation["why"] for relaxation in index["core_relaxations"])
+    assert index["anthropic_sdk"] == {"package": "anthropic", "version": "2.12.0"}
+    assert all(relaxation["why"] for relaxation in index["compatible_relaxations"])
+
+
+def test_generator_refuses_another_anthropic_sdk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Anthropic schemas say which SDK release they describe: another one is refused, not
+    silently turned into different files."""
+    import anthropic
+
+    sys.path.insert(0, str(GENERATOR.parent))
+    try:
+        import generate_schemas
+    finally:
+        sys.path.remove(str(GENERATOR.parent))
+    monkeypatch.setattr(anthropic, "__version__", "0.0.1")
+    with pytest.raises(SystemExit, match="installed anthropic 0.0.1 != pinned 2.12.0"):
+        generate_schemas.anthropic_types()
 
 
 # --- (2) every schema is a valid draft 2020-12 schema --------------------------------------------
@@ -255,3 +275,56 @@ def test_core_accepts_documented_fireworks_extensions() -> None:
     del instance["usage"]["completion_tokens"]
     assert error_paths("compatible", "chat_completion", instance) == []
     assert error_paths("strict", "chat_completion", instance) != []
+
+
+# --- the Anthropic Messages family, on real llama.cpp bytes (PROVENANCE.md) ----------------------
+
+
+def test_llama_cpp_messages_pass_strict() -> None:
+    for filename in ("llama-cpp-messages-nonstream-max_tokens.json", "llama-cpp-messages-tool-use.json"):
+        assert error_paths("strict", "anthropic_message", body(filename)) == []
+    assert error_paths("strict", "anthropic_count_tokens", body("llama-cpp-messages-count-tokens.json")) == []
+    events = sse_events("llama-cpp-messages-stream.sse")
+    assert [event["type"] for event in events][:2] == ["message_start", "content_block_start"]
+    assert {e for event in events for e in error_paths("strict", "anthropic_message_stream_event", event)} == set()
+
+
+def test_llama_cpp_messages_error_passes_compatible_not_strict() -> None:
+    instance = body("llama-cpp-messages-error-400.json")
+    assert error_paths("compatible", "anthropic_error", instance) == []
+    assert error_paths("strict", "anthropic_error", instance) == ["$: 'type' is a required property"]
+
+
+@pytest.mark.parametrize("event", [{"type": "ping"},
+                                   {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}])
+def test_documented_stream_events_outside_the_sdk_union_pass_strict(event: dict[str, Any]) -> None:
+    assert error_paths("strict", "anthropic_message_stream_event", event) == []
+
+
+def test_usage_left_out_passes_compatible_not_strict() -> None:
+    """An older Fireworks page: usage "Not included in the response Message object"."""
+    message = body("llama-cpp-messages-nonstream-max_tokens.json")
+    del message["usage"]
+    assert error_paths("compatible", "anthropic_message", message) == []
+    assert error_paths("strict", "anthropic_message", message) == ["$: 'usage' is a required property"]
+    delta = {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}}
+    assert error_paths("compatible", "anthropic_message_stream_event", delta) == []
+    assert error_paths("strict", "anthropic_message_stream_event", delta) != []
+
+
+@pytest.mark.parametrize(
+    ("name", "instance"),
+    [
+        ("anthropic_message", {"id": "m", "type": "message", "role": "assistant", "model": "x"}),  # no content
+        ("anthropic_message", {"id": "m", "type": "message", "role": "user", "model": "x", "content": []}),
+        ("anthropic_message", {"id": "m", "type": "message", "role": "assistant", "model": "x",
+                               "content": [{"type": "text"}]}),  # a text block without text
+        ("anthropic_message_stream_event", {"type": "pong"}),
+        ("anthropic_message_stream_event", {"type": "content_block_delta", "index": 0}),
+        ("anthropic_error", {"error": "Model not found"}),
+        ("anthropic_error", {"type": "error", "error": {"type": "invalid_request_error"}}),
+        ("anthropic_count_tokens", {"tokens": 3}),
+    ],
+)
+def test_anthropic_compatible_is_not_vacuous(name: str, instance: dict[str, Any]) -> None:
+    assert error_paths("compatible", name, instance) != []

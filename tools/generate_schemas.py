@@ -25,7 +25,10 @@ Usage::
                                                      # copy openapi.json + LICENSE into
                                                      # schemas/source/ first (pinned by sha256)
 
-Only the standard library is used (the test additionally uses ``jsonschema``).
+The OpenAI targets need only the standard library.  The Anthropic Messages targets
+(``ANTHROPIC_TARGETS``) come from the ``anthropic`` SDK's own pydantic types, pinned like the spec:
+the generator refuses to run with another SDK version than ``ANTHROPIC_SDK_VERSION`` (the test extra
+installs exactly that one), so regenerating is reproducible.
 """
 
 from __future__ import annotations
@@ -99,6 +102,34 @@ COMPLETION_LIKE_TARGETS = frozenset(
     {"chat_completion", "chat_completion_chunk", "completion", "completion_chunk"}
 )
 CHUNK_TARGETS = frozenset({"chat_completion_chunk", "completion_chunk"})
+
+
+# The second API family: Anthropic's Messages API, as the official `anthropic` SDK types it.
+ANTHROPIC_SDK = "anthropic"
+ANTHROPIC_SDK_VERSION = "2.12.0"
+
+
+@dataclass(frozen=True)
+class SdkTarget:
+    """One schema generated from a type of the ``anthropic`` SDK (``anthropic.types.<type_name>``)."""
+
+    name: str
+    type_name: str
+    derivation: str = ""
+
+
+ANTHROPIC_TARGETS: tuple[SdkTarget, ...] = (
+    SdkTarget("anthropic_message", "Message"),
+    SdkTarget(
+        "anthropic_message_stream_event",
+        "RawMessageStreamEvent",
+        "plus the `ping` and `error` events of Anthropic's streaming documentation, which the SDK "
+        "handles without a type of its own (it skips `ping` and raises on `error`)",
+    ),
+    SdkTarget("anthropic_error", "ErrorResponse"),
+    SdkTarget("anthropic_count_tokens", "MessageTokensCount"),
+)
+ANTHROPIC_NAMES = frozenset(target.name for target in ANTHROPIC_TARGETS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -368,6 +399,65 @@ def walk(schema: JSON) -> Iterator[Schema]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Anthropic SDK types -> JSON Schema 2020-12
+# ---------------------------------------------------------------------------------------------
+
+
+def anthropic_types() -> Any:
+    """The pinned ``anthropic.types`` module; any other installed version is refused, so the
+    committed files always say which SDK release they describe."""
+    try:
+        import anthropic
+        import anthropic.types
+    except ImportError:
+        raise SystemExit(f"the Anthropic schemas need `pip install {ANTHROPIC_SDK}=={ANTHROPIC_SDK_VERSION}`") from None
+    if anthropic.__version__ != ANTHROPIC_SDK_VERSION:
+        raise SystemExit(
+            f"installed {ANTHROPIC_SDK} {anthropic.__version__} != pinned {ANTHROPIC_SDK_VERSION}; install the "
+            "pinned one, or update ANTHROPIC_SDK_VERSION (and the test extra's pin) to move the schemas on"
+        )
+    return anthropic.types
+
+
+def sdk_schema(types: Any, target: SdkTarget) -> Schema:
+    """The JSON Schema pydantic derives from one SDK type (validation mode: what a response may
+    be), with documentation keywords dropped as for the OpenAI targets."""
+    from pydantic import TypeAdapter
+
+    doc: Schema = TypeAdapter(getattr(types, target.type_name)).json_schema(mode="validation")
+    for schema in walk(doc):
+        for keyword in DROPPED_KEYWORDS & schema.keys():
+            del schema[keyword]
+    derive = SDK_DERIVATIONS.get(target.name)
+    if derive is not None:
+        doc = derive(types, doc)
+    return {"$schema": DRAFT, **doc}
+
+
+def derive_anthropic_stream_event(types: Any, doc: Schema) -> Schema:
+    """Add the two events the SDK's ``RawMessageStreamEvent`` union leaves out.
+
+    Anthropic's streaming documentation: "Event streams may also include any number of ``ping``
+    events" and "we may occasionally send errors in the event stream" as ``event: error`` with the
+    error envelope as data.  The SDK's stream reader skips the first and raises on the second, so
+    both are part of a valid stream.
+    """
+    error = sdk_schema(types, SdkTarget("error", "ErrorResponse"))
+    defs = {**doc.pop("$defs", {}), **error.pop("$defs", {})}
+    error.pop("$schema")
+    defs["PingEvent"] = {"type": "object", "properties": {"type": {"const": "ping", "type": "string"}},
+                         "required": ["type"], "additionalProperties": True}
+    defs["ErrorResponse"] = error
+    return {"anyOf": [*doc["anyOf"], {"$ref": "#/$defs/PingEvent"}, {"$ref": "#/$defs/ErrorResponse"}],
+            "$defs": dict(sorted(defs.items()))}
+
+
+SDK_DERIVATIONS: dict[str, Callable[[Any, Schema], Schema]] = {
+    "anthropic_message_stream_event": derive_anthropic_stream_event,
+}
+
+
+# ---------------------------------------------------------------------------------------------
 # Derivations (strict set)
 # ---------------------------------------------------------------------------------------------
 
@@ -624,6 +714,33 @@ def oneof_to_anyof(name: str, doc: Schema) -> None:
             schema["anyOf"] = schema.pop("oneOf")
 
 
+def relax_anthropic_message_usage(name: str, doc: Schema) -> None:
+    """A Messages response and its ``message_delta`` event may leave ``usage`` out.
+
+    An older revision of Fireworks' Anthropic compatibility page says usage is "Not included in the
+    response Message object" (the current one: "Included in both non-streaming and streaming
+    responses"); whether usage is there is the catalog's question, not a schema violation.
+    """
+    if name not in ANTHROPIC_NAMES:
+        return
+    defs = doc.get("$defs", {})
+    holders = [defs[def_name] for def_name in ("Message", "RawMessageDeltaEvent") if def_name in defs]
+    for holder in holders + ([doc] if name == "anthropic_message" else []):
+        drop_required(holder, "usage")
+
+
+def relax_anthropic_error_type(name: str, doc: Schema) -> None:
+    """An Anthropic error body may omit its top-level ``"type": "error"``.
+
+    llama.cpp's ``/v1/messages`` answers ``{"error": {"code": 400, "message": ..., "type":
+    "invalid_request_error"}}`` (tests/data/real_traffic/llama-cpp-messages-error-400.json); the SDK
+    reads ``error.message`` and ``error.type`` only.
+    """
+    holder = doc if name == "anthropic_error" else doc.get("$defs", {}).get("ErrorResponse")
+    if name in ANTHROPIC_NAMES and holder is not None:
+        drop_required(holder, "type")
+
+
 Relaxation = Callable[[str, Schema], None]
 
 COMPATIBLE_RELAXATIONS: tuple[Relaxation, ...] = (
@@ -641,6 +758,8 @@ COMPATIBLE_RELAXATIONS: tuple[Relaxation, ...] = (
     relax_error_param_code,
     drop_additional_properties_false,
     oneof_to_anyof,
+    relax_anthropic_message_usage,
+    relax_anthropic_error_type,
 )
 
 
@@ -680,14 +799,19 @@ def dump(obj: JSON) -> bytes:
     return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8")
 
 
-def with_comment(doc: Schema, target: Target, flavour: str) -> Schema:
+def source_of(target: Target | SdkTarget) -> str:
+    """Where a target's schema comes from, pinned: a spec component or an SDK type."""
+    if isinstance(target, SdkTarget):
+        return f"{ANTHROPIC_SDK}=={ANTHROPIC_SDK_VERSION} type anthropic.types.{target.type_name}"
+    return f"{SPEC_REPOSITORY}@{SPEC_COMMIT} component {target.component}"
+
+
+def with_comment(doc: Schema, target: Target | SdkTarget, flavour: str) -> Schema:
     """Add a ``$comment`` saying where the schema came from and that it is generated."""
     note = f"; {target.derivation}" if target.derivation else ""
     return {
-        "$comment": (
-            f"GENERATED by tools/generate_schemas.py ({flavour}) from {SPEC_REPOSITORY}@{SPEC_COMMIT} "
-            f"component {target.component}{note}. Do not edit by hand."
-        ),
+        "$comment": f"GENERATED by tools/generate_schemas.py ({flavour}) from {source_of(target)}{note}. "
+                    "Do not edit by hand.",
         **doc,
     }
 
@@ -699,7 +823,7 @@ def first_line(text: str | None) -> str:
 
 
 def index_document(spec_sha256: str) -> JSON:
-    """Describe the generated set: names, source components, spec pin and the relaxation list."""
+    """Describe the generated set: names, sources, the spec and SDK pins and the relaxation list."""
     return {
         "generator": "tools/generate_schemas.py",
         "draft": DRAFT,
@@ -710,17 +834,18 @@ def index_document(spec_sha256: str) -> JSON:
             "path": f"schemas/source/{SPEC_FILE}",
             "sha256": spec_sha256,
         },
+        "anthropic_sdk": {"package": ANTHROPIC_SDK, "version": ANTHROPIC_SDK_VERSION},
         "schemas": [
             {
                 "name": target.name,
-                "source_component": target.component,
+                "source": source_of(target),
                 "derivation": target.derivation or None,
                 "strict": f"strict/{target.name}.schema.json",
                 "compatible": f"compatible/{target.name}.schema.json",
             }
-            for target in TARGETS
+            for target in (*TARGETS, *ANTHROPIC_TARGETS)
         ],
-        "core_relaxations": [
+        "compatible_relaxations": [
             {"name": relaxation.__name__, "why": first_line(relaxation.__doc__)}
             for relaxation in COMPATIBLE_RELAXATIONS
         ],
@@ -767,6 +892,13 @@ def build_outputs(spec: JSON, spec_sha256: str) -> dict[str, bytes]:
         compatible = make_compatible(target.name, strict)
         outputs[f"strict/{target.name}.schema.json"] = dump(with_comment(strict, target, "strict"))
         outputs[f"compatible/{target.name}.schema.json"] = dump(with_comment(compatible, target, "compatible"))
+    types = anthropic_types()
+    for sdk_target in ANTHROPIC_TARGETS:
+        strict = sdk_schema(types, sdk_target)
+        compatible = make_compatible(sdk_target.name, strict)
+        outputs[f"strict/{sdk_target.name}.schema.json"] = dump(with_comment(strict, sdk_target, "strict"))
+        outputs[f"compatible/{sdk_target.name}.schema.json"] = dump(
+            with_comment(compatible, sdk_target, "compatible"))
     outputs["index.json"] = dump(index_document(spec_sha256))
     outputs["source/PROVENANCE.md"] = provenance_markdown(spec_sha256).encode("utf-8")
     return outputs
