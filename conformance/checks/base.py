@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from conformance.client import EndpointClient
 from conformance.exceptions import ConformanceError
 from conformance.exchange import Exchange
+from conformance.families import COUNT_TOKENS_PATH, MESSAGES_PATH
 from conformance.results import Observation
 from conformance.schemas import SchemaSet, Violation, validate
 
@@ -67,12 +68,15 @@ COMPLETIONS = Api("completions", "completions", "completion", "completion_chunk"
 APIS = (CHAT, COMPLETIONS)
 
 
-#: Which schemas judge what a path answers: (the whole body, one stream chunk or event).
+#: Which schemas judge what a path answers: (the whole body, one stream chunk or event, an error
+#: body). The error envelope is the API family's: OpenAI's `error`, or Anthropic's for Messages.
 RESPONSE_SCHEMAS = {
-    CHAT.path: (CHAT.response_schema, CHAT.chunk_schema),
-    COMPLETIONS.path: (COMPLETIONS.response_schema, COMPLETIONS.chunk_schema),
-    "responses": ("response", "response_stream_event"),
-    "models": ("model_list", "model_list"),
+    CHAT.path: (CHAT.response_schema, CHAT.chunk_schema, "error"),
+    COMPLETIONS.path: (COMPLETIONS.response_schema, COMPLETIONS.chunk_schema, "error"),
+    "responses": ("response", "response_stream_event", "error"),
+    "models": ("model_list", "model_list", "error"),
+    MESSAGES_PATH: ("anthropic_message", "anthropic_message_stream_event", "anthropic_error"),
+    COUNT_TOKENS_PATH: ("anthropic_count_tokens", "anthropic_count_tokens", "anthropic_error"),
 }
 
 
@@ -110,10 +114,10 @@ class ProbeContext:
         schemas = RESPONSE_SCHEMAS.get(path.strip("/"))
         if schemas is None or exchange.status is None:
             return
-        whole, chunk = schemas
+        whole, chunk, error = schemas
         if not exchange.ok:
             if exchange.json is not None:
-                self.schema_violations("error", exchange.json, "compatible")
+                self.schema_violations(error, exchange.json, "compatible")
         elif exchange.is_event_stream:
             for position, event in enumerate(exchange.stream.chunks):
                 self.schema_violations(chunk, event, "compatible", where=f"chunk #{position} ")

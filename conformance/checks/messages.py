@@ -357,8 +357,8 @@ def auth_header(ctx: ProbeContext) -> Observation:
         return inconclusive("a wrong key was served in either header: the endpoint does not authenticate, so "
                             "there is no refusal to tell the headers apart")
     refusals = [exchange for exchange in (wrong_x, wrong_bearer, right_x, right_bearer) if not exchange.ok]
-    malformed = [exchange.describe_status() for exchange in refusals
-                 if exchange.status not in (401, 403) or as_dict(exchange.json).get("type") != "error"]
+    malformed = [exchange.describe_status() for exchange in refusals if exchange.status not in (401, 403)
+                 or exchange.json is None or ctx.schema_violations(ERROR_SCHEMA, exchange.json, "compatible")]
     if malformed:
         return observe("other", f"a refused key is not a 401 in Anthropic's envelope: {malformed[0]}")
     if right_x.ok and right_bearer.ok and not wrong_x.ok and not wrong_bearer.ok:
@@ -429,14 +429,15 @@ def tool_fields(ctx: ProbeContext) -> Observation:
 
 def expect_anthropic_error(ctx: ProbeContext, exchange: Exchange, status: int, kind: str,
                            situation: str) -> Observation:
-    """`anthropic` when the answer is `status` in Anthropic's envelope with error type `kind`."""
+    """`anthropic` when the answer is `status` in Anthropic's documented envelope (the strict schema:
+    with its top-level `"type": "error"`, which the compatible one lets go) with error type `kind`."""
     if (absent := unserved(ctx, exchange)) is not None:
         return absent
     if exchange.ok:
         return observe("other", f"{situation}: answered HTTP {exchange.status} instead of refusing with {status}")
     body = exchange.json
     problems = (["the body is not JSON: " + repr(exchange.text[:80])] if body is None
-                else [str(v) for v in ctx.schema_violations(ERROR_SCHEMA, body, "compatible")])
+                else [str(v) for v in ctx.schema_violations(ERROR_SCHEMA, body, "strict")])
     error = as_dict(as_dict(body).get("error"))
     if not problems and error.get("type") != kind:
         problems.append(f"error type {error.get('type')!r}, not {kind!r}")
