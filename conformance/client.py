@@ -28,6 +28,8 @@ CHECK_EXTENSION = "conformance.check"
 #: The request extension where the transport leaves the request's Exchange for its sender.
 EXCHANGE_EXTENSION = "conformance.exchange"
 
+#: Paths whose requests read a prompt but generate nothing: their cost is the prompt alone.
+NOT_GENERATING = ("/embeddings", "/messages/count_tokens")
 #: 429/503 answers carrying Retry-After are retried at most this often per request...
 MAX_RETRIES = 2
 #: ...and only when the server asks to wait no longer than this.
@@ -49,7 +51,7 @@ class BoundedTransport(httpx.BaseTransport):
         request.headers["accept-encoding"] = "identity"
         exchange = describe_request(request, self.redactor)
         # BudgetExhausted: not sent, not counted
-        reserved = self.stats.reserve(exchange.request_body, generates=not request.url.path.endswith("/embeddings"))
+        reserved = self.stats.reserve(exchange.request_body, generates=not request.url.path.endswith(NOT_GENERATING))
         request.extensions = {**request.extensions, EXCHANGE_EXTENSION: exchange}
         while True:
             lease = self.limit.acquire()

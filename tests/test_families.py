@@ -100,3 +100,18 @@ def test_profiles_judge_the_families_they_name():
     with pytest.raises(ProfileError, match="belongs to the anthropic API family"):
         parse_profile({"name": "mine", "expect": {"messages-schema": "anthropic"}}, CATALOG, "mine.toml")
     assert Profile("none", "").apis == ("openai",) and load_profile("none", CATALOG).apis == ()
+
+
+def test_messages_requests_are_counted_as_they_cost(reference_server):
+    """count_tokens generates nothing (it once reserved, and was charged, the whole budget: it has no
+    `max_tokens` and answers no `usage`); a Messages stream's input tokens ride on `message_start`."""
+    from conformance.accounting import RunStats
+
+    server = reference_server("openai", api_key=KEY)
+    stats = RunStats(token_budget=10_000)
+    client = EndpointClient(server.base_url, KEY, timeout=10, stats=stats)
+    for check_id in ("messages-count-tokens/message", "messages-stream-usage/stream"):
+        result = execute(REGISTRY[check_id], CATALOG[REGISTRY[check_id].entry], Profile("none", ""), client,
+                         server.config.model_id, None)
+        assert result.outcome == "pass", result.explain()
+    assert stats.charged < 1_000 and stats.prompt_tokens >= 3 * 10  # three generations of a 10+ token prompt

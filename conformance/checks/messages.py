@@ -65,7 +65,8 @@ def family_headers(ctx: ProbeContext, version: bool = True) -> dict[str, Any]:
 
 
 def send_message(ctx: ProbeContext, body: Any, path: str = MESSAGES_PATH, **options: Any) -> Exchange:
-    return ctx.send(path, body, **(options or family_headers(ctx)))
+    """A Messages request with the family's headers, unless `options` give others."""
+    return ctx.send(path, body, **{**family_headers(ctx), **options})
 
 
 def unserved(ctx: ProbeContext, exchange: Exchange) -> Observation | None:
@@ -234,21 +235,31 @@ def stop_max_tokens(ctx: ProbeContext) -> Observation:
     return observe("other", f"a reply cut at max_tokens 3 says {reason!r} ({output} output tokens)")
 
 
+#: The stop sequences: `5` meets a model that counts, `from` one that repeats the request (small
+#: models do); whichever it writes first must be the one echoed.
+STOPS = ["5", "from"]
+
+
 @check("messages-stop-reason", variant="stop-sequence")
 def stop_sequence(ctx: ProbeContext) -> Observation:
-    absent, message = judged_stop(ctx, message_body(ctx, COUNT_TO_10, max_tokens=40, stop_sequences=["5"]),
-                                  "stop_sequence")
-    if absent:
+    """The same greedy request without `stop_sequences` (sent at once) shows which stop string the
+    model writes first, since a server cuts it out of the stopped reply."""
+    body = message_body(ctx, COUNT_TO_10, max_tokens=40)
+    stopped, free = ctx.send_all([(MESSAGES_PATH, {**body, "stop_sequences": STOPS}), (MESSAGES_PATH, body)],
+                                 **family_headers(ctx))
+    if (absent := unserved(ctx, stopped)) is not None:
         return absent
+    message = ctx.require_success(stopped, "request with stop_sequences")
+    written = text(ctx.require_success(free, "the same request without stop_sequences"))
+    hits = sorted((written.find(stop), stop) for stop in STOPS if stop in written)
+    if not hits:
+        return inconclusive(f"without stop_sequences the model writes none of {STOPS} in 40 tokens: {written[:60]!r}")
+    first = hits[0][1]
     reason, echoed, said = stop_reason(message), message.get("stop_sequence"), text(message)
-    if reason == "stop_sequence" and echoed == "5":
-        return observe("anthropic", f"`stop_sequence` with `stop_sequence: \"5\"` echoed after {said!r}")
-    if reason == "stop_sequence":
-        return observe("other", f"`stop_sequence`, but the matched string is echoed as {echoed!r}, not '5'")
-    if "5" not in said and reason in ("end_turn", "max_tokens"):
-        return inconclusive(f"the model never wrote the stop string '5' ({said[:60]!r}, {reason})")
-    return observe("other", f"a reply stopped by the stop sequence '5' says {reason!r} "
-                   f"(stop_sequence {echoed!r}, text {said[:60]!r})")
+    if reason == "stop_sequence" and echoed == first:
+        return observe("anthropic", f"`stop_sequence` with `stop_sequence: {json.dumps(echoed)}` echoed after {said!r}")
+    return observe("other", f"where the model writes {first!r} the reply says stop_reason {reason!r}, stop_sequence "
+                   f"{echoed!r} (text {said[:60]!r})")
 
 
 @check("messages-stop-reason", variant="tool-use")
@@ -318,12 +329,17 @@ def served_without(ctx: ProbeContext, exchange: Exchange, control_body: dict[str
     return observe("anthropic", f"without {left_out}: {rejection_reason(exchange)}; with it, served")
 
 
+#: Events read of a stream before it is closed: enough to see it begin (message_start, a ping).
+STREAM_BEGUN_EVENTS = 2
+
+
 @check("messages-max-tokens-required", variant="message")
 def max_tokens_required(ctx: ProbeContext) -> Observation:
-    """Without a cap the reply is bounded by a stop sequence met early in a count."""
-    body = message_body(ctx, COUNT_TO_10, stop_sequences=["3"])
-    return served_without(ctx, send_message(ctx, body), {**body, "max_tokens": 8}, "`max_tokens`",
-                          family_headers(ctx))
+    """Without a cap nothing bounds a reply, so the request streams and is closed as soon as the
+    stream begins: a 200 stream means served, whatever the model would have gone on to write."""
+    body = message_body(ctx, REPLY_OK, stream=True)
+    exchange = send_message(ctx, body, abort_after_events=STREAM_BEGUN_EVENTS)
+    return served_without(ctx, exchange, {**body, "max_tokens": 8}, "`max_tokens`", family_headers(ctx))
 
 
 @check("anthropic-version-header", variant="message")
@@ -467,6 +483,10 @@ def error_invalid_json(ctx: ProbeContext) -> Observation:
     return expect_anthropic_error(ctx, exchange, 400, "invalid_request_error", "a truncated JSON body")
 
 
+#: Usage counts of input read from or written to the prompt cache, besides `input_tokens`.
+CACHE_COUNTS = ("cache_read_input_tokens", "cache_creation_input_tokens")
+
+
 @check("messages-count-tokens", variant="message")
 def count_tokens(ctx: ProbeContext) -> Observation:
     """The count of a conversation against the `usage.input_tokens` of a message on it."""
@@ -477,6 +497,8 @@ def count_tokens(ctx: ProbeContext) -> Observation:
     if (absent := unserved(ctx, message)) is not None:
         return absent
     usage = as_dict(ctx.require_success(message, "the message to compare with").get("usage"))
+    # A message's input is split: `input_tokens` and, read from or written to the cache, the rest.
+    cached = sum(usage[key] for key in CACHE_COUNTS if type(usage.get(key)) is int)
     if counted.status in (404, 405):
         return observe("unsupported", f"POST {COUNT_TOKENS_PATH} {rejection_reason(counted)}, while POST "
                        f"{MESSAGES_PATH} is served")
@@ -485,6 +507,7 @@ def count_tokens(ctx: ProbeContext) -> Observation:
         return observe("other", f"count_tokens answered input_tokens={number!r}, not an integer")
     if type(usage.get("input_tokens")) is not int:
         return inconclusive(f"count_tokens says {number}, but the message has no usage.input_tokens to compare")
-    if number == usage["input_tokens"]:
-        return observe("anthropic", f"{number} input tokens, as the message's usage says")
-    return observe("miscounted", f"count_tokens says {number}, the message's usage {usage['input_tokens']}")
+    split = f"{usage['input_tokens']}" + (f" + {cached} cached" if cached else "")
+    if number == usage["input_tokens"] + cached:
+        return observe("anthropic", f"{number} input tokens, as the message's usage says ({split})")
+    return observe("miscounted", f"count_tokens says {number}, the message's usage {split}")
