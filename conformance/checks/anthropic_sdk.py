@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import anthropic
+import httpx
 import jsonschema
 
 from conformance.checks.base import ProbeContext, check
@@ -29,10 +30,13 @@ def sdk_base_url(base_url: str) -> str | None:
 
 
 def anthropic_client(ctx: ProbeContext, log: list[Exchange]) -> anthropic.Anthropic:
-    """The official SDK, its traffic going our way (bounded, retried, recorded) into `log`."""
+    """The official SDK, its traffic going our way (bounded, retried, recorded) into `log`: through
+    an httpx client for the SDK releases built on httpx, an httpx2 one for those built on httpx2 (2.x)."""
+    on_httpx = issubclass(anthropic.DefaultHttpxClient, httpx.Client)
+    http_client: Any = (ctx.client.logging_http_client if on_httpx else ctx.client.logging_httpx2_client)(
+        ctx.check_id, log)  # whichever the installed release takes
     return anthropic.Anthropic(base_url=sdk_base_url(ctx.client.base_url), api_key=ctx.client.api_key or "no-key",
-                               max_retries=0, timeout=ctx.client.timeout,
-                               http_client=ctx.client.logging_httpx2_client(ctx.check_id, log))
+                               max_retries=0, timeout=ctx.client.timeout, http_client=http_client)
 
 
 ANTHROPIC_SDK = Sdk("anthropic", anthropic_client, (anthropic.APITimeoutError,), (anthropic.APIConnectionError,),

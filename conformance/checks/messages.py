@@ -314,8 +314,7 @@ def usage_in_stream(ctx: ProbeContext) -> Observation:
 
 # ---- what a request must carry -----------------------------------------------------------------
 
-def served_without(ctx: ProbeContext, exchange: Exchange, control_body: dict[str, Any], left_out: str,
-                   options: dict[str, Any]) -> Observation:
+def served_without(ctx: ProbeContext, exchange: Exchange, control_body: dict[str, Any], left_out: str) -> Observation:
     """`anthropic` when the request lacking `left_out` is refused and the control (with it) served;
     `fireworks` when it is served."""
     if (absent := unserved(ctx, exchange)) is not None:
@@ -324,7 +323,7 @@ def served_without(ctx: ProbeContext, exchange: Exchange, control_body: dict[str
         return observe("fireworks", f"served without {left_out} (HTTP {exchange.status})")
     if not is_refused(exchange):
         raise ProbeFailed(f"without {left_out}: {exchange.describe_status()}")
-    require_control(ctx.control(MESSAGES_PATH, control_body, **options), f"without {left_out} "
+    require_control(ctx.control(MESSAGES_PATH, control_body, **family_headers(ctx)), f"without {left_out} "
                     f"{rejection_reason(exchange)}", f"the same request with {left_out}")
     return observe("anthropic", f"without {left_out}: {rejection_reason(exchange)}; with it, served")
 
@@ -339,14 +338,14 @@ def max_tokens_required(ctx: ProbeContext) -> Observation:
     stream begins: a 200 stream means served, whatever the model would have gone on to write."""
     body = message_body(ctx, REPLY_OK, stream=True)
     exchange = send_message(ctx, body, abort_after_events=STREAM_BEGUN_EVENTS)
-    return served_without(ctx, exchange, {**body, "max_tokens": 8}, "`max_tokens`", family_headers(ctx))
+    return served_without(ctx, exchange, {**body, "max_tokens": 8}, "`max_tokens`")
 
 
 @check("anthropic-version-header", variant="message")
 def version_header(ctx: ProbeContext) -> Observation:
     body = message_body(ctx, REPLY_OK, max_tokens=1)
     exchange = send_message(ctx, body, **family_headers(ctx, version=False))
-    return served_without(ctx, exchange, body, "the `anthropic-version` header", family_headers(ctx))
+    return served_without(ctx, exchange, body, "the `anthropic-version` header")
 
 
 #: The auth check's requests: (the key right or wrong, the header carrying it).
@@ -357,7 +356,7 @@ WRONG_KEY = "sk-conformance-not-a-valid-key"
 @check("anthropic-auth-header", variant="message")
 def auth_header(ctx: ProbeContext) -> Observation:
     """The right key and a wrong one, each in `x-api-key` alone and as `Authorization: Bearer` alone
-    (four requests at once; bodies differ by `max_tokens` so a replay tells them apart)."""
+    (four requests whose bodies differ by `max_tokens`, so a replay tells them apart)."""
     key = ctx.client.api_key or "no-key"
     sent = []
     for position, (right, header) in enumerate(KEY_WAYS):
