@@ -148,15 +148,19 @@ def preflight(client: EndpointClient, model: str, family: str = "openai") -> str
         raise EndpointUnusable(f"--max-tokens-budget is too small to judge anything: {exhausted}") from None
     except EndpointError:
         return None
+    first = family == API_FAMILIES[0]
+    # A second family is judged on its own: its path may sit behind the first one's auth (a Messages
+    # request carries the key as x-api-key), or refuse a model the first serves; either way it is not
+    # served with this key and model, and any other answer is the checks' to judge.
+    refused = answer.status in ((404, 405) if first else (401, 403, 404, 405))
     if blames_model(answer, model) and answer.status is not None and 400 <= answer.status < 500:
-        raise EndpointUnusable(f"model {model!r} is not served; pass one the endpoint serves with --model "
-                               f"(preflight POST {answer.url}: {answer.describe_status()[:160]})")
-    # A second family's path may sit behind the first one's auth (a Messages request carries the key
-    # as x-api-key): refused there, it is not served with this key; any other answer is the checks' to judge.
-    unserved = (404, 405) if family == "openai" else (401, 403, 404, 405)
-    if answer.status in unserved:
+        if first:
+            raise EndpointUnusable(f"model {model!r} is not served; pass one the endpoint serves with --model "
+                                   f"(preflight POST {answer.url}: {answer.describe_status()[:160]})")
+        refused = True
+    if refused:
         return f"POST {answer.url} answered {answer.describe_status()[:160]}"
-    if family != "openai":
+    if not first:
         return None
     problem = preflight_problem(answer, model)
     if problem:
