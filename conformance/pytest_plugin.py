@@ -331,7 +331,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     terminalreporter.write_sep("=", "conformance")
     named = f"run {run.name}  " if run.name else ""
     write(f"{named}endpoint {describe_endpoint(run)}  model {run.endpoint.model}  profile {run.profile.name}")
+    for family, why in run.endpoint.left_out.items():  # one line for a family's checks, not one per check
+        write(f"[skip] the {family} API family's checks: {why}", yellow=True)
+    left_out = set(run.endpoint.left_out.values())
     for result in results:
+        if result.reason in left_out:
+            continue
         if result.outcome in ("fail", "error"):
             for number, line in enumerate(failure_lines(result)):
                 write(line, red=True, bold=number == 0 and result.outcome == "error")

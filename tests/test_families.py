@@ -115,3 +115,17 @@ def test_messages_requests_are_counted_as_they_cost(reference_server):
                          server.config.model_id, None)
         assert result.outcome == "pass", result.explain()
     assert stats.charged < 1_000 and stats.prompt_tokens >= 3 * 10  # three generations of a 10+ token prompt
+
+
+def test_a_family_left_out_is_judged_by_no_profile_and_said_once(reference_server, tmp_path, capsys):
+    """`--api openai` under the fireworks profile (which judges both families): the Messages checks are
+    skipped like checks `-k` leaves out, not "not judged", and the console says why in one line."""
+    from conformance.cli import main
+
+    server = reference_server("fireworks", api_key=KEY)
+    code = main(["run", "--base-url", server.base_url, "--api-key", KEY, "--api", "openai", "--profile", "fireworks",
+                 "-k", "chat-completion-schema or messages-schema or messages-usage", "--report-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert out.count("the anthropic API family was not asked for (--api)") == 1
+    assert "[skip] the anthropic API family's checks" in out
