@@ -4,19 +4,23 @@
 - `conformance run` against the embedded reference server within 2.5 s;
 - `conformance run` against a reference server that delays every response by 500 ms within 1.5x
   its critical path: the longest chain of requests that must wait for each other (the setup
-  requests, then the check whose requests depend on one another the most) times the latency.
+  requests, then the check whose requests depend on one another the most) times the latency;
+- `conformance run --models all` against `conformance serve --models 200` (every check on 200
+  models, one run) within 60 s and 500 MB peak RSS (median of 3: each run takes minutes).
 
 The critical path is measured, not guessed: one calibration run against the slow server with
 `--concurrency` above the run's whole request count (so no request ever waits for a slot) gives
 each check's duration, and its chain is that duration divided by the latency (requests a check
 sends together count once). The benchmark
 prints that chain. Run with `nox -s benchmark` (or `python benchmarks/run_benchmark.py` with the
-package installed); the exit code is 1 when a target is missed.
+package installed; `--matrix-only` measures the 200-model run alone); the exit code is 1 when a
+target is missed.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -33,6 +37,8 @@ CRITICAL_PATH_FACTOR = 1.5
 CONFORMANCE = [sys.executable, "-m", "conformance"]
 #: More requests in flight than a whole run sends: the calibration run never queues a request.
 UNQUEUED = 1000
+MATRIX_MODELS, MATRIX_RUNS = 200, 3
+MATRIX_TARGETS = {"wall_s": 60.0, "rss_mb": 500.0}
 
 
 def children_cpu() -> float:
@@ -53,6 +59,44 @@ def median_wall(arguments: list[str]) -> tuple[float, list[float], float]:
     measured = [wall(arguments) for _ in range(RUNS)]
     times = [wall_s for wall_s, _ in measured]
     return statistics.median(times), times, statistics.median(cpu for _, cpu in measured)
+
+
+def measured(arguments: list[str]) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds and peak RSS (MB) of one whole `conformance` process (its own
+    rusage, from wait4: the server beside it is not counted)."""
+    started = time.monotonic()
+    process = subprocess.Popen(CONFORMANCE + arguments, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode not in (0, 1):
+        raise SystemExit(f"conformance {' '.join(arguments)} exited {process.returncode}")
+    return time.monotonic() - started, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
+def matrix(scratch_dir: Path) -> list[str]:
+    """The 200-model run: its median wall time and peak RSS against the targets; what was missed."""
+    server = subprocess.Popen(CONFORMANCE + ["serve", "--port", "0", "--models", str(MATRIX_MODELS)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        base_url = server.stdout.readline().strip()  # type: ignore[union-attr]
+        directory = scratch_dir / "matrix"
+        runs = [measured(["run", "--base-url", base_url, "--models", "all", "--report-dir", str(directory)])
+                for _ in range(MATRIX_RUNS)]
+    finally:
+        server.terminate()  # the server this script started, by its pid
+        server.wait(timeout=30)
+    report = read_report(directory)
+    wall_s, cpu_s = statistics.median(run[0] for run in runs), statistics.median(run[1] for run in runs)
+    rss_mb = max(run[2] for run in runs)
+    cases = sum(len(section["results"]) for section in report["models"])
+    print(f"run --models all, {MATRIX_MODELS} models   {wall_s:6.2f}s  (target {MATRIX_TARGETS['wall_s']:.0f}s; "
+          f"runs {', '.join(f'{run[0]:.1f}' for run in sorted(runs))}; CPU {cpu_s:.1f}s); "
+          f"peak RSS {rss_mb:.0f} MB (target {MATRIX_TARGETS['rss_mb']:.0f}); {cases} cases, {report['requests']} "
+          f"requests; report.html {(directory / 'report.html').stat().st_size / 1e6:.2f} MB, "
+          f"report.json {(directory / 'report.json').stat().st_size / 1e6:.1f} MB; load average "
+          f"{' '.join(f'{load:.1f}' for load in os.getloadavg())}")
+    return [name for name, value in (("matrix wall", wall_s), ("matrix memory", rss_mb))
+            if value > MATRIX_TARGETS["wall_s" if name == "matrix wall" else "rss_mb"]]
 
 
 def read_report(directory: Path) -> dict[str, Any]:
@@ -80,6 +124,10 @@ def main() -> int:
     missed = []
     with tempfile.TemporaryDirectory() as scratch:
         scratch_dir = Path(scratch)
+        if "--matrix-only" in sys.argv[1:]:
+            missed = matrix(scratch_dir)
+            print(f"missed: {', '.join(missed)}" if missed else "every target met")
+            return 1 if missed else 0
         median, times, cpu = median_wall(["catalog"])
         print(f"conformance catalog              {median:6.2f}s  (target {TARGETS['catalog']}s; {spread(times, cpu)})")
         missed += ["catalog"] if median > TARGETS["catalog"] else []
@@ -116,6 +164,7 @@ def main() -> int:
               f"path (target {CRITICAL_PATH_FACTOR}x; {spread(times, cpu)}); checks {report['duration_s']:.2f}s, "
               f"{report['requests']} requests")
         missed += ["latency"] if median > CRITICAL_PATH_FACTOR * path_s else []
+        missed += matrix(scratch_dir)
     if missed:
         print(f"missed: {', '.join(missed)}")
     return 1 if missed else 0

@@ -81,6 +81,44 @@ def worst_case_tokens(body: Any, generates: bool = True) -> int | None:
 
 
 @dataclass
+class Spend:
+    """What some requests cost (one check's, one model's): requests sent, retries included, and
+    the tokens their usage reports. The run's total and its budget are `RunStats`'."""
+
+    requests: int = 0
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def add(self, exchange: Exchange) -> None:
+        prompt, completion = token_counts(usage_of(exchange))
+        self.requests += 1 + len(exchange.retries)
+        self.retries += len(exchange.retries)
+        self.prompt_tokens += prompt
+        self.completion_tokens += completion
+
+    def __iadd__(self, other: Spend) -> Spend:
+        self.requests += other.requests
+        self.retries += other.retries
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """As report.json spells it (the run's own `requests`, `retries` and `tokens`)."""
+        return {"requests": self.requests, "retries": self.retries,
+                "tokens": {"prompt": self.prompt_tokens, "completion": self.completion_tokens,
+                           "total": self.prompt_tokens + self.completion_tokens}}
+
+    @classmethod
+    def of(cls, exchanges: list[Exchange]) -> Spend:
+        spend = cls()
+        for exchange in exchanges:
+            spend.add(exchange)
+        return spend
+
+
+@dataclass
 class RunStats:
     """Requests sent and tokens spent, shared by every thread of a run; and the token budget.
 

@@ -3,9 +3,10 @@
 Why not VCR.py's own patching: it patches httpx process-wide, so only one cassette can be active
 at a time (checks run concurrently here), and it reads a streamed body to the end before handing
 it over (the stream-abort probe must really close a stream early). Interception is therefore an
-httpx transport: it tees the bytes as the client reads them and files each interaction under the
-check named in `request.extensions`. The files are VCR.py cassettes, written and read with VCR.py's
-own serializer, so other VCR.py tooling can open them.
+httpx transport under the client's bounded one, which keeps each body as it is read (redacted) in
+the request's Exchange; when the body is closed, the interaction is filed under the check named in
+`request.extensions`. The files are VCR.py cassettes, written and read with VCR.py's own
+serializer, so other VCR.py tooling can open them.
 
 Nothing secret reaches the disk: credential headers are dropped and every spelling of the run's
 secrets is replaced wherever it appears (URL, headers, body) before an interaction is kept, and
@@ -18,6 +19,7 @@ import json
 import re
 import threading
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -29,6 +31,7 @@ from vcr.serializers import yamlserializer
 
 from conformance.client import CHECK_EXTENSION, EXCHANGE_EXTENSION
 from conformance.exceptions import ConformanceError
+from conformance.exchange import Exchange
 from conformance.redaction import REDACTED, SECRET_HEADERS, Redactor
 from conformance.transport import network_transport
 
@@ -44,9 +47,29 @@ class CassetteMiss(ConformanceError, httpx.TransportError):
     recorded (stale). A check with no cassette at all is not replayed (`CassetteStore.recorded`)."""
 
 
+#: Between a model's folder and a check id in a matrix run's cassette key (no check id holds it).
+MODEL_SEPARATOR = "::"
+
+
 def cassette_name(check_id: str) -> str:
     """A file name for a check id (`stop-sequence-in-output/chat` -> `stop-sequence-in-output__chat.yaml`)."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "__", check_id) + ".yaml"
+    return model_folder(check_id) + ".yaml"
+
+
+def model_folder(model: str) -> str:
+    """A file or folder name for an id (`accounts/x/models/y` -> `accounts__x__models__y`)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "__", model)
+
+
+def case_cassette(model: str, check_id: str) -> str:
+    """The cassette key of a check on one model of a matrix run: its file goes in the model's folder."""
+    return f"{model_folder(model)}{MODEL_SEPARATOR}{check_id}"
+
+
+def cassette_path(directory: Path, key: str) -> Path:
+    """Where a cassette key's file is: DIR/<check>.yaml, or DIR/<model>/<check>.yaml in a matrix."""
+    folder, separator, check = key.rpartition(MODEL_SEPARATOR)
+    return (directory / folder if separator else directory) / cassette_name(check)
 
 
 class Scrubber:
@@ -98,12 +121,13 @@ class CassetteStore:
             previous = {}
         removed: list[Path] = []
         if previous and recording_identity(previous) != recording_identity(metadata):
-            removed = sorted(self.directory.glob("*.yaml"))
+            removed = sorted(self.directory.rglob("*.yaml"))
             for path in removed:
                 path.unlink()
         with self._lock:
             for check, pairs in sorted(self._interactions.items()):
-                path = self.directory / cassette_name(check)
+                path = cassette_path(self.directory, check)
+                path.parent.mkdir(exist_ok=True)
                 text = serialize({"requests": [r for r, _ in pairs], "responses": [p for _, p in pairs]},
                                  yamlserializer)
                 path.write_text(self.redactor.text(text), encoding="utf-8")
@@ -126,14 +150,14 @@ class CassetteStore:
         except (ValueError, RecursionError) as problem:
             raise ValueError(f"{path} is not JSON ({type(problem).__name__}); re-record the run") from None
         if not isinstance(recorded, dict) or any(not isinstance(recorded.get(name), str) for name in METADATA_TEXT) \
-                or type(recorded.get("context_window")) not in (int, type(None)):
+                or type(recorded.get("context_window")) not in (int, type(None)) or not recorded_models(recorded):
             raise ValueError(f"{path} is not a recorded run's metadata (it needs the strings "
                              f"{', '.join(METADATA_TEXT)} and an integer or null context_window); re-record the run")
         return recorded
 
     def recorded(self, check: str) -> bool:
         """Whether this directory holds a cassette for `check` (a check added since has none)."""
-        return (self.directory / cassette_name(check)).is_file()
+        return cassette_path(self.directory, check).is_file()
 
     def not_recorded(self, check: str, entry: str) -> str:
         """Why a check without a cassette is not judged in a replay, and how to record it: a check
@@ -142,37 +166,45 @@ class CassetteStore:
                 f"`conformance run --record {self.directory} -k {entry}` against the recorded endpoint")
 
     def load(self, check: str) -> list[tuple[VcrRequest, dict[str, Any]]]:
-        path = self.directory / cassette_name(check)
+        path = cassette_path(self.directory, check)
         if not path.is_file():
             return []
         requests, responses = deserialize(path.read_text(encoding="utf-8"), yamlserializer)[:2]
         return list(zip(requests, responses, strict=True))
 
 
-class TeeStream(httpx.SyncByteStream):
-    """Passes a response body through and, when the reader closes it, hands over what was read."""
+class FiledOnClose(httpx.SyncByteStream):
+    """Passes a response body through untouched and calls `on_close` when the reader closes it:
+    by then the bounded transport above has kept the body, redacted, in the request's Exchange."""
 
-    def __init__(self, inner: httpx.SyncByteStream, on_close):
+    def __init__(self, inner: httpx.SyncByteStream, on_close: Callable[[], None]):
         self._inner, self._on_close = inner, on_close
-        self._parts: list[bytes] = []
 
-    def __iter__(self):
-        for part in self._inner:
-            self._parts.append(part)
-            yield part
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._inner)
 
     def close(self) -> None:
         try:
             self._inner.close()
         finally:
-            self._on_close(b"".join(self._parts))
+            self._on_close()
 
+
+def recorded_models(recorded: dict[str, Any]) -> bool:
+    """Whether run.json's `models` (a matrix recording's; absent in a one-model one) is a list of
+    objects with a string id, an integer or null context window, and a string or null problem."""
+    models = recorded.get("models", [])
+    return isinstance(models, list) and all(
+        isinstance(model, dict) and isinstance(model.get("id"), str)
+        and type(model.get("context_window")) in (int, type(None)) and type(model.get("problem")) in (str, type(None))
+        for model in models)
 
 
 def recording_identity(metadata: dict[str, Any]) -> tuple[Any, ...]:
     """What makes two recordings the same endpoint's: its name (`reference-openai` for the embedded
     server, whose port changes every run), the base URL's path, and the model."""
-    return (metadata.get("endpoint"), urlsplit(str(metadata.get("base_url", ""))).path, metadata.get("model"))
+    return (metadata.get("endpoint"), urlsplit(str(metadata.get("base_url", ""))).path, metadata.get("model"),
+            tuple(str(model.get("id")) for model in metadata.get("models") or () if isinstance(model, dict)))
 
 
 def _check_of(request: httpx.Request) -> str:
@@ -191,18 +223,20 @@ class RecordingTransport(httpx.BaseTransport):
         recorded = VcrRequest(request.method, self.scrub.url(str(request.url)), self.scrub.body(request.read()),
                               self.scrub.headers(request.headers))
 
-        def file(body: bytes) -> None:
-            exchange = request.extensions.get(EXCHANGE_EXTENSION)
-            if exchange is not None and exchange.failure:
+        def file() -> None:
+            # Every request comes through the client's BoundedTransport, which files the Exchange:
+            # the body as read and redacted once, there.
+            exchange: Exchange = request.extensions[EXCHANGE_EXTENSION]
+            if exchange.failure:
                 return  # no complete answer (a timeout, a cap): nothing a replay could serve as one
             self.store.add(_check_of(request), recorded, {
                 "status": {"code": response.status_code, "message": response.reason_phrase},
                 "headers": self.scrub.headers(response.headers),
-                "body": {"string": self.scrub.body(body)},
+                "body": {"string": exchange.body.decode("utf-8", "surrogateescape")},
             })
 
         return httpx.Response(response.status_code, headers=response.headers,
-                              stream=TeeStream(cast(httpx.SyncByteStream, response.stream), file),
+                              stream=FiledOnClose(cast(httpx.SyncByteStream, response.stream), file),
                               extensions=response.extensions)
 
     def close(self) -> None:
@@ -248,7 +282,7 @@ class ReplayTransport(httpx.BaseTransport):
                 why = "stale: the check changed since it was recorded" if self.store.recorded(check) else "missing"
                 raise CassetteMiss(
                     f"no recorded answer for {request.method} {url} in "
-                    f"{self.store.directory / cassette_name(check)} (the cassette is {why}); "
+                    f"{cassette_path(self.store.directory, check)} (the cassette is {why}); "
                     f"re-record with `conformance run --record {self.store.directory}`")
         body = response["body"]["string"]
         content = body if isinstance(body, bytes) else body.encode("utf-8", "surrogateescape")

@@ -117,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
                             "is refused with the list of faults)")
     serve.add_argument("--set", dest="overrides", type=override, action="append", default=[],
                        metavar="ENTRY=BEHAVIOUR", help="deviate on one catalog entry (repeatable)")
+    serve.add_argument("--models", type=argparse_type(positive_int), default=None, metavar="N",
+                       help="serve N models, reference-model-001 ... (each behaving as --behavior and --set say, "
+                            "unless --model-behaviour says otherwise)")
+    serve.add_argument("--model-behaviour", dest="model_behaviours", type=argparse_type(parse_model_behaviour),
+                       action="append", default=[], metavar="MODEL=VENDOR[+ENTRY=BEHAVIOUR...]",
+                       help="with --models: how one model behaves, e.g. reference-model-002=fireworks or "
+                            "reference-model-003=openai+embeddings=unsupported (repeatable)")
 
     catalog = commands.add_parser("catalog", help="list the documented differences with their sources")
     catalog.add_argument("--format", choices=("text", "json"), default="text")
@@ -135,6 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
     changed.add_argument("baseline", metavar="BASELINE.json")
     changed.add_argument("current", metavar="CURRENT.json")
     OPTIONS["accept-behaviour-changes"].add_to(changed.add_argument)
+    merging = commands.add_parser(
+        "merge", help="join the shards of one run (--shard K/N) into one report",
+        description="Join the report.json of every shard of one run into one report (report.json, report.md, "
+                    "report.html, junit.xml). Exit 0 or 1 as the unsharded run would; 2 (one line) for shards of "
+                    "different runs, a shard given twice, a missing shard or a case in two shards.")
+    merging.add_argument("reports", nargs="+", metavar="REPORT.json", help="each shard's report.json (or directory)")
+    merging.add_argument("--report-dir", default="reports", metavar="DIR", help="where to write (default: reports)")
     dataset_command.add_command(commands)
     audit_command.add_command(commands)
     return parser
@@ -295,22 +309,36 @@ def execute_run(args: argparse.Namespace) -> Finished:
     return finished
 
 
+def parse_model_behaviour(text: str) -> tuple[str, str, dict[str, str]]:
+    from conformance.reference_server.fleet import parse_model_behaviour as parse
+
+    return parse(text)
+
+
 def command_serve(args: argparse.Namespace) -> int:
     from conformance.reference_server.config import ConfigError, ServerConfig
     from conformance.reference_server.embedded import base_url_of, bind, uvicorn_server
+    from conformance.reference_server.fleet import Fleet, fleet_configs
 
+    if args.model_behaviours and args.models is None:
+        raise UsageProblem("--model-behaviour needs --models N")
     try:
         delay = {} if args.token_delay_ms is None else {"token_delay_ms": max(0.0, args.token_delay_ms)}
-        config = ServerConfig.for_vendor(args.behavior, dict(args.overrides), api_key=args.api_key,
-                                         context_window=args.context_window, latency_ms=max(0, args.latency_ms),
-                                         faults=frozenset(args.faults), **delay)
+        knobs = {"api_key": args.api_key, "context_window": args.context_window,
+                 "latency_ms": max(0, args.latency_ms), "faults": frozenset(args.faults), **delay}
+        fleet = None
+        if args.models is None:
+            config = ServerConfig.for_vendor(args.behavior, dict(args.overrides), **knobs)
+        else:
+            configs = fleet_configs(args.models, args.behavior, dict(args.overrides), args.model_behaviours, **knobs)
+            config, fleet = configs[0], Fleet(configs)
         sock = bind(args.host, args.port)
     except ConfigError as problem:
         raise UsageProblem(str(problem)) from None
     except OSError as problem:
         raise UsageProblem(f"cannot listen on {args.host}:{args.port}: {problem.strerror}") from None
     print(base_url_of(sock), flush=True)
-    uvicorn_server(config).run(sockets=[sock])
+    uvicorn_server(config, app=fleet).run(sockets=[sock])
     return EXIT_OK
 
 
@@ -351,8 +379,15 @@ def command_diff(args: argparse.Namespace) -> int:
     return compare.command_diff(args)
 
 
+def command_merge(args: argparse.Namespace) -> int:
+    from conformance import merge
+
+    return merge.command_merge(args)
+
+
 #: The commands besides `run` (`execute_run`, whose outcome is more than an exit code).
 COMMANDS = {"serve": command_serve, "catalog": command_catalog, "compare": command_compare, "diff": command_diff,
+            "merge": command_merge,
             "dataset": dataset_command.run, "audit": audit_command.run}
 
 
@@ -388,7 +423,7 @@ def invoke(argv: list[str] | None = None) -> Finished:
 
 
 #: The flags whose values are secrets, or may carry them, as the command line spells them.
-SECRET_FLAGS = ("--api-key", "--header", "--base-url")
+SECRET_FLAGS = ("--api-key", "--header", "--base-url", "--endpoint-key")
 
 
 def console_redactor(argv: list[str]) -> Redactor:
@@ -401,9 +436,11 @@ def console_redactor(argv: list[str]) -> Redactor:
         if flag in given:
             given[flag] += [value] if equals else argv[index + 1:index + 2]
     environ_url = next((os.environ[name] for name in BASE_URL_VARIABLES if os.environ.get(name)), None)
+    endpoint_keys = [os.environ.get(word.partition("=")[2], "") for word in given["--endpoint-key"]]
     return run_redactor(next(iter(given["--api-key"]), None) or os.environ.get(API_KEY_VARIABLE),
                         next(iter(given["--base-url"]), None) or environ_url,
-                        [header.partition(":")[2].strip() for header in given["--header"]])
+                        [header.partition(":")[2].strip() for header in given["--header"]]
+                        + [key.strip() for key in endpoint_keys if key.strip()])
 
 
 def main(argv: list[str] | None = None) -> int:

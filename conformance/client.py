@@ -18,8 +18,7 @@ from conformance import __version__
 from conformance.accounting import RunStats
 from conformance.exceptions import BudgetExhausted, EndpointError, RequestTimeout
 from conformance.exchange import EVIDENCE_BODY_LIMIT, Exchange, describe_request
-from conformance.redaction import Redactor
-from conformance.sse import EventCounter
+from conformance.redaction import Redactor, run_redactor
 from conformance.transport import AdaptiveLimit, BoundedStream, Lease, ResponseLimit, network_transport, set_deadline
 from conformance.urls import normalize_base_url
 
@@ -27,6 +26,8 @@ from conformance.urls import normalize_base_url
 CHECK_EXTENSION = "conformance.check"
 #: The request extension where the transport leaves the request's Exchange for its sender.
 EXCHANGE_EXTENSION = "conformance.exchange"
+#: The request extension asking the transport to end the body after that many events.
+ABORT_EXTENSION = "conformance.abort_after_events"
 
 #: Paths whose requests read a prompt but generate nothing: their cost is the prompt alone.
 NOT_GENERATING = ("/embeddings", "/messages/count_tokens")
@@ -69,20 +70,22 @@ class BoundedTransport(httpx.BaseTransport):
                 raise
             wait = retry_after(response.status_code, response.headers)
             if wait is None or len(exchange.retries) >= MAX_RETRIES:
-                return self._bounded(response, exchange, lease, reserved)
+                return self._bounded(response, exchange, lease, reserved, request.extensions.get(ABORT_EXTENSION))
             response.close()
             lease.release(overloaded=True)
             exchange.retries.append({"status": response.status_code, "retry_after_s": wait})
             time.sleep(wait)
 
-    def _bounded(self, response: httpx.Response, exchange: Exchange, lease: Lease, reserved: int) -> httpx.Response:
+    def _bounded(self, response: httpx.Response, exchange: Exchange, lease: Lease, reserved: int,
+                 abort_after_events: int | None) -> httpx.Response:
         exchange.status = response.status_code
         exchange.response_headers = self.redactor.headers(response.headers)
         encoding = response.headers.get("content-encoding", "identity").strip().lower()
         stream = BoundedStream(cast(httpx.SyncByteStream, response.stream), lease,
                                event_stream=exchange.is_event_stream,
                                encoding=None if encoding == "identity" else encoding,
-                               on_close=lambda read: self._file(exchange, lease, reserved, read.failure, read))
+                               on_close=lambda read: self._file(exchange, lease, reserved, read.failure, read),
+                               abort_after_events=abort_after_events)
         # Handed up without what would make a client keep state (cookies) or decode the body.
         headers = [(name, value) for name, value in response.headers.multi_items()
                    if name.lower() not in ("set-cookie", "content-encoding")]
@@ -93,6 +96,7 @@ class BoundedTransport(httpx.BaseTransport):
         if read is not None:
             exchange.body = self.redactor.bytes(read.body())
             exchange.first_byte = read.first_byte
+            exchange.aborted_after = read.aborted_after
             if failure is not None:
                 # An incomplete answer is judged by no check, only shown: keep what evidence shows
                 # (and one byte more, which marks it cut), not up to BODY_SIZE_CAP of it.
@@ -129,7 +133,8 @@ class EndpointClient:
         # A pasted key often ends in a newline, which no header may carry.
         self.api_key = api_key.strip() if api_key else None
         self.headers = dict(headers or {})
-        self.redactor = Redactor(self.api_key, *self.headers.values())
+        # The run's redactor, from the same parts (the key, the base URL's credentials, the headers).
+        self.redactor = run_redactor(api_key, base_url, self.headers.values())
         self.limit = AdaptiveLimit(concurrency, timeout)
         self._transport = BoundedTransport(transport or network_transport(), self.redactor, timeout, self.stats,
                                            self.limit)
@@ -160,22 +165,20 @@ class EndpointClient:
         cassettes). `authorization` replaces the Authorization header (None: send none at all).
         Raises EndpointError when no complete HTTP response could be had; any HTTP status is returned.
         """
+        extensions: dict[str, Any] = {CHECK_EXTENSION: check} if check else {}
+        if abort_after_events:
+            extensions[ABORT_EXTENSION] = abort_after_events
         request = self._http.build_request(method, self.url(path), json=body if content is None else None,
-                                           content=content, headers=headers,
-                                           extensions={CHECK_EXTENSION: check} if check else None)
+                                           content=content, headers=headers, extensions=extensions)
         if authorization is None:
             request.headers.pop("authorization", None)
         elif authorization:
             request.headers["authorization"] = authorization
-        aborted = None
         try:
             response = self._http.send(request, stream=True)
             try:
-                events = EventCounter()
-                for part in response.iter_raw():
-                    if abort_after_events and events.feed(part) >= abort_after_events:
-                        aborted = abort_after_events
-                        break
+                for _ in response.iter_raw():  # the transport keeps what arrives, and ends an aborted stream
+                    pass
             finally:
                 response.close()
         except BudgetExhausted:
@@ -185,7 +188,6 @@ class EndpointClient:
         else:
             failure = None
         exchange = request.extensions.get(EXCHANGE_EXTENSION) or describe_request(request, self.redactor)
-        exchange.aborted_after = aborted
         if exchange.failure:
             raised = RequestTimeout if isinstance(failure, httpx.TimeoutException) else EndpointError
             raise raised(f"{method} {exchange.url}: {exchange.failure}", exchange)

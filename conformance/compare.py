@@ -26,6 +26,7 @@ from jsonschema import Draft202012Validator
 
 from conformance.catalog import load_catalog
 from conformance.report.markdown import MARK, cell
+from conformance.report.matrix import is_matrix, views
 from conformance.schemas import schema_root
 
 EXIT_OK, EXIT_REGRESSED, EXIT_USAGE = 0, 1, 2
@@ -105,8 +106,13 @@ class Row:
 
 #: What tells apart reports of one endpoint, in the order tried, and how a label shows it.
 DISTINGUISHERS = ((lambda r: (r["profile"] or {}).get("name"), "{label}, profile {value}"),
-                  (lambda r: r["model"], "{label} · {value}"),
+                  (lambda r: model_of(r), "{label} · {value}"),
                   (lambda r: r["started_at"], "{label} @ {value}"))
+
+
+def model_of(report: dict[str, Any]) -> str | None:
+    """The model a report judged; for a matrix report, how many."""
+    return f"{len(report['models'])} models" if is_matrix(report) else report["model"]
 
 
 def columns(reports: list[dict[str, Any]]) -> list[Column]:
@@ -124,7 +130,7 @@ def columns(reports: list[dict[str, Any]]) -> list[Column]:
             form, values = "{label} #{value}", list(range(1, len(group) + 1))
         for i, value in zip(group, values, strict=True):
             labels[i] = form.format(label=label, value=value)
-    return [Column(label, r["endpoint"]["base_url"], r["model"], (r["profile"] or {}).get("name"),
+    return [Column(label, r["endpoint"]["base_url"], model_of(r), (r["profile"] or {}).get("name"),
                    r["started_at"], r["status"], dict(r["summary"])) for label, r in zip(labels, reports, strict=True)]
 
 
@@ -152,6 +158,7 @@ def cell_markdown(c: Cell | None) -> str:
 
 
 def render_markdown(reports: list[dict[str, Any]]) -> str:
+    reports = [view for report in reports for view in views(report)]  # a matrix: a column per model
     cols, rows = columns(reports), matrix(reports)
     lines = ["# Conformance comparison", ""]
     for col in cols:
@@ -172,6 +179,7 @@ def render_markdown(reports: list[dict[str, Any]]) -> str:
 def render_html(reports: list[dict[str, Any]]) -> str:
     from conformance.report.html import render_page
 
+    reports = [view for report in reports for view in views(report)]
     return render_page("compare.html.j2", columns=columns(reports), rows=matrix(reports))
 
 
@@ -231,9 +239,18 @@ def endpoint_identity(report: dict[str, Any]) -> str | None:
     return endpoint["name"] if endpoint.get("embedded") else endpoint["base_url"]
 
 
+def judged_rows(report: dict[str, Any], by_model: bool) -> dict[str, dict[str, Any]]:
+    """A report's result rows by check id; `by_model`, by `check@model` (a matrix's every model)."""
+    if not by_model:
+        return {r["check_id"]: r for r in report["results"]}
+    return {f"{r['check_id']}@{view['model']}": r for view in views(report) for r in view["results"]}
+
+
 def diff(baseline: dict[str, Any], current: dict[str, Any], *, accept_behaviour_changes: bool = False) -> Changes:
-    before = {r["check_id"]: r for r in baseline["results"]}
-    after = {r["check_id"]: r for r in current["results"]}
+    """What changed, check by check. When either side is a matrix report, each model is compared
+    with the same model in the other (`check@model`): a model new to the baseline only adds checks."""
+    by_model = is_matrix(baseline) or is_matrix(current)
+    before, after = judged_rows(baseline, by_model), judged_rows(current, by_model)
     (base_column,), (current_column,) = columns([baseline]), columns([current])
     changes = Changes(base_column, current_column, flips_accepted=accept_behaviour_changes)
     for check_id in list(before) + [i for i in after if i not in before]:
@@ -253,11 +270,13 @@ def diff(baseline: dict[str, Any], current: dict[str, Any], *, accept_behaviour_
             changes.other.append(change)
         elif old["observed"] != new["observed"]:
             changes.flips.append(change)
-    if current["status"] == "not-started" and baseline["results"]:
+    if current["status"] == "not-started" and before:
         changes.lost = current["message"] or "the current run did not start"
     if current["status"] != "not-started":
-        for what, key in (("endpoints", endpoint_identity), ("models", lambda r: r["model"]),
-                          ("profiles", lambda r: (r["profile"] or {}).get("name"))):
+        identities = [("endpoints", endpoint_identity), ("profiles", lambda r: (r["profile"] or {}).get("name"))]
+        if not by_model:
+            identities.insert(1, ("models", lambda r: r["model"]))
+        for what, key in identities:
             if key(baseline) != key(current):
                 changes.warnings.append(f"the runs are of different {what} (`{key(baseline)}` → `{key(current)}`), "
                                         "so checks may differ for that reason alone")

@@ -75,13 +75,14 @@ def shortened(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
-def verbose_line(result: CheckResult, id_width: int) -> str:
-    """One `-v` line: outcome, check id, the behaviour observed (and the one expected, when they
-    differ), and the reason, shortened."""
+def verbose_line(result: CheckResult, id_width: int, model: str | None = None) -> str:
+    """One `-v` line: outcome, check id (`check@model` in a matrix run), the behaviour observed
+    (and the one expected, when they differ), and the reason, shortened."""
     observed = "" if result.observed in (None, "inconclusive") else f"observed {result.observed}"
     if observed and result.outcome == "fail" and result.expected is not None:
         observed += f", expected {' or '.join(result.expected)}"
-    return (f"{label(result):<12} {result.check_id:<{id_width}}  {observed}{': ' if observed else ''}"
+    judged = result.check_id if model is None else f"{result.check_id}@{model}"
+    return (f"{label(result):<12} {judged:<{id_width}}  {observed}{': ' if observed else ''}"
             f"{shortened(result.reason, SHORT_REASON)}")
 
 

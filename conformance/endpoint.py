@@ -13,13 +13,32 @@ from conformance.client import EndpointClient
 from conformance.exceptions import BudgetExhausted, ConformanceError, EndpointError
 from conformance.exchange import Exchange
 from conformance.families import API_FAMILIES, MESSAGES_PATH, anthropic_headers
-from conformance.options import base_url_from_environment
+from conformance.options import EndpointSpec, ModelSelection, base_url_from_environment
 from conformance.reference_server import RunningServer, ServerConfig, start_in_thread
 from conformance.urls import normalize_base_url
 
 
 class EndpointUnusable(ConformanceError):
     """The run cannot start: bad URL, nothing listening, key refused, no model to use."""
+
+
+@dataclass(frozen=True)
+class ModelTarget:
+    """One model of a matrix run: its context window if listed, and why it cannot be judged
+    (its preflight said so), or None."""
+
+    id: str
+    context_window: int | None = None
+    problem: str | None = None
+    #: In a run of several endpoints: the endpoint's name (the id is then `NAME/MODEL`) and the
+    #: model id sent to it.
+    endpoint: str | None = None
+    model: str | None = None
+
+    @property
+    def sent(self) -> str:
+        """The model id requests name."""
+        return self.model or self.id
 
 
 @dataclass
@@ -33,6 +52,10 @@ class Endpoint:
     context_window: int | None = None
     #: Headers sent with every request (--header), e.g. Azure's `api-key`.
     headers: dict[str, str] = field(default_factory=dict)
+    #: A matrix run's models, each preflighted (empty: a one-model run, of `model`).
+    models: list[ModelTarget] = field(default_factory=list)
+    #: A run of several endpoints (`--endpoint`): each by name (its models are in `models`).
+    members: dict[str, Endpoint] = field(default_factory=dict)
     #: The API families the run judges, and why each other one is left out.
     apis: tuple[str, ...] = API_FAMILIES
     left_out: dict[str, str] = field(default_factory=dict)
@@ -56,12 +79,16 @@ class Endpoint:
 
 def resolve(base_url: str | None, api_key: str | None, model: str | None, timeout: float,
             embedded_behaviour: str = "openai", stats: RunStats | None = None,
-            headers: dict[str, str] | None = None, apis: tuple[str, ...] | None = None,
-            judged: tuple[str, ...] = ()) -> Endpoint:
+            headers: dict[str, str] | None = None, matrix: ModelSelection | None = None,
+            apis: tuple[str, ...] | None = None, judged: tuple[str, ...] = ()) -> Endpoint:
     """Find the endpoint and model, starting the embedded server when no URL is known, and prove
     with one tiny generation per API family that they work. `stats` counts these requests as part
     of the run. The run judges the families in `apis` (each must be served), or by default those
-    the endpoint serves and those the profile judges (`judged`: there, unserved is `unsupported`)."""
+    the endpoint serves and those the profile judges (`judged`: there, unserved is `unsupported`).
+
+    With `matrix`, every model it selects is preflighted (together, in the OpenAI family): one a
+    preflight refuses is kept with its problem, for the report to say, while the others are judged;
+    the run cannot start only when the endpoint itself is unusable or no model is selected."""
     base_url = base_url or base_url_from_environment()
     embedded = None
     if base_url is None:
@@ -73,6 +100,10 @@ def resolve(base_url: str | None, api_key: str | None, model: str | None, timeou
         base_url = normalize_base_url(base_url)
         client = EndpointClient(base_url, api_key, timeout, stats, headers=headers)
         try:
+            if matrix is not None:
+                targets = open_matrix(client, matrix)
+                return Endpoint(base_url, api_key, targets[0].id, embedded, context_window=targets[0].context_window,
+                                headers=dict(headers or {}), models=targets)
             listed, window = read_models(client, model)
             unserved = {family: why for family in API_FAMILIES if (why := preflight(client, listed, family))}
         finally:
@@ -86,16 +117,70 @@ def resolve(base_url: str | None, api_key: str | None, model: str | None, timeou
         raise EndpointUnusable(str(problem)) from None
 
 
+def resolve_several(specs: tuple[EndpointSpec, ...], timeout: float, stats: RunStats, headers: dict[str, str],
+                    matrix: ModelSelection) -> Endpoint:
+    """Several endpoints, each listed and its models preflighted as `resolve` does (an endpoint
+    that cannot be used stops the run, naming it); one Endpoint holding them all, whose models
+    are every endpoint's, named `NAME/MODEL`."""
+    members, targets = {}, []
+    for spec in specs:
+        try:
+            member = resolve(spec.base_url, spec.api_key, None, timeout, stats=stats, headers=headers, matrix=matrix)
+        except EndpointUnusable as problem:
+            raise EndpointUnusable(f"endpoint {spec.name}: {problem}") from None
+        members[spec.name] = Endpoint(member.base_url, spec.api_key, member.model, label=spec.name,
+                                      headers=dict(headers))
+        targets += [ModelTarget(f"{spec.name}/{target.id}", target.context_window, target.problem, spec.name,
+                                target.id) for target in member.models]
+    first = next(iter(members.values()))
+    label = "+".join(members)
+    return Endpoint(first.base_url, first.api_key, targets[0].id, label=label if len(label) <= 80 else
+                    f"{len(members)} endpoints", headers=dict(headers), models=targets, members=members)
+
+
 #: Where listings state a model's context window: Fireworks' `context_length`, vLLM's `max_model_len`.
 WINDOW_KEYS = ("context_length", "max_model_len", "context_window")
 
 
-def read_models(client: EndpointClient, model: str | None) -> tuple[str, int | None]:
-    """The run's model (`model`, else the first id `GET /models` lists) and its context window,
-    if the listing states it.
+def open_matrix(client: EndpointClient, selection: ModelSelection) -> list[ModelTarget]:
+    """The matrix's models, each preflighted at once (under the client's one limit on requests in
+    flight); a model whose preflight is refused keeps the problem, and is reported, not judged."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    Sent even when the model is known: it is how an unreachable endpoint or a refused key is told
-    apart from a check's failure. With a model given, a missing listing is no problem."""
+    listing = list_models(client, required=selection.listed or not selection.named)
+    models = selection.chosen([listed["id"] for listed in listing])
+    if not models:
+        pattern = f" matching {selection.match!r}" if selection.match else ""
+        raise EndpointUnusable(f"{client.base_url}/models lists no model{pattern}")
+
+    def target(model: str) -> ModelTarget:
+        try:
+            unserved = preflight(client, model)
+        except EndpointUnusable as problem:
+            if "--max-tokens-budget" in str(problem):
+                raise
+            return ModelTarget(model, window_of(listing, model), str(problem))
+        if unserved is not None:
+            return ModelTarget(model, window_of(listing, model), f"is the base URL's path right? {unserved}")
+        return ModelTarget(model, window_of(listing, model))
+
+    with ThreadPoolExecutor(max_workers=min(len(models), 16), thread_name_prefix="preflight") as pool:
+        return list(pool.map(target, models))
+
+
+def window_of(listing: list[dict], model: str) -> int | None:
+    """The context window the listing states for `model`, if any."""
+    for listed in listing:
+        if listed["id"] == model:
+            windows = [listed[key] for key in WINDOW_KEYS if type(listed.get(key)) is int]
+            return windows[0] if windows else None
+    return None
+
+
+def list_models(client: EndpointClient, required: bool) -> list[dict]:
+    """The models `GET /models` lists (objects with a string id). Sent even when the models are
+    known: it is how an unreachable endpoint or a refused key is told apart from a check's
+    failure. Unless `required`, a missing listing is no problem."""
     base_url = client.base_url
     try:
         listing = client.get("models")
@@ -109,18 +194,21 @@ def read_models(client: EndpointClient, model: str | None) -> tuple[str, int | N
                                "set OPENAI_API_KEY or --api-key")
     data = listing.json.get("data") if isinstance(listing.json, dict) else None
     models = [m for m in data or [] if isinstance(m, dict) and isinstance(m.get("id"), str)]
-    if not model and listing.status == 404:
+    if required and listing.status == 404:
         raise EndpointUnusable(f"is the base URL's path right? GET {base_url}/models answered "
                                f"{listing.describe_status()[:160]} (the base URL should end where /models and "
                                "/chat/completions can be appended, e.g. /v1)")
-    if not model and (not listing.ok or not models):
+    if required and (not listing.ok or not models):
         raise EndpointUnusable(f"{base_url}/models did not list a model ({listing.describe_status()}); pass --model")
-    chosen = model or models[0]["id"]
-    for listed in models:
-        if listed["id"] == chosen:
-            windows = [listed[key] for key in WINDOW_KEYS if type(listed.get(key)) is int]
-            return chosen, windows[0] if windows else None
-    return chosen, None
+    return models
+
+
+def read_models(client: EndpointClient, model: str | None) -> tuple[str, int | None]:
+    """The run's model (`model`, else the first id `GET /models` lists) and its context window,
+    if the listing states it."""
+    listing = list_models(client, required=not model)
+    chosen = model or listing[0]["id"]
+    return chosen, window_of(listing, chosen)
 
 
 #: The cheapest generation there is: whatever the endpoint, it proves the URL, key and model work.

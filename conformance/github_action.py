@@ -13,10 +13,16 @@ name upper-cased, with `-` or `_` (`INPUT_BASE-URL` or `INPUT_BASE_URL`). action
 | base-url | embedded | `embedded`: `$OPENAI_BASE_URL`, else the embedded server; empty (an unset secret): exit 2 |
 | api-key | (empty) | sent to the endpoint only; masked in the log; default `$OPENAI_API_KEY` |
 | model | (empty) | default: the first model `GET /models` lists |
+| models | (empty) | `all`: every model listed (`--models all`); or ids, space- or comma-separated |
+| shard | (empty) | `K/N`: judge only that shard of the checks x models (`--shard K/N`) |
+| merge | (empty) | instead of a run: `conformance merge` of every report.json under this directory, gated |
 | profile | openai | `openai`, `fireworks`, `none` or a profile file |
 | baseline | (empty) | a report.json (or its directory), passed as `--baseline`; a regression fails |
 | report-dir | conformance-reports | where report.json/.md/.html, junit.xml (and changes.md) go |
 | args | (empty) | more `conformance run` flags, split like a shell would (`-k stream --timeout 60`) |
+
+A GitHub Actions job matrix runs the shards in parallel (`shard: ${{ matrix.shard }}/8`), and
+one more job merges their uploaded reports (`merge: shards`); docs/github-action.md shows it.
 
 Outputs: `exit-code`, `status`, `pass`, `fail`, `inconclusive`, `skip`, `error`, `requests`,
 `regressed` (true/false), `report-dir` (absolute). Exit code: the run's own (0 every check met the
@@ -42,8 +48,8 @@ CUT_NOTE = ("\n> **The summary was cut here** to stay under GitHub's 1 MiB step-
             "report is `report.md` in the uploaded artifact.\n")
 #: The base-url input that means "no endpoint given": the embedded server, unless $OPENAI_BASE_URL.
 EMBEDDED = "embedded"
-DEFAULTS = {"base-url": EMBEDDED, "api-key": "", "model": "", "profile": "openai", "baseline": "",
-            "report-dir": "conformance-reports", "args": ""}
+DEFAULTS = {"base-url": EMBEDDED, "api-key": "", "model": "", "models": "", "shard": "", "merge": "",
+            "profile": "openai", "baseline": "", "report-dir": "conformance-reports", "args": ""}
 #: Inputs whose empty value is passed on as given, not replaced by the default: a base-url from an
 #: unset secret must fail the step, not quietly test the embedded server.
 EMPTY_IS_A_VALUE = ("base-url",)
@@ -96,10 +102,39 @@ def run_arguments(inputs: dict[str, str]) -> list[str]:
     arguments = ["run", "--report-dir", inputs["report-dir"], "--profile", inputs["profile"]]
     if inputs["base-url"] != EMBEDDED:
         arguments += ["--base-url", inputs["base-url"]]  # empty: `conformance run` refuses it, naming the flag
-    for flag, name in (("--api-key", "api-key"), ("--model", "model"), ("--baseline", "baseline")):
+    for flag, name in (("--api-key", "api-key"), ("--model", "model"), ("--baseline", "baseline"),
+                       ("--shard", "shard")):
         if inputs[name]:
             arguments += [flag, inputs[name]]
+    models = inputs["models"].replace(",", " ").split()
+    arguments += ["--models", "all"] if models == ["all"] else [word for model in models for word in ("--model", model)]
     return arguments + shlex.split(inputs["args"])
+
+
+def merge_shards(inputs: dict[str, str]) -> cli.Finished:
+    """`conformance merge` of every report.json under the `merge` directory (the shard jobs'
+    downloaded artifacts), then the merged report against the baseline, as `run --baseline` does."""
+    from conformance.compare import ReportError, diff, load_report
+    from conformance.report import write_atomically
+
+    found = sorted(Path(inputs["merge"]).glob("**/report.json"))
+    if not found:
+        print(f"conformance: error: merge: no report.json under {inputs['merge']!r}", file=sys.stderr)
+        return cli.Finished(cli.EXIT_USAGE)
+    finished = cli.invoke(["merge", *map(str, found), "--report-dir", inputs["report-dir"]])
+    if finished.code == cli.EXIT_USAGE:
+        return finished
+    report = load_report(inputs["report-dir"])
+    changes = None
+    if inputs["baseline"]:
+        try:
+            changes = diff(load_report(inputs["baseline"]), report)
+        except ReportError as problem:
+            print(f"conformance: error: baseline: {problem}", file=sys.stderr)
+            return cli.Finished(cli.EXIT_USAGE, report)
+        write_atomically(Path(inputs["report-dir"]) / "changes.md", render_changes(changes))
+    code = cli.EXIT_FAILED if finished.code == cli.EXIT_FAILED or (changes and changes.regressed) else cli.EXIT_OK
+    return cli.Finished(code, report, changes)
 
 
 def main(environ: Mapping[str, str] | None = None) -> int:
@@ -111,7 +146,7 @@ def main(environ: Mapping[str, str] | None = None) -> int:
         print(f"::add-mask::{inputs['api-key']}", flush=True)
 
     try:
-        finished = cli.invoke(run_arguments(inputs))
+        finished = merge_shards(inputs) if inputs["merge"] else cli.invoke(run_arguments(inputs))
     except ValueError as problem:  # shlex: an unbalanced quote in `args`
         print(f"conformance: error: args: {problem}", file=sys.stderr)
         finished = cli.Finished(cli.EXIT_USAGE)

@@ -16,7 +16,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,8 @@ PYTEST_PREFIX = "conformance-"
 MAX_TIMEOUT_S = 3600.0
 #: Cassettes go to cassettes/<endpoint>/ when `--record` names no directory.
 DEFAULT_CASSETTE_ROOT = Path("cassettes")
+#: `--models all`: every model the endpoint lists.
+ALL_MODELS = "all"
 HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # an HTTP token (RFC 9110 5.6.2)
 
 
@@ -161,6 +163,50 @@ def api_families(text: str) -> tuple[str, ...]:
     return (text,)
 
 
+@dataclass(frozen=True)
+class Shard:
+    """`--shard K/N`: this process judges the K-th of N parts of the run's checks x models."""
+
+    index: int
+    count: int
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+def shard(text: str) -> Shard:
+    index, sep, count = text.partition("/")
+    try:
+        parsed = Shard(int(index), int(count)) if sep else None
+    except ValueError:
+        parsed = None
+    if parsed is None or not 1 <= parsed.index <= parsed.count:
+        raise ValueError(f"expected K/N with 1 <= K <= N, e.g. 3/8, got {text!r}")
+    return parsed
+
+
+ENDPOINT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
+
+
+def named(text: str) -> tuple[str, str]:
+    """`NAME=VALUE` with NAME a short label (letters, digits, `_.-`): an endpoint and its URL, or
+    its key variable."""
+    name, sep, value = text.partition("=")
+    if not sep or not ENDPOINT_NAME.match(name) or not value.strip():
+        raise ValueError(f"expected NAME=VALUE with NAME of letters, digits, '_', '.', '-', got {text!r}")
+    return name, value.strip()
+
+
+def endpoint(text: str) -> tuple[str, str]:
+    name, url = named(text)
+    return name, base_url(url)
+
+
+def glob(text: str) -> str:
+    """An fnmatch pattern over model ids (`*llama*`, `accounts/fireworks/models/*`)."""
+    return given(text)
+
+
 def run_name(text: str) -> str:
     if not text.strip() or len(text) > 100 or "\n" in text:
         raise ValueError(f"a run name is one line of 1 to 100 characters, got {text!r}")
@@ -227,7 +273,18 @@ RUN_OPTIONS: tuple[Option, ...] = (
                        "then $OPENAI_API_BASE; with neither, the embedded reference server)",
            base_url, metavar="URL"),
     Option("api-key", f"API key (default: ${API_KEY_VARIABLE}); never written to disk", given, metavar="KEY"),
-    Option("model", "model id (default: the first model /models lists)", given, metavar="NAME"),
+    Option("model", "model id (default: the first model /models lists); repeated, every model named is judged "
+                    "in one run (a matrix)", given, metavar="NAME", repeatable=True),
+    Option("models", "`all`: judge every model GET /models lists, in one run (a matrix)", choices=(ALL_MODELS,)),
+    Option("models-match", "with --models all: only the listed models whose id matches this glob", glob,
+           metavar="GLOB"),
+    Option("endpoint", "judge this endpoint too, named NAME (repeatable, instead of --base-url): the same checks x "
+                       "models on every endpoint, in one run", endpoint, metavar="NAME=URL", repeatable=True),
+    Option("endpoint-key", f"the environment variable holding endpoint NAME's key (repeatable; default: "
+                           f"--api-key or ${API_KEY_VARIABLE}); redacted like the key", named,
+           metavar="NAME=VARIABLE", repeatable=True),
+    Option("shard", "judge only the K-th of N deterministic parts of the checks x models (merge the N reports "
+                    "with `conformance merge`)", shard, metavar="K/N"),
     Option("profile", "openai, fireworks, anthropic, none (observe only), or a profile file", profile, "openai",
            metavar="NAME|PATH"),
     Option("report-dir", "directory for report.json/.md/.html and junit.xml", writable_directory, "reports",
@@ -286,8 +343,40 @@ class Settings:
     accept_behaviour_changes: bool
     name: str | None
     headers: dict[str, str]
+    #: The models of a matrix run (several judged in one run), or None: one model, `model`.
+    matrix: ModelSelection | None = None
+    shard: Shard | None = None
+    #: Several endpoints judged in one run (`--endpoint`), each with its key; empty: `base_url` alone.
+    endpoints: tuple[EndpointSpec, ...] = ()
     #: The API families asked for (--api); None: those the endpoint serves and the profile judges.
     api: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    """One endpoint of a run of several: its name, base URL and key (from its variable)."""
+
+    name: str
+    base_url: str
+    api_key: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class ModelSelection:
+    """Which models a matrix run judges: those `named`, or every one listed (`listed`), narrowed
+    by `match` (a glob)."""
+
+    named: tuple[str, ...] = ()
+    listed: bool = False
+    match: str | None = None
+
+    def chosen(self, listing: list[str]) -> list[str]:
+        """The models judged, given the ids the endpoint lists (in its order)."""
+        from fnmatch import fnmatchcase
+
+        if not self.listed:
+            return list(self.named) or listing[:1]  # a shard of a one-model run: the first listed
+        return [model for model in dict.fromkeys(listing) if self.match is None or fnmatchcase(model, self.match)]
 
 
 def base_url_from_environment(environ: Mapping[str, str] | None = None) -> str | None:
@@ -329,6 +418,18 @@ def settings(values: Mapping[str, Any], flag: Callable[[Option], str],
                           f"drop {flag(OPTIONS['base-url'])}/{flag(OPTIONS['model'])}")
     if value("accept-behaviour-changes") and value("baseline") is None:
         raise OptionError(f"{flag(OPTIONS['accept-behaviour-changes'])} needs {flag(OPTIONS['baseline'])}")
+    models = list(dict.fromkeys(value("model") or ()))
+    listed = value("models") == ALL_MODELS
+    if listed and models:
+        raise OptionError(f"{flag(OPTIONS['models'])} {ALL_MODELS} and {flag(OPTIONS['model'])} exclude each other")
+    if value("models-match") is not None and not listed:
+        raise OptionError(f"{flag(OPTIONS['models-match'])} needs {flag(OPTIONS['models'])} {ALL_MODELS}")
+    if replay is not None and listed:
+        raise OptionError(f"{flag(OPTIONS['replay'])} replays the recorded models; drop {flag(OPTIONS['models'])}")
+    endpoints = endpoint_specs(value("endpoint") or [], value("endpoint-key") or [], value, flag, environ)
+    matrix = None
+    if listed or len(models) > 1 or value("shard") is not None or endpoints:
+        matrix = ModelSelection(tuple(models), listed, value("models-match"))
     per_endpoint = record is PER_ENDPOINT
     if per_endpoint:
         try:
@@ -338,10 +439,38 @@ def settings(values: Mapping[str, Any], flag: Callable[[Option], str],
     return Settings(
         base_url=value("base-url") or (None if replay is not None else base_url_from_environment(environ)),
         api_key=value("api-key") or environ.get(API_KEY_VARIABLE) or None,
-        model=value("model"), profile=value("profile"), report_dir=value("report-dir"), timeout=value("timeout"),
+        model=models[0] if models else None, profile=value("profile"), report_dir=value("report-dir"),
+        timeout=value("timeout"),
         context_window=value("context-window"), concurrency=value("concurrency"),
         embedded_behavior=value("embedded-behavior"), max_tokens_budget=value("max-tokens-budget"),
         record=DEFAULT_CASSETTE_ROOT if per_endpoint else record, record_per_endpoint=per_endpoint,
         replay=replay, baseline=value("baseline"), accept_behaviour_changes=bool(value("accept-behaviour-changes")),
-        name=value("name"), headers=dict(value("header") or ()), api=value("api"),
+        name=value("name"), headers=dict(value("header") or ()), matrix=matrix, shard=value("shard"),
+        endpoints=endpoints, api=value("api"),
     )
+
+
+def endpoint_specs(given: list[tuple[str, str]], keys: list[tuple[str, str]], value: Callable[[str], Any],
+                   flag: Callable[[Option], str], environ: Mapping[str, str]) -> tuple[EndpointSpec, ...]:
+    """The endpoints of `--endpoint NAME=URL`, each keyed by its `--endpoint-key NAME=VARIABLE`
+    (else the run's key); every problem a usage error naming the flag or the variable."""
+    names = [name for name, _ in given]
+    problem = None
+    if given and value("base-url"):
+        problem = f"{flag(OPTIONS['endpoint'])} and {flag(OPTIONS['base-url'])} exclude each other"
+    elif given and (value("record") is not None or value("replay") is not None):
+        problem = f"{flag(OPTIONS['endpoint'])} cannot be recorded or replayed yet: record each endpoint on its own"
+    elif len(set(names)) < len(names):
+        problem = f"{flag(OPTIONS['endpoint'])}: each endpoint needs a name of its own"
+    elif any(name not in names for name, _ in keys):
+        unknown = next(name for name, _ in keys if name not in names)
+        problem = f"{flag(OPTIONS['endpoint-key'])}: no --endpoint named {unknown!r}"
+    if problem:
+        raise OptionError(problem)
+    variables = dict(keys)
+    for variable in variables.values():
+        if not environ.get(variable, "").strip():
+            raise OptionError(f"{flag(OPTIONS['endpoint-key'])}: ${variable} is not set or empty")
+    default_key = value("api-key") or environ.get(API_KEY_VARIABLE) or None
+    return tuple(EndpointSpec(name, url, environ[variables[name]].strip() if name in variables else default_key)
+                 for name, url in given)

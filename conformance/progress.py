@@ -15,12 +15,12 @@ import os
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 import pytest
 
 from conformance.console import VERDICTS_PYTEST_FAILS, label, printable, tally, verbose_line
-from conformance.pytest_plugin import CHECK_PARAM, RUN, conformance_items, redactor_of
+from conformance.pytest_plugin import RUN, case_param, conformance_items, redactor_of
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -141,7 +141,7 @@ class RunConsole:
         self.stream = stream or sys.stdout
         self.display: Display | None = None
         self.run: ConformanceRun | None = None
-        self.check_ids: dict[str, str] = {}
+        self.items: dict[str, Any] = {}  # nodeid: what the item judges (a check id, or a case)
         self.id_width = 0
         self.redactor: Redactor | None = None
 
@@ -154,8 +154,8 @@ class RunConsole:
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         items = conformance_items(session)
-        self.check_ids = {item.nodeid: str(item.callspec.params[CHECK_PARAM]) for item in items}
-        self.id_width = max((len(check_id) for check_id in self.check_ids.values()), default=0)
+        self.items = {item.nodeid: case_param(item) for item in items}
+        self.id_width = max((len(str(param)) for param in self.items.values()), default=0)
 
     def pytest_runtestloop(self, session: pytest.Session) -> None:
         """After the conformance plugin put the checks in flight (its hook runs first), before
@@ -171,11 +171,12 @@ class RunConsole:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """With -v, each check's line as pytest reaches it (catalog order); always, a pytest failure
         that is no verdict of ours (a defect in the suite), with pytest's text of it."""
-        if self.run is None or report.nodeid not in self.check_ids or (report.when != "call" and not report.failed):
+        if self.run is None or report.nodeid not in self.items or (report.when != "call" and not report.failed):
             return
-        result = self.run.results.get(self.check_ids[report.nodeid])
+        case = self.run.case(self.items[report.nodeid])
+        result = self.run.results.get(case)
         if self.verbose and result is not None and report.when == "call":
-            self.say(verbose_line(result, self.id_width), label(result))
+            self.say(verbose_line(result, self.id_width, case.model if self.run.matrix else None), label(result))
         if report.failed and (result is None or label(result) not in VERDICTS_PYTEST_FAILS):
             self.say(f"{INTERNAL_ERROR} in {report.nodeid} ({report.when}), no verdict: {report.longreprtext}",
                      INTERNAL_ERROR)

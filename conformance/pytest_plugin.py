@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from conformance.compare import Changes
     from conformance.endpoint import Endpoint
     from conformance.redaction import Redactor
-    from conformance.runner import ConformanceRun
+    from conformance.runner import Case, ConformanceRun
 
 RUN: pytest.StashKey[ConformanceRun] = pytest.StashKey()
 #: The run's options: put there by `conformance run` (already validated), else read from pytest's.
@@ -43,6 +43,8 @@ STATS: pytest.StashKey[RunStats] = pytest.StashKey()
 REDACTOR: pytest.StashKey[Redactor] = pytest.StashKey()
 #: Set once the session has written (or tried to write) its reports.
 REPORTED = pytest.StashKey[bool]()
+#: A matrix run's plan: how many cases it has before sharding, and what identifies them.
+PLAN = pytest.StashKey[tuple[int, str]]()
 INTERRUPTED_START = "interrupted before the run started (while starting up or resolving the endpoint)"
 CHECK_PARAM = "check_id"
 
@@ -78,7 +80,8 @@ def redactor_of_settings(chosen: Settings) -> Redactor:
     before the endpoint is resolved, so even a failed start is redacted."""
     from conformance.redaction import run_redactor
 
-    return run_redactor(chosen.api_key, chosen.base_url, chosen.headers.values())
+    keys = [spec.api_key for spec in chosen.endpoints if spec.api_key]
+    return run_redactor(chosen.api_key, chosen.base_url, [*chosen.headers.values(), *keys, *(k.strip() for k in keys)])
 
 
 def redactor_of(config: pytest.Config) -> Redactor:
@@ -104,9 +107,74 @@ def reported(config: pytest.Config) -> bool:
     return config.stash.get(REPORTED, False)
 
 
-def conformance_items(session: pytest.Session) -> list[pytest.Function]:
+def opening_of(config: pytest.Config) -> Future[Opened]:
+    """The endpoint being opened: by `conformance run` before the session, else here, once."""
+    opening = config.stash.get(OPENING, None)
+    if opening is None:
+        from concurrent.futures import Future
+
+        opening = config.stash[OPENING] = Future()
+        try:
+            opening.set_result(open_endpoint(run_settings(config), stats_of(config)))
+        except BaseException as problem:  # EndpointUnusable: the run loop reports it (a signal too)
+            opening.set_exception(problem)
+            if not isinstance(problem, Exception):
+                raise
+    return opening
+
+
+def planned_cases(config: pytest.Config, check_ids: list[str]) -> list[Case] | None:
+    """A matrix run's cases (every check on every model, in check order), or None: a one-model
+    run, whose items are its checks. A matrix needs its models before pytest collects, so
+    collection waits for the endpoint's listing; if it cannot be opened, the run loop says why."""
+    chosen = run_settings(config)
+    if chosen.matrix is None and chosen.replay is None:  # a replay is a matrix if its recording was
+        return None
+    from conformance.endpoint import EndpointUnusable
+    from conformance.runner import Case
+
+    try:
+        endpoint = opening_of(config).result()[0]
+    except EndpointUnusable:
+        return None
+    if not endpoint.models:
+        return None
+    return [Case(check_id, target.id) for check_id in check_ids for target in endpoint.models]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """After `-k` has deselected: a matrix run's plan (what `merge` matches shards by), then its
+    shard (`--shard K/N`) alone is kept."""
+    selected = [item for item in conformance_items(session, items) if isinstance(case_param(item), tuple)]
+    if not selected:  # another project's session, or a one-model run: nothing to plan
+        return
+    chosen = run_settings(config)
+    from conformance.report.matrix import selection_digest
+    from conformance.shards import in_shard
+
+    cases = [case_param(item) for item in selected]
+    config.stash[PLAN] = (len(cases), selection_digest(cases))
+    if chosen.shard is None:
+        return
+    kept = set(in_shard(cases, chosen.shard))
+    if not kept:
+        raise pytest.UsageError(f"shard {chosen.shard}: the run has only {len(cases)} "
+                                f"case(s) (checks x models), too few for {chosen.shard.count} shards")
+    dropped = {item for item in selected if case_param(item) not in kept}
+    if dropped:
+        config.hook.pytest_deselected(items=[item for item in items if item in dropped])
+        items[:] = [item for item in items if item not in dropped]
+
+
+def case_param(item: pytest.Item) -> Any:
+    """What an item judges: a check id (one-model run) or a Case (matrix)."""
+    return item.callspec.params[CHECK_PARAM]  # type: ignore[attr-defined]
+
+
+def conformance_items(session: pytest.Session, items: list[pytest.Item] | None = None) -> list[pytest.Function]:
     """The collected items that are conformance checks (marked, and parametrized by check id)."""
-    return [item for item in session.items
+    return [item for item in (session.items if items is None else items)
             if isinstance(item, pytest.Function) and item.get_closest_marker("conformance") is not None
             and CHECK_PARAM in getattr(getattr(item, "callspec", None), "params", {})]
 
@@ -125,9 +193,8 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     from conformance.runner import ConformanceRun
 
     stats, redactor = stats_of(config), redactor_of(config)
-    opening = config.stash.get(OPENING, None)
     try:
-        endpoint, transport, recording = opening.result() if opening is not None else open_endpoint(chosen, stats)
+        endpoint, transport, recording = opening_of(config).result()
     except EndpointUnusable as problem:
         config.stash[REPORTED] = True
         unwritable = write_start_report(chosen, str(problem), redactor, stats, config)
@@ -136,13 +203,15 @@ def pytest_runtestloop(session: pytest.Session) -> None:
         config.stash[REPORTED] = True
         write_start_report(chosen, INTERRUPTED_START, redactor, stats, config)
         raise
+    planned, digest = config.stash.get(PLAN, (0, ""))
     run = ConformanceRun(endpoint, load_catalog(), chosen.profile, chosen.timeout,
-                         context_window=chosen.context_window or endpoint.context_window,
+                         context_window=chosen.context_window or (None if endpoint.models else endpoint.context_window),
                          concurrency=chosen.concurrency, transport=transport, recording=recording,
-                         stats=stats, name=chosen.name)
+                         stats=stats, name=chosen.name, models=endpoint.models, shard=chosen.shard,
+                         planned=planned, planned_digest=digest)
     config.stash[RUN] = run
     keep_hypothesis_files_out_of_the_working_directory(config)
-    run.start([str(item.callspec.params[CHECK_PARAM]) for item in items])
+    run.start([run.case(case_param(item)) for item in items])
 
 
 def keep_hypothesis_files_out_of_the_working_directory(config: pytest.Config) -> None:
@@ -172,7 +241,7 @@ def open_endpoint(chosen: Settings, stats: RunStats) -> Opened:
     """The endpoint to judge, and how requests reach it: live, live and recorded, or replayed;
     resolving it (the listing, the preflight) is counted in `stats`.
     (VCR.py, under the cassettes, takes about a second to import: only for record and replay.)"""
-    from conformance.endpoint import Endpoint, EndpointUnusable, resolve
+    from conformance.endpoint import Endpoint, EndpointUnusable, ModelTarget, resolve
 
     if chosen.replay is not None:
         from conformance.cassettes import CassetteStore, ReplayTransport
@@ -182,11 +251,20 @@ def open_endpoint(chosen: Settings, stats: RunStats) -> Opened:
             recorded = CassetteStore.metadata(store.directory)
         except (OSError, ValueError) as problem:
             raise EndpointUnusable(f"cannot replay: {problem}") from None
+        models = [ModelTarget(model["id"], model.get("context_window"), model.get("problem"))
+                  for model in recorded.get("models") or ()]
+        if chosen.matrix is not None and not models:  # a one-model recording, sharded
+            models = [ModelTarget(recorded["model"], recorded.get("context_window"))]
         endpoint = Endpoint(recorded["base_url"], None, recorded["model"], label=recorded["endpoint"],
-                            context_window=recorded.get("context_window"))
+                            context_window=recorded.get("context_window"), models=models)
         return endpoint, ReplayTransport(store), None
+    if chosen.endpoints:
+        from conformance.endpoint import resolve_several
+
+        assert chosen.matrix is not None  # several endpoints are always a matrix (options.settings)
+        return resolve_several(chosen.endpoints, chosen.timeout, stats, chosen.headers, chosen.matrix), None, None
     endpoint = resolve(chosen.base_url, chosen.api_key, chosen.model, chosen.timeout, chosen.embedded_behavior,
-                       stats, chosen.headers, chosen.api, chosen.profile.apis)
+                       stats, chosen.headers, chosen.matrix, chosen.api, chosen.profile.apis)
     if chosen.record is None:
         return endpoint, None, None
     from conformance.cassettes import CassetteStore, RecordingTransport
@@ -227,11 +305,11 @@ def conformance_run(request: pytest.FixtureRequest) -> ConformanceRun:
     return run
 
 
-def enforce(run: ConformanceRun, check_id: str, config: pytest.Config) -> None:
+def enforce(run: ConformanceRun, param: str | Case, config: pytest.Config) -> None:
     """Turn a check's verdict into a pytest outcome (what pytest's own reporting shows)."""
     from conformance.console import VERDICTS_PYTEST_FAILS, label, printable, printable_lines
 
-    result = run.result(check_id)
+    result = run.result(param)
     redactor = redactor_of(config)
     if label(result) in VERDICTS_PYTEST_FAILS:  # a check the profile expects, not judged, is no pass
         pytest.fail(printable_lines(redactor.text(result.explain())), pytrace=False)
@@ -242,14 +320,15 @@ def enforce(run: ConformanceRun, check_id: str, config: pytest.Config) -> None:
 def conclude(config: pytest.Config, run: ConformanceRun | None, setup_failure: str | None = None) -> None:
     """Write the reports (`run` None: the run could not start, `setup_failure` says why) and, with
     a baseline, the changes since it; both stay in the stash for the CLI and the Action."""
-    from conformance.report import build_report, write_atomically, write_reports
+    from conformance.report import prepared_report, write_atomically, write_report_files
 
     chosen = run_settings(config)
     redactor, stats = redactor_of(config), stats_of(config)
     base_url = shown_url(chosen) if run is None else None
     config.stash[REPORTED] = True
-    written = write_reports(run, chosen.report_dir, setup_failure=setup_failure, base_url=base_url,
-                            stats=stats, redactor=redactor, name=chosen.name)
+    # Built once, bounded and redacted: every format, the diff, the console and the CLI read this copy.
+    report = config.stash[REPORT] = prepared_report(run, setup_failure, base_url, stats, redactor, chosen.name)
+    written = write_report_files(report, chosen.report_dir, redactor)
     if run is not None:
         run.written = written
         if run.recording is not None:
@@ -257,7 +336,6 @@ def conclude(config: pytest.Config, run: ConformanceRun | None, setup_failure: s
             if replaced:
                 sys.stderr.write(f"conformance: {run.recording.directory} held another endpoint's or model's "
                                  f"recording; its {len(replaced)} cassettes were replaced, not mixed\n")
-    report = config.stash[REPORT] = redactor.tree(build_report(run, setup_failure, base_url, stats, chosen.name))
     if chosen.baseline is not None:
         from conformance.compare import diff, render_changes
 
@@ -290,8 +368,11 @@ def recording_metadata(run: ConformanceRun) -> dict[str, Any]:
     """What a replay needs besides the cassettes: where they came from, and which model."""
     from conformance import __version__
 
+    models = [{"id": target.id, "context_window": target.context_window, "problem": target.problem}
+              for target in run.models]
     return {"endpoint": run.endpoint.name, "base_url": run.endpoint.base_url, "model": run.endpoint.model,
-            "context_window": run.context_window, "recorded_at": run.started_at, "conformance": __version__}
+            "context_window": run.context_window, "recorded_at": run.started_at, "conformance": __version__,
+            **({"models": models} if models else {})}
 
 
 def report_dir_problem(directory: Path, problem: OSError) -> str:
@@ -300,6 +381,8 @@ def report_dir_problem(directory: Path, problem: OSError) -> str:
 
 def describe_endpoint(run: ConformanceRun) -> str:
     """Which endpoint was judged; the embedded reference server is named as such, never as a URL alone."""
+    if run.endpoint.members:
+        return ", ".join(f"{name} {member.base_url}" for name, member in run.endpoint.members.items())
     if run.endpoint.embedded is not None:
         return (f"the EMBEDDED reference server ({run.endpoint.embedded.config.vendor} behaviour) at "
                 f"{run.endpoint.base_url}: no base URL was given, so no endpoint of yours was tested")
@@ -320,7 +403,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         printable,
         tally,
     )
-    from conformance.report import build_report, traffic
+    from conformance.report import traffic
 
     redactor = redactor_of(config)
 
@@ -330,18 +413,22 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     results = run.ordered_results()
     terminalreporter.write_sep("=", "conformance")
     named = f"run {run.name}  " if run.name else ""
-    write(f"{named}endpoint {describe_endpoint(run)}  model {run.endpoint.model}  profile {run.profile.name}")
+    models = f"{len(run.models)} models" if run.matrix else f"model {run.endpoint.model}"
+    write(f"{named}endpoint {describe_endpoint(run)}  {models}  profile {run.profile.name}")
     for family, why in run.endpoint.left_out.items():  # one line for a family's checks, not one per check
         write(f"[skip] the {family} API family's checks: {why}", yellow=True)
     left_out = set(run.endpoint.left_out.values())
-    for result in results:
-        if result.reason in left_out:
-            continue
-        if result.outcome in ("fail", "error"):
-            for number, line in enumerate(failure_lines(result)):
-                write(line, red=True, bold=number == 0 and result.outcome == "error")
-        elif result.outcome != "pass":
-            write(result.headline(), yellow=True)
+    if run.matrix:
+        write_matrix(write, run)
+    else:
+        for result in results:
+            if result.reason in left_out:
+                continue
+            if result.outcome in ("fail", "error"):
+                for number, line in enumerate(failure_lines(result)):
+                    write(line, red=True, bold=number == 0 and result.outcome == "error")
+            elif result.outcome != "pass":
+                write(result.headline(), yellow=True)
     unjudged = run.unjudged_summary()
     if unjudged:
         write(unjudged, yellow=True, bold=True)
@@ -357,7 +444,29 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     counts = {result.outcome for result in results}
     verdict = ({"red": True} if counts & {"fail", "error"} else
                {"yellow": True} if counts & {"inconclusive", "skip"} else {"green": True})
-    write(f"{tally(results)}; {traffic(build_report(run))}{retried}, {run.duration_s:.1f}s", bold=True, **verdict)
+    write(f"{tally(results)}; {traffic(config.stash[REPORT])}{retried}, {run.duration_s:.1f}s", bold=True, **verdict)
+
+
+#: Models a matrix run's console names one by one; the rest are counted (report.md has them all).
+SHOWN_MODELS = 20
+
+
+def write_matrix(write, run: ConformanceRun) -> None:
+    """A matrix run on the console: a line per model (its tally, or why it cannot be used), its
+    failures' headlines; past SHOWN_MODELS models, only how many more (the reports list them)."""
+    from conformance.console import tally
+
+    for target in run.models[:SHOWN_MODELS]:
+        results = run.ordered_results(target.id)
+        failing = [r for r in results if r.outcome in ("fail", "error")]
+        if target.problem is not None:
+            write(f"model {target.id}: cannot be used: {target.problem}", red=True, bold=True)
+            continue
+        write(f"model {target.id}: {tally(results)}", red=bool(failing))
+        for result in failing:
+            write(f"    {result.headline()}", red=True)
+    if len(run.models) > SHOWN_MODELS:
+        write(f"... and {len(run.models) - SHOWN_MODELS} more models: see report.md")
 
 
 def write_changes(terminalreporter, config: pytest.Config) -> None:

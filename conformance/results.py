@@ -8,7 +8,10 @@ endpoint broke the probe: refused, timed out, answered garbage).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from conformance.accounting import Spend
 
 Outcome = Literal["pass", "fail", "inconclusive", "skip", "error"]
 #: The reason of a check an interrupted run never judged (report.json and junit.xml list it so).
@@ -49,11 +52,13 @@ class CheckResult:
     evidence: list[dict[str, Any]] = field(default_factory=list)
     curl: list[str] = field(default_factory=list)
     duration_s: float = 0.0
+    #: What the check's requests cost (a matrix report sums it per model); not a report column.
+    spent: Spend | None = field(default=None, repr=False, compare=False, metadata={"reported": False})
 
     def to_dict(self) -> dict[str, Any]:
         """The row as a dict. Shallow, unlike `asdict`: evidence nests as deep as a server's JSON
         did, deeper than recursion allows; the report writers copy it with a depth bound."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("reported", True)}
 
     def headline(self) -> str:
         """One line for terminals and JUnit: what was expected, what was seen, why."""

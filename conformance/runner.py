@@ -13,19 +13,20 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import httpx
 
-from conformance.accounting import RunStats
+from conformance.accounting import RunStats, Spend
 from conformance.catalog import Catalog, Entry
 from conformance.checks import REGISTRY, Check
 from conformance.checks.base import ProbeContext, ProbeFailed
 from conformance.client import EndpointClient
 from conformance.console import NOT_JUDGED, label
-from conformance.endpoint import Endpoint
+from conformance.endpoint import Endpoint, ModelTarget
 from conformance.exceptions import BudgetExhausted, EndpointError, RequestTimeout
 from conformance.exchange import Exchange
+from conformance.options import Shard
 from conformance.profiles import Profile
 from conformance.results import INTERRUPTED, CheckResult, Observation
 
@@ -42,10 +43,23 @@ def judge(observation: Observation, expected: list[str] | None) -> str:
     return "fail"
 
 
+class Case(NamedTuple):
+    """One unit of a run: a check judged on one model (a one-model run has one case per check)."""
+
+    check_id: str
+    model: str
+
+    def __str__(self) -> str:
+        """How pytest names the item: both the check and the model."""
+        return f"{self.check_id}@{self.model}"
+
+
 def execute(check: Check, entry: Entry, profile: Profile, client: EndpointClient, model: str,
-            context_window: int | None) -> CheckResult:
-    """Probe, classify, judge; every exception becomes an `error` row, never a crash."""
-    context = ProbeContext(client, model, context_window, check_id=check.id)
+            context_window: int | None, cassette: str | None = None) -> CheckResult:
+    """Probe, classify, judge; every exception becomes an `error` row, never a crash. `cassette`
+    names where a recording files the check's requests (default: the check's id)."""
+    key = cassette or check.id
+    context = ProbeContext(client, model, context_window, check_id=key)
     started = time.monotonic()
     observation: Observation | None = None
     failure = skipped = None
@@ -54,7 +68,7 @@ def execute(check: Check, entry: Entry, profile: Profile, client: EndpointClient
             observation = check.probe(context)
         except RequestTimeout:
             # Our own load may be why: once more, with one request in flight at a time.
-            context = ProbeContext(client, model, context_window, check_id=check.id)
+            context = ProbeContext(client, model, context_window, check_id=key)
             with client.limit.alone():
                 observation = check.probe(context)
         if observation.behaviour not in entry.vocabulary:
@@ -89,6 +103,7 @@ def execute(check: Check, entry: Entry, profile: Profile, client: EndpointClient
     if context.violations:
         result.details["schema_violations"] = context.reported_violations()
     attach_evidence(result, context.exchanges)
+    result.spent = Spend.of(context.exchanges)
     return result
 
 
@@ -112,6 +127,22 @@ def not_judged(check: Check, entry: Entry, profile: Profile, reason: str) -> Che
                        outcome="skip", observed=None, reason=reason)
 
 
+def elide_evidence(result: CheckResult) -> CheckResult:
+    """A passing case of a matrix run keeps its verdict, reason and details but not the exchanges
+    behind them (its model's section still counts its requests and tokens): hundreds of models'
+    passes would otherwise hold gigabytes that no reader opens. Every other outcome keeps its
+    evidence and curl lines whole."""
+    if result.outcome == "pass":
+        result.evidence, result.curl = [], []
+    return result
+
+
+def judge_case(check: Check, entry: Entry, profile: Profile, client: EndpointClient, model: str,
+               context_window: int | None, cassette: str) -> CheckResult:
+    """`execute` for one case of a matrix run, its evidence elided if it passed."""
+    return elide_evidence(execute(check, entry, profile, client, model, context_window, cassette))
+
+
 def attach_evidence(result: CheckResult, exchanges: list[Exchange]) -> None:
     result.evidence = [exchange.evidence() for exchange in exchanges]
     result.curl = [exchange.curl() for exchange in exchanges]
@@ -129,7 +160,7 @@ class ConformanceRun:
     concurrency: int = 8
     stats: RunStats = field(default_factory=RunStats)
     started_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    results: dict[str, CheckResult] = field(default_factory=dict)
+    results: dict[Case, CheckResult] = field(default_factory=dict)
     status: str = "running"
     message: str | None = None
     #: The report files written at the end of the run.
@@ -140,15 +171,38 @@ class ConformanceRun:
     recording: CassetteStore | None = None
     #: The run's name (--name), shown in the reports and as its column in `conformance compare`.
     name: str | None = None
+    #: A matrix run's models (empty: one model, the endpoint's); `--context-window` overrides theirs.
+    models: list[ModelTarget] = field(default_factory=list)
+    #: `--shard K/N` of a matrix run (None: the whole run).
+    shard: Shard | None = None
+    #: How many cases the whole run has before sharding, and what identifies them (`selection_digest`):
+    #: a shard's report says both, so `conformance merge` can tell shards of one run apart from others.
+    planned: int = 0
+    planned_digest: str = ""
 
     def __post_init__(self) -> None:
         self._clock = time.monotonic()
         self.client = EndpointClient(self.endpoint.base_url, self.endpoint.api_key, self.timeout, self.stats,
                                      transport=self.transport, concurrency=self.concurrency,
                                      headers=self.endpoint.headers)
+        # A run of several endpoints: a client each, all counted and budgeted in the one RunStats.
+        self.clients = {name: EndpointClient(member.base_url, member.api_key, self.timeout, self.stats,
+                                             transport=self.transport, concurrency=self.concurrency,
+                                             headers=member.headers)
+                        for name, member in self.endpoint.members.items()}
         self._pool = ThreadPoolExecutor(max_workers=max(1, self.concurrency), thread_name_prefix="check")
-        self._futures: dict[str, Future[CheckResult]] = {}
-        self.selected: list[str] = []
+        self._futures: dict[Case, Future[CheckResult]] = {}
+        self.selected: list[Case] = []
+        self._targets = {target.id: target for target in self.models}
+
+    @property
+    def matrix(self) -> bool:
+        """Whether this run judges a matrix of models (its report has a model dimension)."""
+        return bool(self.models)
+
+    @property
+    def model_ids(self) -> list[str]:
+        return [target.id for target in self.models] if self.models else [self.endpoint.model]
 
     @property
     def replaying(self) -> bool:
@@ -176,27 +230,48 @@ class ConformanceRun:
     def duration_s(self) -> float:
         return round(time.monotonic() - self._clock, 3)
 
-    def start(self, check_ids: list[str]) -> None:
-        """Submit every selected check at once; results are collected in `result()`."""
-        self.selected = list(check_ids)
+    def case(self, param: str | Case) -> Case:
+        """What a pytest item judges: a matrix item names its case, a one-model run's its check."""
+        return param if isinstance(param, Case) else Case(param, self.endpoint.model)
+
+    def cassette(self, case: Case) -> str:
+        """Where a recording files a case's requests: the check's id, in a matrix under its model."""
+        if not self.matrix:
+            return case.check_id
+        from conformance.cassettes import case_cassette
+
+        return case_cassette(case.model, case.check_id)
+
+    def start(self, cases: list[str | Case]) -> None:
+        """Submit every selected case (or check of a one-model run) at once: every check on every
+        model, under the one limit on requests in flight; results are collected in `result()`."""
+        self.selected = [self.case(case) for case in cases]
         store = self.transport.store if self.replaying else None  # type: ignore[union-attr]
-        for check_id in check_ids:
-            check = REGISTRY[check_id]
+        for case in self.selected:
+            check = REGISTRY[case.check_id]
             entry = self.catalog[check.entry]
-            # A family the run does not judge (not served, not asked for), or a check added since the
-            # recording: reported as such, never sent, never an error.
-            left_out = self.endpoint.left_out.get(entry.api) or (
-                store.not_recorded(check_id, check.entry) if store is not None and not store.recorded(check_id)
-                else None)
-            if left_out is not None:
-                result = not_judged(check, entry, self.profile, left_out)
-                if entry.api in self.endpoint.left_out:
+            target = self._targets.get(case.model)
+            cassette = self.cassette(case)
+            unusable = target.problem if target is not None else None
+            left_out = self.endpoint.left_out.get(entry.api)
+            if left_out is not None or unusable is not None or (store is not None and not store.recorded(cassette)):
+                # An API family the run does not judge (not served, not asked for), a model its preflight
+                # refused, or a check added since the recording: not judged, nothing sent, no error of the
+                # check's (a profile expecting it fails the run, unless its family was left out).
+                why = (left_out if left_out is not None
+                       else f"not judged: model {case.model!r} cannot be used: {unusable}" if unusable is not None
+                       else store.not_recorded(cassette, check.entry))  # type: ignore[union-attr]
+                result = not_judged(check, entry, self.profile, why)
+                if left_out is not None:
                     result.expected = None  # like a check -k leaves out: no profile judges a family left out
-                self._futures[check_id] = Future()
-                self._futures[check_id].set_result(result)
+                self._futures[case] = Future()
+                self._futures[case].set_result(result)
                 continue
-            self._futures[check_id] = self._pool.submit(
-                execute, check, entry, self.profile, self.client, self.endpoint.model, self.context_window)
+            window = self.context_window or (target.context_window if target is not None else None)
+            client = self.clients[target.endpoint] if target is not None and target.endpoint else self.client
+            self._futures[case] = self._pool.submit(
+                judge_case if self.matrix else execute, check, entry, self.profile, client,
+                target.sent if target is not None else case.model, window, cassette)
 
     def on_each_result(self, callback: Callable[[CheckResult], None]) -> None:
         """Call `callback` with each started check's result as it finishes, in whatever order they
@@ -209,13 +284,24 @@ class ConformanceRun:
         for future in self._futures.values():
             future.add_done_callback(forward)
 
-    def result(self, check_id: str) -> CheckResult:
-        result = self._futures[check_id].result()
-        self.results[check_id] = result
+    def result(self, param: str | Case) -> CheckResult:
+        """The result of a case (or of a one-model run's check), waiting for it."""
+        case = self.case(param)
+        result = self._futures[case].result()
+        self.results[case] = result
         return result
 
-    def ordered_results(self) -> list[CheckResult]:
-        return [self.results[c] for c in self.selected if c in self.results]
+    def ordered_results(self, model: str | None = None) -> list[CheckResult]:
+        """The results so far in the order selected; only `model`'s, if given."""
+        return [self.results[c] for c in self.selected if c in self.results and model in (None, c.model)]
+
+    def results_by_model(self) -> dict[str, list[CheckResult]]:
+        """Every model's results so far, in the order selected (one pass over the run)."""
+        found: dict[str, list[CheckResult]] = {model: [] for model in self.model_ids}
+        for case in self.selected:
+            if case in self.results:
+                found[case.model].append(self.results[case])
+        return found
 
     def unjudged(self) -> list[CheckResult]:
         """Checks the profile judges that got no verdict (out of budget, or the run stopped first):
@@ -235,15 +321,21 @@ class ConformanceRun:
                 + "; ".join(f"{n} because {why}" for why, n in reasons.items()))
 
     def finish(self, status: str, message: str | None = None) -> None:
-        """Close the run; verdicts already reached are kept even if no pytest item asked for them."""
+        """Close the run; verdicts already reached are kept even if no pytest item asked for them.
+        A run is `completed` only when every selected case finished: one that stopped short (pytest
+        ended the session some other way than by an interrupt) is `interrupted`."""
+        if status == "completed" and not all(future.done() for future in self._futures.values()):
+            status, message = "interrupted", message or "the run stopped before every check was judged"
         self.status, self.message = status, message
-        for check_id, future in self._futures.items():
-            if check_id not in self.results and future.done() and not future.cancelled():
-                self.results[check_id] = future.result()
-        for check_id in self.selected:
-            if check_id not in self.results:
-                check = REGISTRY[check_id]
-                self.results[check_id] = not_judged(check, self.catalog[check.entry], self.profile, INTERRUPTED)
+        for case, future in self._futures.items():
+            if case not in self.results and future.done() and not future.cancelled():
+                self.results[case] = future.result()
+        for case in self.selected:
+            if case not in self.results:
+                check = REGISTRY[case.check_id]
+                self.results[case] = not_judged(check, self.catalog[check.entry], self.profile, INTERRUPTED)
         self._pool.shutdown(wait=status == "completed", cancel_futures=True)
         self.client.close()
+        for client in self.clients.values():
+            client.close()
         self.endpoint.close()

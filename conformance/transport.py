@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import functools
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -96,11 +98,18 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """httpx's default TLS context, built once per process: each build loads the CA bundle (about
+    20 ms), and a run builds several transports. A context is safe to share between connections."""
+    return httpx.create_ssl_context()
+
+
 def network_transport() -> httpx.HTTPTransport:
     """httpx's transport to the network, reading through deadline-bound sockets."""
-    transport = httpx.HTTPTransport()
+    transport = httpx.HTTPTransport(verify=_tls_context())
     # httpx takes no network backend, so the pool it built is replaced by the same pool with one.
-    transport._pool = httpcore.ConnectionPool(ssl_context=httpx.create_ssl_context(), max_connections=64,
+    transport._pool = httpcore.ConnectionPool(ssl_context=_tls_context(), max_connections=64,
                                               max_keepalive_connections=16, network_backend=_DeadlineBackend())
     return transport
 
@@ -187,10 +196,15 @@ class BoundedStream(httpx.SyncByteStream):
     are handed to `on_close` once, when the reader closes it."""
 
     def __init__(self, inner: httpx.SyncByteStream, lease: Lease, *, event_stream: bool, encoding: str | None,
-                 on_close):
+                 on_close, abort_after_events: int | None = None):
+        """`abort_after_events`: end the body after that many events, as a client abandoning a
+        stream does (the events are counted here once, for the cap and for this)."""
         self._inner, self._lease, self._on_close = inner, lease, on_close
-        self._events = EventCounter() if event_stream else None
+        self._abort_after = abort_after_events
+        self._events = EventCounter() if event_stream or abort_after_events else None
         self._encoding = encoding
+        #: The number of events after which reading ended on purpose (`abort_after_events`).
+        self.aborted_after: int | None = None
         self._parts: list[bytes] = []
         self._size = 0
         self.first_byte: float | None = None
@@ -213,11 +227,15 @@ class BoundedStream(httpx.SyncByteStream):
                 self._size += len(part)
                 if self._size > BODY_SIZE_CAP:
                     raise ResponseLimit(f"response body exceeded {BODY_SIZE_CAP} bytes")
-                if self._events is not None and self._events.feed(part) > EVENT_CAP:
+                events = self._events.feed(part) if self._events is not None else 0
+                if events > EVENT_CAP:
                     raise ResponseLimit(f"event stream exceeded {EVENT_CAP} events")
                 if time.monotonic() > self._lease.deadline:
                     raise httpx.ReadTimeout("the request's overall deadline passed")
                 yield part
+                if self._abort_after and events >= self._abort_after:
+                    self.aborted_after = self._abort_after
+                    return
         except httpx.HTTPError as error:
             self.failure = error
             raise

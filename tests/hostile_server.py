@@ -170,6 +170,20 @@ def _throttle_first(handler: Handler, *_) -> None:
     handler.raw(head("429 Too Many Requests", length=len(body), extra="retry-after: 0.2"), [body])
 
 
+def _refuse_embeddings(status: str) -> Callable[[Handler, bytes, HostileServer], None]:
+    """Refuse an embeddings request with `status` and an error envelope, as an endpoint does that
+    takes no `encoding_format` (400) or serves this key no embeddings (401)."""
+    def answer(handler: Handler, *_) -> None:
+        body = json.dumps({"error": {"message": f"refused: {status}", "type": "invalid_request_error",
+                                     "param": None, "code": None}}).encode()
+        handler.raw(head(status, length=len(body)), [body])
+    return answer
+
+
+def _embeddings_with_encoding(path: str, body: bytes, owner: HostileServer) -> bool:
+    return path.endswith("/embeddings") and b'"encoding_format"' in body
+
+
 def _first_time(path: str, body: bytes, owner: HostileServer) -> bool:
     """True the first time a request (path and body) is seen: each is throttled once."""
     with owner.lock:
@@ -196,11 +210,22 @@ MODES: dict[str, Behaviour] = {
     "server-error": Behaviour(_server_error),
     "throttle-once": Behaviour(_throttle_first, _first_time),
     "one-at-a-time": Behaviour(_one_at_a_time, lambda *_: True),
+    "embeddings-encoding-400": Behaviour(_refuse_embeddings("400 Bad Request"), _embeddings_with_encoding),
+    "embeddings-401": Behaviour(_refuse_embeddings("401 Unauthorized"),
+                                lambda path, *_: path.endswith("/embeddings")),
 }
 
 
-class _Server(ThreadingHTTPServer):
+class LoopbackServer(ThreadingHTTPServer):
+    """The tests' threaded HTTP server. Its listen backlog holds a whole run's requests in flight:
+    with socketserver's 5, a loaded machine that accepts slowly overflows it, and the kernel resets
+    connections a run then reports as the endpoint's fault (a test failed so, under load)."""
+
     daemon_threads = True
+    request_queue_size = 128
+
+
+class _Server(LoopbackServer):
     owner: HostileServer
 
 

@@ -121,3 +121,18 @@ def test_profiles_fail_exactly_where_the_documents_differ(reference_server, serv
               and server.config.acts(entry.id) not in (profile.expected(entry.id) or [])}
     assert failing == differ
     assert bool(failing) == (server_vendor != profile_name)
+
+
+def test_reasons_count_what_was_sent(reference_server, monkeypatch):
+    """A reason says how many fields went out, counted from the list sent (it said "six" whatever
+    the list held): with one field fewer, it says 5."""
+    from conformance.checks import extensions, requests
+
+    monkeypatch.delitem(requests.DOCUMENTED_FIELDS, "user")
+    monkeypatch.delitem(extensions.SAMPLING_EXTENSIONS, "echo_last")
+    documented = run_check(reference_server("openai", api_key=KEY), REGISTRY["documented-optional-fields/chat"],
+                           load_profile("openai", CATALOG))
+    sampling = run_check(reference_server("fireworks", api_key=KEY), REGISTRY["fireworks-sampling-extensions/chat"],
+                         load_profile("fireworks", CATALOG))
+    assert documented.reason.startswith("all 5 documented fields accepted;"), documented.reason
+    assert sampling.reason.startswith("all 5 accepted;"), sampling.reason

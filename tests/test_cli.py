@@ -502,6 +502,15 @@ def test_importing_the_plugin_is_cheap() -> None:
     assert completed.stdout.strip() == "[]"
 
 
+def test_declaring_the_checks_imports_no_sdk() -> None:
+    """The SDKs (about 0.4 s of imports each) are imported by the checks that drive them, when they
+    run, so the import overlaps other checks' waits instead of delaying the first request."""
+    probe = "import sys, conformance.checks; print([m for m in ('openai', 'anthropic') if m in sys.modules])"
+    completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
+                               env=subprocess_env(), check=True)
+    assert completed.stdout.strip() == "[]"
+
+
 def test_the_pytest_front_end_validates_like_the_cli(tmp_path: Path) -> None:
     completed = subprocess.run(
         [sys.executable, "-m", "pytest", "--pyargs", "conformance.suites", "-p", "no:cacheprovider", "-q",

@@ -19,9 +19,10 @@ from conformance.cli import main
 from conformance.client import EndpointClient
 from conformance.endpoint import preflight_problem, resolve
 from conformance.exchange import Exchange
-from conformance.profiles import load_profile
+from conformance.profiles import Profile, load_profile
 from conformance.report import write_reports
 from conformance.runner import ConformanceRun, execute
+from tests.hostile_server import HostileServer
 
 SCHEMA = jsonschema.Draft202012Validator(json.loads(
     (Path(__file__).resolve().parents[1] / "schemas" / "report.schema.json").read_text(encoding="utf-8")))
@@ -114,6 +115,54 @@ def test_no_refusal_is_credited_to_a_parameter_when_the_whole_request_is_refused
     for result in attributed:  # both answers are named, and both requests are evidence
         assert result.reason.count("HTTP 404") + result.reason.count(", 404") >= 2, result.reason
         assert len(result.evidence) >= 2
+
+
+#: Checks whose verdict reads a refusal of the whole request as the endpoint's answer (an unknown
+#: model's 404, a feature that is not served), with the requests a refusal takes: the refused one
+#: and the control that tells it from a wrong path or a refused key. models-object-shape sends its
+#: control first (the listing), and judges the lookup only once the listing was answered.
+WHOLE_REFUSALS = {"error-envelope/unknown-model": 2, "error-envelope/unknown-model-lookup": 2,
+                  "embeddings/embeddings": 2, "models-object-shape/models": 1, "json-schema-subset/chat": 2}
+
+
+@pytest.mark.parametrize("wrong", ["path", "key"])
+def test_a_refusal_of_everything_is_never_a_verdict(reference_server, wrong):
+    """A wrong base path answers 404 with an error envelope to every request, a refused key 401:
+    neither is an unknown model's 404 nor a missing feature, so no check may observe anything."""
+    server = reference_server("openai", api_key="sk-gate-0123456789")
+    base_url = server.base_url.rsplit("/", 1)[0] + "/v2" if wrong == "path" else server.base_url
+    client = EndpointClient(base_url, server.config.api_key if wrong == "path" else "sk-wrong", timeout=10)
+    try:
+        results = [execute(REGISTRY[check_id], CATALOG[REGISTRY[check_id].entry], Profile("none", ""), client,
+                           server.config.model_id, None) for check_id in WHOLE_REFUSALS]
+    finally:
+        client.close()
+    judged = {r.check_id: f"{r.observed}: {r.reason}" for r in results if r.outcome not in ("error", "inconclusive")}
+    assert judged == {}
+    for result in results:  # every answer is named, and every request is evidence
+        sent = WHOLE_REFUSALS[result.check_id]
+        assert len(result.evidence) == sent, result.explain()
+        assert result.reason.count("HTTP 404" if wrong == "path" else "HTTP 401") == sent, result.reason
+
+
+@pytest.mark.parametrize(("mode", "outcome", "words"), [
+    ("embeddings-encoding-400", "pass", "encoding_format 'float' rejected: HTTP 400"),
+    ("embeddings-401", "error", "an answer about the caller, not about embeddings"),
+])
+def test_a_refused_embeddings_request_is_unsupported_only_when_the_feature_is_missing(reference_server, mode,
+                                                                                      outcome, words):
+    """A 400 the request without encoding_format is not given, or a 401 while chat is served, is
+    not "the endpoint does not serve embeddings" (before: `unsupported` on any 4xx)."""
+    server = reference_server("openai")
+    with HostileServer(mode, server.base_url) as hostile:
+        client = EndpointClient(hostile.base_url, None, timeout=10)
+        try:
+            result = execute(REGISTRY["embeddings/embeddings"], CATALOG["embeddings"], Profile("none", ""), client,
+                             server.config.model_id, None)
+        finally:
+            client.close()
+    assert result.outcome == outcome and result.observed != "unsupported", result.explain()
+    assert words in result.reason
 
 
 def test_a_refused_parameter_is_still_credited_when_the_control_succeeds(reference_server):

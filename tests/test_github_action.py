@@ -157,8 +157,8 @@ def test_without_github_it_only_runs(tmp_path: Path) -> None:
 
 def test_inputs_in_either_spelling_and_defaults() -> None:
     inputs = read_inputs({"INPUT_BASE-URL": " http://a/v1 ", "INPUT_REPORT_DIR": "out", "INPUT_MODEL": ""})
-    assert inputs == {"base-url": "http://a/v1", "api-key": "", "model": "", "profile": "openai", "baseline": "",
-                      "report-dir": "out", "args": ""}
+    assert inputs == {"base-url": "http://a/v1", "api-key": "", "model": "", "models": "", "shard": "", "merge": "",
+                      "profile": "openai", "baseline": "", "report-dir": "out", "args": ""}
     assert read_inputs({})["base-url"] == "embedded" and read_inputs({"INPUT_BASE_URL": " "})["base-url"] == ""
     assert "--base-url" not in github_action.run_arguments(read_inputs({}))
     assert github_action.run_arguments({**inputs, "args": "-k 'stream or stop'", "baseline": "b.json"}) == [
@@ -173,3 +173,27 @@ def test_the_action_passes_every_input_to_the_script() -> None:
         assert f"\n  {name}:\n" in action, name
         assert f"INPUT_{name.upper().replace('-', '_')}: ${{{{ inputs.{name} }}}}" in action, name
     assert "python -m conformance.github_action" in action and "actions/upload-artifact@" in action
+
+
+def test_models_and_shard_inputs_become_flags() -> None:
+    inputs = read_inputs({"INPUT_MODELS": "a, b", "INPUT_SHARD": "3/8"})
+    assert github_action.run_arguments(inputs)[-6:] == ["--shard", "3/8", "--model", "a", "--model", "b"]
+    assert github_action.run_arguments(read_inputs({"INPUT_MODELS": "all"}))[-2:] == ["--models", "all"]
+
+
+def test_shard_jobs_then_a_merge_job(tmp_path: Path) -> None:
+    """What docs/github-action.md's workflow does: each shard job runs with `shard`, the merge job
+    merges their reports (as downloaded artifacts, one directory each) and gates the result."""
+    for index in (1, 2):
+        environ = {"INPUT_SHARD": f"{index}/2", "INPUT_ARGS": "-k usage-in-response",
+                   "INPUT_REPORT_DIR": str(tmp_path / "shards" / f"conformance-shard-{index}")}
+        assert main(environ) == 0
+    output = tmp_path / "output"
+    merged = {"INPUT_MERGE": str(tmp_path / "shards"), "INPUT_REPORT_DIR": str(tmp_path / "merged"),
+              "GITHUB_OUTPUT": str(output), "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md")}
+    assert main(merged) == 0
+    outputs = dict(line.split("=", 1) for line in output.read_text().splitlines())
+    whole = json.loads((tmp_path / "merged" / "report.json").read_text())
+    assert int(outputs["pass"]) == len(whole["models"][0]["results"]) > 1 and outputs["exit-code"] == "0"
+    assert "Conformance report" in (tmp_path / "summary.md").read_text()
+    assert main({**merged, "INPUT_MERGE": str(tmp_path / "shards" / "conformance-shard-1")}) == 2  # one is missing

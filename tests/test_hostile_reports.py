@@ -19,7 +19,7 @@ import sys
 import threading
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import quote
 
@@ -28,6 +28,7 @@ import pytest
 
 from conformance.checks import REGISTRY
 from conformance.cli import main
+from tests.hostile_server import LoopbackServer
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT_SCHEMA = jsonschema.Draft202012Validator(
@@ -45,11 +46,9 @@ def json_answer(body: object, status: int = 200, headers: list[tuple[str, str]] 
     return status, [("content-type", "application/json"), *(headers or [])], json.dumps(body).encode()
 
 
-class HostileServer(ThreadingHTTPServer):
+class HostileServer(LoopbackServer):
     """Answers `GET .../models` with `models` and everything else with `answer(path, body)`;
     with `hold_models`, it signals `models_requested` and keeps that request open until `release`."""
-
-    daemon_threads = True
 
     def __init__(self, models: Answer, answer: Callable[[str, bytes], Answer], hold_models: bool = False):
         super().__init__(("127.0.0.1", 0), _Handler)

@@ -28,7 +28,7 @@ from conformance.compare import load_report
 from conformance.redaction import Redactor
 from conformance.sse import EventCounter
 from conformance.transport import BODY_SIZE_CAP, EVENT_CAP, AdaptiveLimit
-from tests.hostile_server import HostileServer
+from tests.hostile_server import MAX_SECONDS, HostileServer
 
 
 class IteratorStream(httpx.SyncByteStream):
@@ -40,14 +40,14 @@ class IteratorStream(httpx.SyncByteStream):
 
 ROOT = Path(__file__).resolve().parents[1]
 RSS_LIMIT_MB = 300
-#: What a run's checks may take besides waiting for their requests (on a loaded 2-core machine).
-SLACK_S = 3.0
+#: How long after its deadline a loaded machine may take to notice that a request's time is up.
+NOTICE_S = 2.0
 #: Python start-up, imports, endpoint resolution and the report, around the checks.
 START_UP_S = 30.0
 TIMEOUT_S = 1.0
-#: The timeout of runs where a cap, not time, must end the answer: a loaded machine may take more
-#: than TIMEOUT_S to receive 16 MB, and then the timeout would win the race against the cap.
-CAP_TIMEOUT_S = 30.0
+#: The timeout of runs whose verdict is not a timeout (a cap, a retry, a 500): a loaded machine may
+#: take more than TIMEOUT_S to receive 16 MB or to answer at all, and the timeout would win the race.
+PATIENT_TIMEOUT_S = 30.0
 SDK = "openai-sdk/completions"
 PLAIN = "completion-schema/completions"
 
@@ -83,7 +83,8 @@ sys.exit(code)
 """
 
 
-def conformance_run(base_url: str, tmp_path: Path, keyword: str, *extra: str, timeout_s: float = TIMEOUT_S) -> Run:
+def conformance_run(base_url: str, tmp_path: Path, keyword: str, *extra: str,
+                    timeout_s: float = PATIENT_TIMEOUT_S) -> Run:
     """`conformance run` in a child process, with its peak RSS."""
     output, peak = tmp_path / "output.txt", tmp_path / "peak-rss-kb.txt"
     started = time.monotonic()
@@ -96,22 +97,26 @@ def conformance_run(base_url: str, tmp_path: Path, keyword: str, *extra: str, ti
                output.read_text(errors="replace"), timeout_s)
 
 
-def assert_bounded(run: Run, requests_in_a_row: int = 2) -> None:
-    """A verdict, a valid report, bounded memory, and a duration the timeout explains (each
-    check's requests in a row, each possibly re-run once alone)."""
+def assert_bounded(run: Run) -> None:
+    """A verdict, a valid report, bounded memory, and times the timeout explains however loaded the
+    machine is: every request ended by its deadline (give or take NOTICE_S), and the run never sat
+    out a hostile answer, which lasts MAX_SECONDS. The run's total is not held to a sum of timeouts:
+    it also holds CPU work (imports, parsing) that load stretches at will (this failed under load)."""
     assert run.code in (0, 1), run.output
     assert "Traceback" not in run.output and "MemoryError" not in run.output, run.output
     assert run.rss_mb < RSS_LIMIT_MB, f"peak RSS {run.rss_mb:.0f} MB"
-    assert run.report["duration_s"] < SLACK_S + 2 * requests_in_a_row * run.timeout_s, run.report["duration_s"]
+    elapsed = [e["elapsed_ms"] / 1000 for row in run.report["results"] for e in row["evidence"]]
+    assert elapsed and max(elapsed) < run.timeout_s + NOTICE_S, elapsed
+    assert run.report["duration_s"] < MAX_SECONDS, run.report["duration_s"]
     assert run.wall_s < START_UP_S + run.report["duration_s"], f"{run.wall_s:.1f} s"
 
 
 @pytest.mark.parametrize(("mode", "words", "timeout_s"), [
-    ("gzip-bomb", "compressed (Content-Encoding: gzip)", CAP_TIMEOUT_S),
-    ("double-gzip", "compressed (Content-Encoding: gzip)", CAP_TIMEOUT_S),
-    ("huge-body", f"exceeded {BODY_SIZE_CAP} bytes", CAP_TIMEOUT_S),
-    ("long-line", f"exceeded {BODY_SIZE_CAP} bytes", CAP_TIMEOUT_S),
-    ("many-events", f"exceeded {EVENT_CAP} events", CAP_TIMEOUT_S),
+    ("gzip-bomb", "compressed (Content-Encoding: gzip)", PATIENT_TIMEOUT_S),
+    ("double-gzip", "compressed (Content-Encoding: gzip)", PATIENT_TIMEOUT_S),
+    ("huge-body", f"exceeded {BODY_SIZE_CAP} bytes", PATIENT_TIMEOUT_S),
+    ("long-line", f"exceeded {BODY_SIZE_CAP} bytes", PATIENT_TIMEOUT_S),
+    ("many-events", f"exceeded {EVENT_CAP} events", PATIENT_TIMEOUT_S),
     ("drip", f"no complete response within the {TIMEOUT_S:g}s timeout", TIMEOUT_S),
     ("slow-headers", f"no complete response within the {TIMEOUT_S:g}s timeout", TIMEOUT_S),
 ])
@@ -149,7 +154,7 @@ def test_a_slow_one_slot_server_gets_verdicts_not_timeouts_from_our_own_queue(re
     alone, so every check gets a verdict."""
     keyword = "completion-schema or error-envelope or openai-sdk or sse-framing"
     with HostileServer("one-at-a-time", reference_server("openai").base_url, latency=0.1) as server:
-        run = conformance_run(server.base_url, tmp_path, keyword)
+        run = conformance_run(server.base_url, tmp_path, keyword, timeout_s=TIMEOUT_S)
     errors = [(row["check_id"], row["reason"]) for row in run.report["results"] if row["outcome"] == "error"]
     assert run.code in (0, 1) and len(run.report["results"]) >= 10 and not errors, errors
 

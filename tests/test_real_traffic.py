@@ -98,7 +98,10 @@ def test_the_real_openai_context_overflow_is_openai_like():
 @pytest.mark.parametrize(("recording", "status"), [("openai-error-404-model_not_found.json", 404),
                                                    ("groq-error-404-model_not_found.json", 404)])
 def test_real_unknown_model_errors(recording, status):
-    assert observe("error-envelope/unknown-model", answer(recording, status)).observed == "openai"
+    # then the control: the same request naming a served model, answered
+    result = observe("error-envelope/unknown-model", answer(recording, status),
+                     answer("openai-chat-nonstream-gpt-4o-mini.json"))
+    assert result.observed == "openai", result.reason
 
 
 def test_a_real_401_is_the_envelope():

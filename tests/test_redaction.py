@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 import pytest
 
+from conformance.client import EndpointClient
 from conformance.redaction import REDACTED, Redactor, run_redactor
 
 KEY = "sk-sentinel/0123456789+abc def"
@@ -55,3 +56,12 @@ def test_a_run_knows_its_key_stripped_its_url_credentials_and_header_values():
     redactor = run_redactor(" sk-pasted-with-newline\n", "https://alice:s3cr%40t-pw@example.test/v1", ["hdr-value-1"])
     text = redactor.text("sk-pasted-with-newline s3cr@t-pw alice:s3cr%40t-pw hdr-value-1 alice")
     assert text == f"{REDACTED} {REDACTED} {REDACTED} {REDACTED} alice"
+
+
+
+def test_a_client_redacts_what_its_run_redacts():
+    """One builder for both: the client's redactor is `run_redactor` of its key (as given too, not
+    only stripped), base URL and headers, so its evidence hides exactly what the run's reports do."""
+    key, headers = " sk-pasted-with-newline\n", {"api-key": "hdr-value-0815"}
+    client = EndpointClient("http://h.invalid/v1", key, 5, headers=headers)
+    assert client.redactor.secrets == run_redactor(key, "http://h.invalid/v1", headers.values()).secrets

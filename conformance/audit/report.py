@@ -143,13 +143,9 @@ def render_markdown(report: dict[str, Any]) -> str:
 # ---------------------------------------------------------------- HTML
 
 def render_html(report: dict[str, Any]) -> str:
-    from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
+    from conformance.report.html import render_page
 
-    environment = Environment(loader=ChoiceLoader([PackageLoader("conformance.audit", "templates"),
-                                                   PackageLoader("conformance.report", "templates")]),
-                              autoescape=select_autoescape(["html", "j2"]), trim_blocks=True, lstrip_blocks=True)
-    environment.filters["json"] = lambda value: json.dumps(value, ensure_ascii=False)
-    return environment.get_template("audit.html.j2").render(report=report, colour=COLOUR, mark=MARK)
+    return render_page("audit.html.j2", report=report, colour=COLOUR, mark=MARK)
 
 
 # ---------------------------------------------------------------- JUnit

@@ -8,9 +8,8 @@ URL keeps `/v1`, so an endpoint whose base URL does not end in `/v1` cannot be r
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anthropic
 import httpx
 import jsonschema
 
@@ -19,6 +18,9 @@ from conformance.checks.messages import CALL_TOKENS, CODE_SCHEMA, FORCE_GET_CODE
 from conformance.checks.sdk import Sdk, sdk_steps
 from conformance.exchange import Exchange
 from conformance.results import Observation, inconclusive
+
+if TYPE_CHECKING:  # imported when the check runs, not when the checks are declared (checks/sdk.py)
+    import anthropic
 
 API_SUFFIX = "/v1"
 
@@ -32,6 +34,8 @@ def sdk_base_url(base_url: str) -> str | None:
 def anthropic_client(ctx: ProbeContext, log: list[Exchange]) -> anthropic.Anthropic:
     """The official SDK, its traffic going our way (bounded, retried, recorded) into `log`: through
     an httpx client for the SDK releases built on httpx, an httpx2 one for those built on httpx2 (2.x)."""
+    import anthropic
+
     on_httpx = issubclass(anthropic.DefaultHttpxClient, httpx.Client)
     http_client: Any = (ctx.client.logging_http_client if on_httpx else ctx.client.logging_httpx2_client)(
         ctx.check_id, log)  # whichever the installed release takes
@@ -39,14 +43,15 @@ def anthropic_client(ctx: ProbeContext, log: list[Exchange]) -> anthropic.Anthro
                                max_retries=0, timeout=ctx.client.timeout, http_client=http_client)
 
 
-ANTHROPIC_SDK = Sdk("anthropic", anthropic_client, (anthropic.APITimeoutError,), (anthropic.APIConnectionError,),
-                    anthropic.APIStatusError)
+ANTHROPIC_SDK = Sdk("anthropic", "anthropic", anthropic_client)
 
 
 @check("anthropic-sdk", variant="messages")
 def sdk_messages(ctx: ProbeContext) -> Observation:
     """What the SDK cannot be shown (tools refused, no call made) is messages-tool-choice's finding:
     here it makes the verdict inconclusive, not a failure of the SDK."""
+    import anthropic
+
     if sdk_base_url(ctx.client.base_url) is None:
         return inconclusive(f"the base URL {ctx.client.base_url} does not end in {API_SUFFIX}, so the SDK "
                             "(which appends /v1/messages) cannot be pointed at it")

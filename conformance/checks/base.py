@@ -222,23 +222,14 @@ class CheckDeclarationError(ConformanceError, ValueError):
 
 
 class Registry:
-    """Checks by id, in registration order (which is the report's order); each one validated as
-    it registers, so a mistake fails at import instead of in the middle of a run."""
+    """Checks by id, in registration order (which is the report's order). `check` validates a
+    declaration before it registers; a duplicate id fails here, at import too."""
 
     def __init__(self) -> None:
         self._checks: dict[str, Check] = {}
         self._lock = threading.Lock()
 
     def add(self, check: Check, where: str = "the module that declares it") -> Check:
-        from conformance.catalog import SHIPPED_CATALOG, load_catalog
-
-        if check.entry not in load_catalog().entries:
-            raise CheckDeclarationError(
-                f"check {check.id!r} in {where} covers {check.entry!r}, which is not a catalog entry: add the "
-                f"entry to {SHIPPED_CATALOG} first, or fix the id (CONTRIBUTING.md, 'Adding a difference')")
-        if check.id.partition("/")[0] != check.entry:
-            raise CheckDeclarationError(f"check {check.id!r} in {where}: its id must start with its entry "
-                                        f"({check.entry!r}/...), which names its cassette and report row")
         with self._lock:
             if check.id in self._checks:
                 raise CheckDeclarationError(f"duplicate check id {check.id!r} in {where}")
@@ -290,9 +281,13 @@ def check(entry: str, *positional: Any, variant: str | None = None,
 
     def register(probe: ProbeFunction) -> ProbeFunction:
         where = _declared_in(probe)
-        from conformance.catalog import load_catalog
+        from conformance.catalog import SHIPPED_CATALOG, load_catalog
 
-        title = load_catalog().entries[entry].title if entry in load_catalog().entries else entry
+        if entry not in load_catalog().entries:
+            raise CheckDeclarationError(
+                f"@check({entry!r}) in {where}: {entry!r} is not a catalog entry: add the entry to "
+                f"{SHIPPED_CATALOG} first, or fix the name (CONTRIBUTING.md, 'Adding a difference')")
+        title = load_catalog().entries[entry].title
         for name, arguments in declared.items():
             try:
                 inspect.signature(probe).bind(None, *arguments)

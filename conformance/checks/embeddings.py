@@ -2,7 +2,8 @@
 sends by default and decodes as little-endian float32), and `dimensions`.
 
 Vectors are compared with each other, never judged for meaning, so any model will do; a chat-only
-endpoint is `unsupported`. Each request embeds one word (a token or two).
+endpoint is `unsupported`, told from a wrong path or a refused key by a chat request that is served.
+Each request embeds one word (a token or two).
 """
 
 from __future__ import annotations
@@ -14,13 +15,16 @@ import struct
 from typing import Any
 
 from conformance.checks.base import (
+    CHAT,
     ProbeContext,
     ProbeFailed,
     as_dict,
     as_list,
     check,
+    is_refused,
     refused_for,
     rejection_reason,
+    require_control,
 )
 from conformance.exchange import Exchange
 from conformance.results import Observation, observe
@@ -68,17 +72,44 @@ def decoded(value: Any) -> list[float] | None:
     return list(struct.unpack(f"<{len(raw) // 4}f", raw))
 
 
-def unsupported(exchange: Exchange) -> bool:
-    """No embeddings here: a 4xx (no such route, not an embedding model) or 501 Not Implemented."""
-    return exchange.status == 501 or (exchange.status is not None and 400 <= exchange.status < 500)
+#: Answers that say the path is not served: no such route, not this method, not implemented.
+NOT_SERVED = (404, 405, 501)
+#: Answers about the caller, never about the endpoint's features.
+NOT_ABOUT_THE_FEATURE = (401, 403, 429)
+
+
+def refusal(ctx: ProbeContext, plain: Exchange) -> Observation | None:
+    """What a refused embeddings request means, or None when it was not refused. `unsupported` only
+    when a chat request with the same model and key is served, and the path is not (404, 405, 501)
+    or even `{model, input}` alone is refused; any other refusal is an error naming the answers."""
+    if plain.status not in NOT_SERVED and not is_refused(plain):
+        return None
+    chat = ctx.control(CHAT.path, CHAT.body(ctx.model, WORD, {"max_tokens": 1}))
+    require_control(chat, f"POST /embeddings {rejection_reason(plain)}", "a chat request with the same model and key")
+    served = f"a chat request with the same model is served (HTTP {chat.status})"
+    if plain.status in NOT_SERVED:
+        return observe("unsupported", f"POST /embeddings {rejection_reason(plain)}; {served}")
+    if plain.status in NOT_ABOUT_THE_FEATURE:
+        raise ProbeFailed(f"POST /embeddings {rejection_reason(plain)}, although {served}: "
+                          "an answer about the caller, not about embeddings")
+    minimal = ctx.control("embeddings", {"model": ctx.model, "input": WORD})
+    if minimal.ok:
+        return observe("other", f"encoding_format 'float' {rejection_reason(plain)}; the same request without it "
+                       "is answered")
+    if minimal.status in NOT_ABOUT_THE_FEATURE or not is_refused(minimal):
+        raise ProbeFailed(f"POST /embeddings {rejection_reason(plain)}; without encoding_format "
+                          f"{minimal.describe_status()}")
+    return observe("unsupported", f"POST /embeddings {rejection_reason(plain)}, and {{model, input}} alone too "
+                   f"({minimal.describe_status()}), while {served}: the model embeds nothing here")
 
 
 @check("embeddings", variant="embeddings")
 def embeddings(ctx: ProbeContext) -> Observation:
     request = {"model": ctx.model, "input": WORD}
     plain = ctx.send("embeddings", {**request, "encoding_format": "float"})
-    if unsupported(plain):
-        return observe("unsupported", f"POST /embeddings {rejection_reason(plain)}")
+    refused = refusal(ctx, plain)
+    if refused is not None:
+        return refused
     reference = floats(vector(ctx, plain, "embedding as floats"))
     if reference is None or not all(map(math.isfinite, reference)):
         return observe("other", "encoding_format 'float' did not answer a list of finite numbers")

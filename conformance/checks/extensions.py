@@ -90,6 +90,7 @@ EOS_CAP = 3
 
 @check("fireworks-sampling-extensions", variant="chat")
 def sampling_extensions(ctx: ProbeContext) -> Observation:
+    every = f"all {len(SAMPLING_EXTENSIONS)}"
     exchange = ctx.generate(CHAT, "OK", max_tokens=EOS_CAP, **SAMPLING_EXTENSIONS)
     if refused_for(ctx, exchange, *SAMPLING_EXTENSIONS):
         alone = ctx.send_all([(CHAT.path, CHAT.body(ctx.model, "OK", {"max_tokens": EOS_CAP, name: value}))
@@ -98,17 +99,17 @@ def sampling_extensions(ctx: ProbeContext) -> Observation:
         if accepted:
             return observe("other", f"together {rejection_reason(exchange)}; alone, {', '.join(accepted)} accepted "
                            "and the rest refused", accepted=accepted)
-        return observe("openai", f"each of the six refused (together: {rejection_reason(exchange)})")
+        return observe("openai", f"{every} refused, each alone (together: {rejection_reason(exchange)})")
     body = ctx.require_success(exchange, "a request with the sampling extensions")
     used, finish = as_dict(body.get("usage")).get("completion_tokens"), first_choice(body).get("finish_reason")
     # The same request without them (the control of any refusal): did the reply end by itself?
     plain = ctx.require_success(ctx.control(CHAT.path, CHAT.body(ctx.model, "OK", {"max_tokens": EOS_CAP})),
                                 "the same request without the extensions")
     if first_choice(plain).get("finish_reason") != "stop":
-        return observe("fireworks", f"all six accepted; ignore_eos's effect is not visible: without it the reply "
+        return observe("fireworks", f"{every} accepted; ignore_eos's effect is not visible: without it the reply "
                        f"reaches the cap of {EOS_CAP} too")
     if finish == "stop":
-        return observe("ignored", f"all six accepted, but with ignore_eos the reply still stopped by itself "
+        return observe("ignored", f"{every} accepted, but with ignore_eos the reply still stopped by itself "
                        f"({used} of {EOS_CAP} tokens)")
-    return observe("fireworks", f"all six accepted; with ignore_eos the reply runs on to the cap "
+    return observe("fireworks", f"{every} accepted; with ignore_eos the reply runs on to the cap "
                    f"({used} tokens, finish_reason {finish!r}), without it it stops by itself")

@@ -8,7 +8,7 @@ which every endpoint counts exactly. Every request generates at most 4 tokens.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conformance.checks.base import (
     CHAT,
@@ -22,8 +22,12 @@ from conformance.checks.base import (
     refused_for,
     rejection_reason,
 )
+from conformance.checks.surface import sdk_exchange
 from conformance.exchange import Exchange
 from conformance.results import Observation, inconclusive, observe
+
+if TYPE_CHECKING:  # imported when the check runs: the SDK costs about 0.4 s to import
+    import openai
 
 COUNT = "Count from 1 to 40, separated by commas."
 SAY_OK = "Reply with only the word OK."
@@ -152,10 +156,11 @@ def documented_optional_fields(ctx: ProbeContext) -> Observation:
     if refused_for(ctx, documented, *DOCUMENTED_FIELDS):
         return refused_fields(ctx, documented)
     ctx.require_success(documented, "the documented optional fields")
+    accepted = f"all {len(DOCUMENTED_FIELDS)} documented fields accepted"
     if refused_for(ctx, unknown, UNKNOWN_FIELD):
-        return observe("openai", f"the six documented fields accepted; {UNKNOWN_FIELD} {rejection_reason(unknown)}")
+        return observe("openai", f"{accepted}; {UNKNOWN_FIELD} {rejection_reason(unknown)}")
     ctx.require_success(unknown, f"a request with {UNKNOWN_FIELD}")
-    return observe("lenient", f"the six documented fields accepted, and {UNKNOWN_FIELD} too (HTTP {unknown.status})")
+    return observe("lenient", f"{accepted}, and {UNKNOWN_FIELD} too (HTTP {unknown.status})")
 
 
 def refused_fields(ctx: ProbeContext, together: Exchange) -> Observation:
@@ -163,32 +168,67 @@ def refused_fields(ctx: ProbeContext, together: Exchange) -> Observation:
     alone = ctx.send_all([(CHAT.path, CHAT.body(ctx.model, SAY_OK, {"max_tokens": 1, name: value}))
                           for name, value in DOCUMENTED_FIELDS.items()])
     refused = [name for name, exchange in zip(DOCUMENTED_FIELDS, alone, strict=True) if is_refused(exchange)]
-    named = ", ".join(refused) if refused else "none on its own, only all six together"
+    named = ", ".join(refused) if refused else f"none on its own, only all {len(DOCUMENTED_FIELDS)} together"
     return observe("rejects-documented", f"documented fields refused: {named} "
                    f"(together: {rejection_reason(together)})", refused=refused)
 
 
+#: The SDK call the stream-error-frame probe makes, as its evidence names it.
+ERROR_STREAM_STEP = "chat.completions.create(stream=True, temperature='hot'), iterated"
+
+
 @check("stream-error-frame", variant="chat")
 def stream_error_frame(ctx: ProbeContext) -> Observation:
-    # A wrong-typed temperature: every validator refuses it, and nothing is generated.
-    exchange = ctx.generate(CHAT, SAY_OK, max_tokens=1, stream=True, temperature="hot")
+    """How the error arrives, and whether the official SDK raises `openai.APIError` on it: sent
+    through the SDK (and our transport), so one request shows both."""
+    import openai
+
+    def iterate(client: openai.OpenAI) -> None:
+        # A wrong-typed temperature: every validator refuses it, and nothing is generated.
+        for _ in client.chat.completions.create(model=ctx.model, messages=[{"role": "user", "content": SAY_OK}],
+                                                max_tokens=1, stream=True, top_p=1, extra_body={"temperature": "hot"}):
+            pass
+
+    exchange, raised = sdk_exchange(ctx, ERROR_STREAM_STEP, iterate)
     if refused_for(ctx, exchange, "temperature"):
         if exchange.error_envelope is None:
             return observe("other",
                            f"refused with HTTP {exchange.status} but no error envelope: {exchange.text[:120]!r}")
-        return observe("openai", f"a wrong-typed temperature {rejection_reason(exchange)}, before any stream")
-    if not exchange.is_event_stream:
+        arrived = ("openai", f"a wrong-typed temperature {rejection_reason(exchange)}, before any stream")
+    elif not exchange.is_event_stream:
         return inconclusive(f"a wrong-typed temperature was answered HTTP {exchange.status} without a stream, "
                             "so there is no error to observe")
-    stream = exchange.stream
-    if any(event.event == "error" for event in stream.events):
-        return observe("event-error", "HTTP 200, then an `event: error` frame in the stream")
-    errors = [chunk["error"] for chunk in stream.chunks if isinstance(chunk, dict) and "error" in chunk]
-    if errors:
-        return observe("in-band", f"HTTP 200, then `data: {{\"error\": ...}}` in the stream: {str(errors[0])[:160]}")
-    if stream.done and any(choices_of(chunk) for chunk in stream.chunks if isinstance(chunk, dict)):
+    elif (frame := error_frame(exchange)) is not None:
+        arrived = frame
+    elif exchange.stream.done and any(choices_of(chunk) for chunk in exchange.stream.chunks if isinstance(chunk, dict)):
         return inconclusive("a wrong-typed temperature was accepted and answered, so there is no error to observe")
-    return observe("other", f"HTTP 200 and a stream of {len(stream.events)} events with neither an answer nor an error")
+    else:
+        return observe("other", f"HTTP 200 and a stream of {len(exchange.stream.events)} events with neither an "
+                       f"answer nor an error; the openai SDK {sdk_outcome(ctx, raised)}")
+    behaviour, seen = arrived
+    if not isinstance(raised, openai.APIError):
+        return observe("unraised", f"{seen}; but the openai SDK {sdk_outcome(ctx, raised)}: no openai.APIError")
+    return observe(behaviour, f"{seen}; the openai SDK {sdk_outcome(ctx, raised)}")
+
+
+def error_frame(exchange: Exchange) -> tuple[str, str] | None:
+    """The behaviour and a description of an error sent inside a 200 stream, if there is one."""
+    stream = exchange.stream
+    framed = [event.data for event in stream.events if event.event == "error"]
+    if framed:
+        return "event-error", f"HTTP 200, then an `event: error` frame in the stream: {framed[0][:160]}"
+    errors = [chunk for chunk in stream.chunks if isinstance(chunk, dict) and ("error" in chunk
+                                                                               or chunk.get("object") == "error")]
+    if errors:
+        return "in-band", f"HTTP 200, then an error as a data event in the stream: {str(errors[0])[:160]}"
+    return None
+
+
+def sdk_outcome(ctx: ProbeContext, raised: BaseException | None) -> str:
+    """What the SDK did with the answer, as the predicate of a verdict's clause."""
+    if raised is None:
+        return "iterated the stream without raising"
+    return f"raised {type(raised).__name__} ({ctx.client.redactor.text(str(raised))[:120]})"
 
 
 @check("reasoning-effort-values", variant="chat")

@@ -8,15 +8,13 @@ Each rule has a name; a check that finds rules broken names every one of them, s
 from __future__ import annotations
 
 import json
-import threading
 from collections import Counter, defaultdict
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
-import openai
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from openai.types import Completion
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from conformance.checks.base import (
     CHAT,
@@ -30,9 +28,13 @@ from conformance.checks.base import (
     require_control,
 )
 from conformance.checks.sdk import Sdk, Step
+from conformance.checks.sdk import sdk_exchange as exchange_of_step
 from conformance.checks.sdk import sdk_steps as run_sdk_steps
 from conformance.exchange import Exchange
 from conformance.results import Observation, inconclusive, observe
+
+if TYPE_CHECKING:
+    import openai
 
 FRAMING_PROMPT = {"chat": "Count from 1 to 5, separated by commas.", "completions": "1, 2, 3,"}
 FRAMING_RULES = {
@@ -161,15 +163,34 @@ def error_missing_key(ctx: ProbeContext) -> Observation:
     return _key_test(ctx, NO_KEY, WRONG_KEY)
 
 
+UNKNOWN_MODEL = "conformance-no-such-model"
+
+
 @check("error-envelope", variant="unknown-model")
 def error_unknown_model(ctx: ProbeContext) -> Observation:
-    exchange = ctx.send(CHAT.path, {**CHAT.body("conformance-no-such-model", "Hi", {}), "max_tokens": 1})
+    """A refusal is the unknown model's only when the same request naming the served model is
+    answered: a wrong base path or a refused key refuses both."""
+    exchange = ctx.send(CHAT.path, {**CHAT.body(UNKNOWN_MODEL, "Hi", {}), "max_tokens": 1})
+    if not exchange.ok:
+        require_control(ctx.control(CHAT.path, {**CHAT.body(ctx.model, "Hi", {}), "max_tokens": 1}),
+                        f"an unknown model: {exchange.describe_status()}", "the same request naming the served model")
     return expect_error(ctx, exchange, 404, "an unknown model")
 
 
 @check("error-envelope", variant="unknown-model-lookup")
 def error_unknown_model_lookup(ctx: ProbeContext) -> Observation:
-    exchange = ctx.send("models/conformance-no-such-model", method="GET")
+    """As unknown-model, with `GET /models/{served}` as the control; when that is not found either,
+    the route is not served (models-object-shape says so) and a 404 says nothing about the id."""
+    exchange = ctx.send(f"models/{UNKNOWN_MODEL}", method="GET")
+    if exchange.ok:
+        return expect_error(ctx, exchange, 404, "GET /models/{id} of an unknown model")
+    served = ctx.control(f"models/{quote(ctx.model, safe='/')}", None, method="GET")
+    if served.status in (404, 405):
+        return inconclusive(f"GET /models/{{id}} of an unknown model: {exchange.describe_status()}; but "
+                            f"GET /models/{ctx.model} of the served model answered {served.describe_status()} too, "
+                            "so the route is not served and the 404 says nothing about the model")
+    require_control(served, f"GET /models/{{id}} of an unknown model: {exchange.describe_status()}",
+                    "GET /models/{id} of the served model")
     return expect_error(ctx, exchange, 404, "GET /models/{id} of an unknown model")
 
 
@@ -189,8 +210,10 @@ def error_missing_messages(ctx: ProbeContext) -> Observation:
 
 INVALID_BUDGET = 8
 VALID_BUDGET = 5
-#: Hypothesis keeps per-thread state that is not meant to be shared; explorations take turns.
-_HYPOTHESIS = threading.Lock()
+#: Hypothesis keeps per-thread state that is not meant to be shared, and sets it up in each new
+#: thread with a full garbage collection (tenths of a second with the SDK loaded): explorations
+#: take turns on one thread of their own.
+_HYPOTHESIS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="conformance-hypothesis")
 
 INVALID_PARAMETERS = st.one_of(
     st.tuples(st.just("temperature"), st.floats(2.5, 100) | st.floats(-100, -0.5) | st.just("hot")),
@@ -219,7 +242,23 @@ VALID_PARAMETERS = st.fixed_dictionaries({"max_tokens": st.integers(1, 4)}, opti
 
 def draw_cases(strategy: st.SearchStrategy, budget: int) -> list[Any]:
     """`budget` examples drawn deterministically (the same ones every run, so a recording replays),
-    without shrinking: Hypothesis as a generator of cases, never as a judge."""
+    without shrinking: Hypothesis as a generator of cases, never as a judge. Drawn once per
+    process: a matrix run asks for the same cases on every model."""
+    return list(_HYPOTHESIS.submit(_drawn, strategy, budget).result())
+
+
+_DRAWN: dict[tuple[st.SearchStrategy, int], tuple[Any, ...]] = {}
+
+
+def _drawn(strategy: st.SearchStrategy, budget: int) -> tuple[Any, ...]:
+    """The cases, drawn on the first request: runs on Hypothesis' one thread, so the others (other
+    models' checks) wait for its cases and the cache needs no lock."""
+    if (strategy, budget) not in _DRAWN:
+        _DRAWN[strategy, budget] = _draw(strategy, budget)
+    return _DRAWN[strategy, budget]
+
+
+def _draw(strategy: st.SearchStrategy, budget: int) -> tuple[Any, ...]:
     cases: list[Any] = []
 
     @settings(max_examples=budget, database=None, derandomize=True, phases=[Phase.generate], deadline=None,
@@ -228,9 +267,8 @@ def draw_cases(strategy: st.SearchStrategy, budget: int) -> list[Any]:
     def draw(example) -> None:
         cases.append(example)
 
-    with _HYPOTHESIS:
-        draw()
-    return cases[:budget]
+    draw()
+    return tuple(cases[:budget])
 
 
 def malformed(body: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, Any]:
@@ -297,12 +335,19 @@ def valid_parameters(ctx: ProbeContext) -> Observation:
 
 def sdk_client(ctx: ProbeContext, log: list[Exchange]) -> openai.OpenAI:
     """The official SDK, its traffic going our way (bounded, retried, recorded) into `log`."""
+    import openai
+
     return openai.OpenAI(base_url=ctx.client.base_url, api_key=ctx.client.api_key or "no-key", max_retries=0,
                          timeout=ctx.client.timeout,
                          http_client=ctx.client.logging_http_client(ctx.check_id, log))  # type: ignore[arg-type]
 
 
-OPENAI_SDK = Sdk("openai", sdk_client, (openai.APITimeoutError,), (openai.APIConnectionError,), openai.APIStatusError)
+OPENAI_SDK = Sdk("openai", "openai", sdk_client)
+
+
+def sdk_exchange(ctx: ProbeContext, name: str, step) -> tuple[Exchange, BaseException | None]:
+    """One openai SDK call and the request it sent (checks/sdk.py)."""
+    return exchange_of_step(ctx, OPENAI_SDK, name, step)
 
 
 def sdk_steps(ctx: ProbeContext, steps: list[Step]) -> Observation:
@@ -312,6 +357,8 @@ def sdk_steps(ctx: ProbeContext, steps: list[Step]) -> Observation:
 
 @check("openai-sdk", variant="chat")
 def sdk_chat(ctx: ProbeContext) -> Observation:
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
     request: dict[str, Any] = {"model": ctx.model,
                                "messages": [{"role": "user", "content": "Reply with only the word OK."}],
                "max_tokens": 4, "temperature": 0}
@@ -342,6 +389,8 @@ def sdk_chat(ctx: ProbeContext) -> Observation:
 
 @check("openai-sdk", variant="completions")
 def sdk_completions(ctx: ProbeContext) -> Observation:
+    from openai.types import Completion
+
     request: dict[str, Any] = {"model": ctx.model, "prompt": "The quick brown fox", "max_tokens": 4, "temperature": 0}
 
     def create(client: openai.OpenAI) -> None:

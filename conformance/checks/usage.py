@@ -1,6 +1,7 @@
 """Usage details: `prompt_tokens_details.cached_tokens` and `completion_tokens_details`, plain and
 streamed. Clients read them to bill cache hits and reasoning; their absence is silent, so it is
-judged here. Cache hits themselves depend on the endpoint's state and are only reported.
+judged here. Cache hits themselves depend on the endpoint's state and are only reported, except
+where a request asks for none (`prompt_cache_max_len: 0`): there a hit is the finding.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ from conformance.checks.base import (
     ProbeFailed,
     as_dict,
     check,
+    refused_for,
+    rejection_reason,
     usage_problem,
 )
-from conformance.results import Observation, observe
+from conformance.exchange import Exchange
+from conformance.results import Observation, inconclusive, observe
 
 PROMPT = "Reply with only the word OK."
 CACHED_HEADER = "fireworks-cached-prompt-tokens"
@@ -83,3 +87,46 @@ def usage_details(ctx: ProbeContext) -> Observation:
     header_note = f"; {CACHED_HEADER}: {header}" if header is not None else ""
     return observe(behaviour, f"plain and streamed usage carry {found[behaviour]} "
                    f"(cached {cached!r} of {usages['plain'].get('prompt_tokens')}){header_note}", usage=usages)
+
+
+#: A prompt long enough for a cache to hold some of it (about 30 tokens), sent three times.
+CACHED_PROMPT = ("Reply with only the word OK. This sentence is only here so that the prompt is long enough "
+                 "for a prompt cache to keep part of it.")
+#: Fireworks pins a session to one replica with this header, so a prompt sent again meets its cache.
+SESSION = {"x-session-affinity": "conformance-prompt-cache"}
+
+
+def cached_tokens(ctx: ProbeContext, exchange: Exchange, what: str) -> int | None:
+    """The cached prompt tokens an answer reports (`prompt_tokens_details.cached_tokens`, else the
+    `fireworks-cached-prompt-tokens` header), or None when it reports none."""
+    usage = as_dict(ctx.require_success(exchange, what).get("usage"))
+    cached = as_dict(usage.get("prompt_tokens_details")).get("cached_tokens")
+    if cached is None and (header := exchange.response_headers.get(CACHED_HEADER)) is not None:
+        cached = int(header) if header.isdigit() else header
+    if cached is not None and (type(cached) is not int or cached < 0):
+        raise ProbeFailed(f"{what}: the cached prompt tokens are not a count: {cached!r}")
+    return cached
+
+
+@check("prompt-cache-max-len", variant="chat")
+def prompt_cache_max_len(ctx: ProbeContext) -> Observation:
+    """The prompt goes out once to be cached, twice with `prompt_cache_max_len: 0`, then once more
+    without it: only a hit on that last one shows there was a cache to turn off. The second request
+    with it follows the first at once, so a server that ignores it hits what the first left even
+    when something else evicted the prompt before (a miss then is not taken for honouring). One
+    after the other, in one session; the caps differ by a token, so no two bodies are the same."""
+    body = CHAT.body(ctx.model, CACHED_PROMPT, {"max_tokens": 1})
+    ctx.require_success(ctx.send(CHAT.path, {**body, "max_tokens": 2}, headers=SESSION), "the prompt, to be cached")
+    disabled = ctx.send(CHAT.path, {**body, "prompt_cache_max_len": 0}, headers=SESSION)
+    if refused_for(ctx, disabled, "prompt_cache_max_len"):
+        return observe("openai", f"prompt_cache_max_len {rejection_reason(disabled)}")
+    again = ctx.send(CHAT.path, {**body, "prompt_cache_max_len": 0, "max_tokens": 3}, headers=SESSION)
+    with_it = [cached_tokens(ctx, exchange, "prompt_cache_max_len 0") for exchange in (disabled, again)]
+    without = cached_tokens(ctx, ctx.send(CHAT.path, body, headers=SESSION), "the prompt sent again without it")
+    counts = f"cached tokens with prompt_cache_max_len 0: {' then '.join(map(str, with_it))}; without it: {without}"
+    if not without:
+        return inconclusive(f"accepted, but the prompt sent again reports no cache hit ({counts}), so there is "
+                            "no cache to turn off")
+    if any(with_it):
+        return observe("ignored", f"accepted, but the cache was still used: {counts}")
+    return observe("fireworks", f"honoured: {counts}")

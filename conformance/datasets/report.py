@@ -20,6 +20,7 @@ from conformance.datasets.formats import DESCRIPTIONS
 from conformance.datasets.judge import FileJudge
 from conformance.report import json_report, write_atomically
 from conformance.report.junit import xml_text
+from conformance.report.markdown import code
 
 REPORT_FORMAT = 1
 FILES = {"json": "dataset-report.json", "markdown": "dataset-report.md", "html": "dataset-report.html",
@@ -80,16 +81,6 @@ def text(value: Any) -> str:
     return MARKDOWN_PUNCTUATION.sub(r"\\\1", " ".join(str(value).split()))
 
 
-def code(value: Any) -> str:
-    """A code span that survives any content: a fence longer than any backtick run, pipes escaped."""
-    content = " ".join(str(value).split()).replace("|", "\\|")
-    if not content:
-        return "(root)"
-    fence = "`" * (max((len(run) for run in re.findall(r"`+", content)), default=0) + 1)
-    pad = " " if content.startswith("`") or content.endswith("`") else ""
-    return f"{fence}{pad}{content}{pad}{fence}"
-
-
 def plural(count: int, word: str) -> str:
     return f"{count:,} {word}" + ("" if count == 1 else "s")
 
@@ -130,7 +121,8 @@ def render_markdown(report: dict[str, Any]) -> str:
             lines += ["", f"### Findings (at most {report['max_findings_per_rule']} kept per rule)", "",
                       "| Line | Pointer | Rule | Severity | Targets | Explanation |", "|---|---|---|---|---|---|"]
             for finding in section["findings"]:
-                lines.append(f"| {finding['line'] or 'file'} | {code(finding['pointer'])} | `{finding['rule']}` | "
+                pointer = code(finding["pointer"]) if finding["pointer"] else "(root)"
+                lines.append(f"| {finding['line'] or 'file'} | {pointer} | `{finding['rule']}` | "
                              f"{finding['severity']} | {', '.join(finding['targets'])} | {text(finding['message'])} |")
     return "\n".join(lines) + "\n"
 
@@ -138,13 +130,10 @@ def render_markdown(report: dict[str, Any]) -> str:
 # ---------------------------------------------------------------- HTML
 
 def render_html(report: dict[str, Any]) -> str:
-    from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
+    from conformance.report.html import render_page
 
-    environment = Environment(loader=ChoiceLoader([PackageLoader("conformance.datasets", "templates"),
-                                                   PackageLoader("conformance.report", "templates")]),
-                              autoescape=select_autoescape(["html", "j2"]), trim_blocks=True, lstrip_blocks=True)
-    return environment.get_template("dataset.html.j2").render(
-        report=report, titles={rule["id"]: rule for rule in report["rules"]}, descriptions=DESCRIPTIONS)
+    return render_page("dataset.html.j2", report=report, titles={rule["id"]: rule for rule in report["rules"]},
+                       descriptions=DESCRIPTIONS)
 
 
 # ---------------------------------------------------------------- JUnit

@@ -30,11 +30,16 @@ from conformance.reference_server.errors import ApiError, bad_param
 from conformance.reference_server.messages import messages_routes
 from conformance.reference_server.responses_api import create_response
 from conformance.reference_server.shapes import (
+    SESSION_HEADER,
+    PromptCache,
     check_reasoning_effort,
+    count_reasoning,
     error_response,
     ignoring_eos,
     length_cap,
     read_messages,
+    reasoning_deltas,
+    reasoning_for,
     show_reasoning,
     unknown_fields,
     usage_details,
@@ -77,6 +82,7 @@ class ServerState:
     #: Deviation `stream-abort=other`: after a client abandons a stream, the next request fails,
     #: as on a server that keeps generating for a client that has gone.
     wedged: bool = False
+    prompt_cache: PromptCache = field(default_factory=PromptCache)
 
     def next_id(self, prefix: str) -> str:
         return f"{prefix}-{next(self.ids):06d}"
@@ -151,10 +157,11 @@ class Endpoint:
         """Fault `skip-body-validation`: malformed bodies reach the generator (and break it)."""
         return "skip-body-validation" in self.config.faults
 
-    def headers(self, prompt_tokens: int, streaming: bool) -> dict[str, str]:
+    def headers(self, prompt_tokens: int, streaming: bool, cached_tokens: int = 0) -> dict[str, str]:
         headers = {"x-request-id": self.state.next_id("req")}
         if self.config.is_("perf-metrics-headers", "fireworks") and not streaming:
-            headers.update({"fireworks-prompt-tokens": str(prompt_tokens), "fireworks-cached-prompt-tokens": "0",
+            headers.update({"fireworks-prompt-tokens": str(prompt_tokens),
+                            "fireworks-cached-prompt-tokens": str(cached_tokens),
                             "fireworks-server-time-to-first-token": "0.001",
                             "fireworks-server-processing-time": "0.002"})
         else:
@@ -201,7 +208,7 @@ class Endpoint:
         tool = self.tool_call(body)
         document = tool.arguments if tool else self.structured_document(body)
         reply = lm.chat_reply(messages) if document is None else iter(lm.tokenize(document))
-        return self.complete(body, prompt, reply, chat=True, tool=tool)
+        return self.complete(body, prompt, reply, chat=True, tool=tool, session=request.headers.get(SESSION_HEADER))
 
     async def completions(self, request: Request) -> Response:
         await self.guard(request)
@@ -214,7 +221,8 @@ class Endpoint:
             prompt = prompt[0]
         if not isinstance(prompt, str):
             raise bad_param("prompt", "The reference server serves one prompt per request, given as a string.")
-        return self.complete(body, prompt, lm.completion_continuation(prompt), chat=False)
+        return self.complete(body, prompt, lm.completion_continuation(prompt), chat=False,
+                             session=request.headers.get(SESSION_HEADER))
 
     async def embeddings(self, request: Request) -> Response:
         await self.guard(request)
@@ -360,8 +368,9 @@ class Endpoint:
         return Generation(text, tokens, finish, tool, self.state.next_id("call") if tool else "")
 
     def complete(self, body: dict[str, Any], prompt: str, continuation, chat: bool,
-                 tool: ToolCall | None = None) -> Response:
+                 tool: ToolCall | None = None, session: str | None = None) -> Response:
         prompt_tokens = lm.count_tokens(prompt)
+        cached_tokens = self.state.prompt_cache.cached_tokens(self.config, session, prompt, prompt_tokens, body)
         limit = self.token_limit(body, prompt_tokens, chat)
         continuations = list(itertools.tee(continuation, self.choice_count(body)))
         generations = [self.generate(body, c, limit, tool) for c in continuations]
@@ -369,10 +378,12 @@ class Endpoint:
         completion_tokens = sum(len(g.tokens) for g in counted) * max(1, body.get("best_of") or 1)
         usage: dict[str, Any] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                                  "total_tokens": prompt_tokens + completion_tokens}
-        usage.update(usage_details(self.config, prompt_tokens))
+        usage.update(usage_details(self.config, prompt_tokens, cached_tokens))
+        reasoning = reasoning_for(body) if chat else None
+        count_reasoning(reasoning, len(generations), usage)
         response_id = self.state.next_id("chatcmpl" if chat else "cmpl")
         if body.get("stream"):
-            events = self.stream(body, prompt, generations, usage, response_id, chat)
+            events = self.stream(body, prompt, generations, usage, response_id, chat, reasoning)
             if self.config.faults:
                 events = faults.corrupt_stream(self.config.faults, events)
             return StreamingResponse(events,
@@ -380,7 +391,7 @@ class Endpoint:
                                      headers=self.headers(prompt_tokens, streaming=True))
         choices = [self.choice(body, prompt, g, i, chat) for i, g in enumerate(generations)]
         if chat:
-            show_reasoning(self.config, body, choices, usage)
+            show_reasoning(self.config, reasoning, choices)
         result: dict[str, Any] = {"id": response_id, "object": "chat.completion" if chat else "text_completion",
                                   "created": CREATED, "model": self.config.model_id, "choices": choices}
         if not self.config.is_("usage-in-response", "other"):
@@ -391,7 +402,7 @@ class Endpoint:
             result["perf_metrics"] = self.perf_metrics(prompt_tokens)
         if self.config.is_("chat-completion-schema" if chat else "completion-schema", "other"):
             del result["created"]  # deviation: a required field is missing
-        return JSONResponse(result, headers=self.headers(prompt_tokens, streaming=False))
+        return JSONResponse(result, headers=self.headers(prompt_tokens, streaming=False, cached_tokens=cached_tokens))
 
     def choice_count(self, body: dict[str, Any]) -> int:
         return 1 if self.config.is_("n-choices", "other") else body.get("n") or 1
@@ -481,7 +492,8 @@ class Endpoint:
         return legacy
 
     # ---- streaming --------------------------------------------------------------------------
-    async def stream(self, body, prompt, generations, usage, response_id, chat) -> AsyncIterator[bytes]:
+    async def stream(self, body, prompt, generations, usage, response_id, chat,
+                     reasoning: str | None = None) -> AsyncIterator[bytes]:
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         finish_usage = self.config.is_("stream-usage-default", "fireworks") or (
             include_usage and self.config.is_("stream-options-include-usage", "fireworks"))
@@ -490,7 +502,7 @@ class Endpoint:
         finished = False
         try:
             for index, generation in enumerate(generations):
-                pieces = self.stream_pieces(body, prompt, generation, chat)
+                pieces = self.stream_pieces(body, prompt, generation, chat, reasoning_deltas(self.config, reasoning))
                 for position, piece in enumerate(pieces):
                     last = position == len(pieces) - 1
                     choice = self.stream_choice(piece, index, generation.finish_reason if last else None, chat,
@@ -511,21 +523,24 @@ class Endpoint:
             if not finished and self.config.is_("stream-abort", "other"):
                 self.state.wedged = True
 
-    def stream_pieces(self, body, prompt, generation: Generation, chat: bool) -> list[str | None]:
-        """Text per chunk: the role chunk (chat), one per token, then the finish chunk."""
+    def stream_pieces(self, body, prompt, generation: Generation, chat: bool,
+                      reasoning: list[dict[str, Any]]) -> list[str | dict[str, Any] | None]:
+        """Text per chunk: the role chunk (chat), the reasoning's deltas, one per token, then the finish chunk."""
         tokens = list(generation.tokens)
         if body.get("echo"):
             tokens = [prompt, *tokens]
-        head: list[str | None] = [""] if chat else []
+        head: list[str | dict[str, Any] | None] = ["", *reasoning] if chat else []
         return [*head, *tokens, None]
 
-    def stream_choice(self, piece: str | None, index: int, finish: str | None, chat: bool, first: bool,
-                      generation: Generation) -> dict:
+    def stream_choice(self, piece: str | dict[str, Any] | None, index: int, finish: str | None, chat: bool,
+                      first: bool, generation: Generation) -> dict:
         if chat:
             delta: dict[str, Any] = {}
             if first:
                 delta["role"] = "assistant"
-            if generation.tool:
+            if isinstance(piece, dict):
+                delta.update(piece)
+            elif generation.tool:
                 delta.update(tool_call_delta(generation.tool, generation.call_id, piece, first))
             elif piece is not None:
                 delta["content"] = piece
@@ -598,5 +613,6 @@ def create_app(config: ServerConfig) -> Starlette:
     routes += messages_routes(endpoint)
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})  # type: ignore[dict-item]
     app.state.config = config
+    app.state.endpoint = endpoint  # a fleet (fleet.py) lists every model's object
     app.state.started = time.time()
     return app

@@ -54,11 +54,12 @@ CAPABILITIES: dict[str, tuple[str, ...]] = {
     "models-object-shape": ("openai", "other", "unsupported"),
     "documented-optional-fields": ("openai", "lenient", "rejects-documented"),
     "usage-details": ("openai", "fireworks", "absent", "other"),
-    "stream-error-frame": ("openai", "in-band", "event-error", "other"),
+    "prompt-cache-max-len": ("openai", "fireworks", "ignored"),
+    "stream-error-frame": ("openai", "in-band", "event-error", "unraised", "other"),
     "fireworks-sampling-extensions": ("openai", "fireworks", "ignored"),
     "reasoning-effort-values": ("openai", "fireworks", "unsupported"),
     "embeddings": ("openai", "base64-ignored", "dimensions-ignored", "unsupported"),
-    "reasoning-field": ("openai", "fireworks", "reasoning", "think-tags", "input-rejected"),
+    "reasoning-field": ("openai", "fireworks", "reasoning", "think-tags", "input-rejected", "other"),
     # Tool calling and structured outputs: the documented behaviours and the deviations real servers
     # show (a named tool_choice served as auto, streamed tools refused, response_format ignored).
     "tool-choice": ("openai", "fireworks", "ignored"),

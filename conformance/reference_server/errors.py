@@ -13,12 +13,15 @@ class ApiError(Exception):
         super().__init__(message)
         self.status, self.message, self.type, self.param, self.code = status, message, type_, param, code
 
-    def response(self, rule_breaks: frozenset[str] = frozenset()) -> Response:
+    def envelope(self) -> dict[str, dict[str, str | None]]:
+        """OpenAI's error body, built here only: `{"error": {"message", "type", "param", "code"}}`."""
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+    def response(self, rule_breaks: frozenset[str] = frozenset(), headers: dict[str, str] | None = None) -> Response:
         status = 500 if "error-500-on-invalid" in rule_breaks and self.status == 400 else self.status
         if "error-plain-text" in rule_breaks:
-            return PlainTextResponse(self.message, status_code=status)
-        return JSONResponse({"error": {"message": self.message, "type": self.type, "param": self.param,
-                                       "code": self.code}}, status_code=status)
+            return PlainTextResponse(self.message, status_code=status, headers=headers)
+        return JSONResponse(self.envelope(), status_code=status, headers=headers)
 
 
 def bad_param(param: str, message: str) -> ApiError:

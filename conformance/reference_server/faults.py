@@ -13,7 +13,9 @@ import json
 from collections.abc import AsyncIterator
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
+
+from conformance.reference_server.errors import ApiError
 
 FAULTS = {
     "hang": "never answer",
@@ -70,8 +72,7 @@ async def intercept(faults: frozenset[str], seen: set[str], request: Request) ->
     if "hang" in faults:
         await asyncio.sleep(FOREVER_S)
     if "http-500" in faults:
-        return JSONResponse({"error": {"message": "internal failure", "type": "server_error", "param": None,
-                                       "code": None}}, status_code=500)
+        return ApiError(500, "internal failure", "server_error").response()
     if "html-error" in faults:
         return Response("<html><body><h1>502 Bad Gateway</h1></body></html>", status_code=502,
                         media_type="text/html")
@@ -84,8 +85,7 @@ async def intercept(faults: frozenset[str], seen: set[str], request: Request) ->
             fingerprint = hashlib.sha256(await request.body()).hexdigest()
             if fingerprint not in seen:
                 seen.add(fingerprint)
-                return JSONResponse({"error": {"message": "slow down", "type": "rate_limit_error", "param": None,
-                                               "code": None}}, status_code=status, headers={"retry-after": "1"})
+                return ApiError(status, "slow down", "rate_limit_error").response(headers={"retry-after": "1"})
     return None
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from conformance.reference_server import model as lm
+from conformance.reference_server.errors import ApiError
 
 CREATED = 1_700_000_000
 
@@ -48,8 +49,7 @@ def _response_object(body: dict[str, Any], response_id: str, model_id: str, text
 def create_response(body: dict[str, Any], response_id: str, model_id: str, token_delay_ms: float) -> Response:
     messages = _input_messages(body)
     if not messages:
-        return JSONResponse({"error": {"message": "'input' is required", "type": "invalid_request_error",
-                                       "param": "input", "code": None}}, status_code=400)
+        return ApiError(400, "'input' is required", param="input").response()
     prompt = lm.render_chat(messages)
     limit = body.get("max_output_tokens") or 64
     tokens, _ = lm.take(lm.chat_reply(messages), limit)

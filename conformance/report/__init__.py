@@ -41,11 +41,11 @@ def build_report(run: ConformanceRun | None, setup_failure: str | None = None,
                        "total": stats.total_tokens},
             "summary": {outcome: 0 for outcome in OUTCOMES}, "entries": [], "results": [],
         }
-    results = run.ordered_results()
+    results = [] if run.matrix else run.ordered_results()  # a matrix's are per model (report/matrix.py)
     summary = {outcome: sum(1 for r in results if r.outcome == outcome) for outcome in OUTCOMES}
     missing = [r.check_id for r in results if r.reason == INTERRUPTED]
     complete = run.status == "completed" and not missing
-    return {
+    report = {
         "format": REPORT_FORMAT,
         "tool": {"name": "conformance", "version": __version__},
         "name": run.name,
@@ -68,6 +68,11 @@ def build_report(run: ConformanceRun | None, setup_failure: str | None = None,
         "entries": entry_rows(run, results),
         "results": [result.to_dict() for result in results],
     }
+    if run.matrix:
+        from conformance.report.matrix import build_matrix_report
+
+        return build_matrix_report(run, report)
+    return report
 
 
 def traffic(report: dict[str, Any]) -> str:
@@ -108,19 +113,34 @@ def worst(outcomes: list[str]) -> str:
     return "skip"
 
 
+def prepared_report(run: ConformanceRun | None, setup_failure: str | None = None, base_url: str | None = None,
+                    stats: RunStats | None = None, redactor: Redactor | None = None,
+                    name: str | None = None) -> dict[str, Any]:
+    """The run's report as every format renders it, built once: bounded (`json_report.bounded`)
+    and redacted (`Redactor.tree`). It is also what the session keeps for the CLI and the Action."""
+    from conformance.report import json_report
+
+    return (redactor or Redactor()).tree(json_report.bounded(build_report(run, setup_failure, base_url, stats, name)))
+
+
 def write_reports(run: ConformanceRun | None, directory: Path, setup_failure: str | None = None,
                   base_url: str | None = None, stats: RunStats | None = None,
                   redactor: Redactor | None = None, name: str | None = None) -> list[Path]:
-    """Write every format; returns the paths written.
+    """Build the report (`prepared_report`) and write every format; returns the paths written."""
+    redactor = redactor or Redactor()
+    return write_report_files(prepared_report(run, setup_failure, base_url, stats, redactor, name), directory,
+                              redactor)
 
-    Every format renders the same bounded, redacted dict (see `json_report.bounded` and
-    `Redactor.tree`), and each rendered text is redacted once more (an encoder may spell a secret
-    anew). Each file is replaced atomically, so a full disk or a kill leaves the previous file
-    or none, never a truncated one."""
+
+def write_report_files(report: dict[str, Any], directory: Path, redactor: Redactor | None = None) -> list[Path]:
+    """Write every format of a prepared report; returns the paths written.
+
+    Every format renders the same bounded, redacted dict, and each rendered text is redacted once
+    more (an encoder may spell a secret anew). Each file is replaced atomically, so a full disk or
+    a kill leaves the previous file or none, never a truncated one."""
     from conformance.report import html, json_report, junit, markdown
 
     redactor = redactor or Redactor()
-    report = redactor.tree(json_report.bounded(build_report(run, setup_failure, base_url, stats, name)))
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for name, render in (("report.json", json_report.render), ("report.md", markdown.render),

@@ -12,15 +12,19 @@ from dataclasses import dataclass
 from statistics import median
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import ChoiceLoader, Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 
 from conformance.report import traffic
 
-_environment = Environment(loader=PackageLoader("conformance.report", "templates"),
+#: The one jinja2 set-up of every HTML page: the run's report and the comparison (here), the audit's
+#: and the dataset report's (in their packages); all share `_page.html.j2` (styles, colours).
+_environment = Environment(loader=ChoiceLoader([PackageLoader(package, "templates") for package in
+                                                ("conformance.report", "conformance.audit", "conformance.datasets")]),
                            autoescape=select_autoescape(["html", "j2"]), trim_blocks=True, lstrip_blocks=True)
 _environment.filters["pretty"] = lambda value: json.dumps(value, indent=2, ensure_ascii=False) \
     if not isinstance(value, str) else value
+_environment.filters["json"] = lambda value: json.dumps(value, ensure_ascii=False)
 
 
 def code_spans(text: str) -> Markup:
@@ -35,11 +39,19 @@ _environment.filters["code_spans"] = code_spans
 
 
 def render_page(template: str, **context: Any) -> str:
-    """Render one of this package's page templates (they share `_page.html.j2`: styles, colours)."""
+    """Render one of the page templates (they share `_page.html.j2`: styles, colours)."""
     return _environment.get_template(template).render(**context)
 
 
 def render(report: dict[str, Any]) -> str:
+    from conformance.report.matrix import groups, is_matrix, matrix_rows
+
+    if is_matrix(report):
+        # Folded: a column per group of identically behaving models, each entry and group on demand.
+        folded = groups(report)
+        members = [[s for s in report["models"] if s["id"] in set(group.models)] for group in folded]
+        return render_page("matrix.html.j2", report=report, groups=folded, sections=members,
+                           rows=matrix_rows(report, folded), traffic=traffic(report))
     return render_page("report.html.j2", report=report, chart=latency_chart(report), traffic=traffic(report))
 
 

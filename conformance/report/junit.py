@@ -23,18 +23,24 @@ def xml_text(value: Any) -> str:
 
 
 def render(report: dict[str, Any]) -> str:
+    """One testcase per check, and in a matrix report per check x model (named `check@model`)."""
+    from conformance.report.matrix import is_matrix
+
     suite = ElementTree.Element("testsuite", {"name": "conformance", "time": f"{report['duration_s']:.3f}",
                                               "timestamp": report["started_at"]})
     properties = ElementTree.SubElement(suite, "properties")
-    for name, value in (("endpoint", report["endpoint"]["base_url"]), ("model", report["model"]),
+    models = ", ".join(s["id"] for s in report["models"]) if is_matrix(report) else report["model"]
+    for name, value in (("endpoint", report["endpoint"]["base_url"]), ("model", models),
                         ("profile", (report["profile"] or {}).get("name")), ("status", report["status"])):
         ElementTree.SubElement(properties, "property", {"name": name, "value": xml_text(value)})
     if report["status"] == "not-started":
         case = ElementTree.SubElement(suite, "testcase", {"classname": "conformance", "name": "run", "time": "0.000"})
         ElementTree.SubElement(case, "error", {"message": xml_text(report.get("message") or "the run did not start")})
-    for result in report["results"]:
+    judged = ([(f"{r['check_id']}@{s['id']}", r) for s in report["models"] for r in s["results"]]
+              if is_matrix(report) else [(r["check_id"], r) for r in report["results"]])
+    for name, result in judged:
         case = ElementTree.SubElement(suite, "testcase", {
-            "classname": f"conformance.{result['entry_id']}", "name": result["check_id"],
+            "classname": f"conformance.{result['entry_id']}", "name": xml_text(name),
             "time": f"{result['duration_s']:.3f}"})
         headline = xml_text(f"expected {' or '.join(result['expected']) if result['expected'] else 'any'}, "
                             f"observed {result['observed'] or 'nothing'}: {result['reason']}")

@@ -52,24 +52,38 @@ def fenced(lines: list[str], language: str) -> list[str]:
     return [f"{fence}{language}", *shown, fence]
 
 
-def render(report: dict[str, Any]) -> str:
+def header(report: dict[str, Any], models: str) -> list[str]:
+    """The run's facts, its message and its summary line (both report formats open with them)."""
     endpoint = report["endpoint"]
     profile = report["profile"] or {"name": "-"}
+    shard = report.get("shard")
     lines = [
         "# Conformance report",
         "",
         f"- Endpoint: {code(endpoint['base_url'])}"
         + (" (embedded reference server)" if endpoint.get("embedded") else ""),
-        f"- Model: {code(report['model'])}",
+        models,
         f"- Profile: {code(profile['name'])}",
-        f"- Started: {report['started_at']}, took {report['duration_s']:.1f}s, status **{report['status']}**",
+        f"- Started: {report['started_at']}, took {report['duration_s']:.1f}s, status **{report['status']}**"
+        + (f", shard {shard['index']}/{shard['count']}" if shard else ""),
         f"- Traffic: {traffic(report)}",
         f"- conformance {report['tool']['version']}",
     ]
     if report.get("message"):
         lines += ["", f"> {code(report['message'], in_table=False)}"]
-    summary = ", ".join(f"{n} {outcome}" for outcome, n in report["summary"].items() if n)
-    lines += ["", f"**{summary or 'no checks ran'}**", ""]
+    return lines + ["", f"**{summary_text(report['summary'])}**", ""]
+
+
+def summary_text(summary: dict[str, int]) -> str:
+    return ", ".join(f"{n} {outcome}" for outcome, n in summary.items() if n) or "no checks ran"
+
+
+def render(report: dict[str, Any]) -> str:
+    from conformance.report.matrix import is_matrix
+
+    if is_matrix(report):
+        return render_matrix(report)
+    lines = header(report, f"- Model: {code(report['model'])}")
     if report["entries"]:
         lines += ["## By catalog entry", "", "| Entry | Expected | Observed | Outcome | Matches documents |",
                   "|---|---|---|---|---|"]
@@ -92,4 +106,33 @@ def render(report: dict[str, Any]) -> str:
             for result in problems:
                 lines += [f"### {code(result['check_id'], in_table=False)}", "",
                           code(result["reason"], in_table=False), "", *fenced(result["curl"], "sh"), ""]
+    return "\n".join(lines) + "\n"
+
+
+def render_matrix(report: dict[str, Any]) -> str:
+    """A matrix report: the models (usability, outcomes, spend), then entries down and models
+    across, models that behaved identically folded into one column, then each column's failures."""
+    from conformance.report.matrix import groups, matrix_rows
+
+    folded = groups(report)
+    lines = header(report, f"- Models: {len(report['models'])}, in {len(folded)} group(s) of identical behaviour")
+    lines += ["## Models", "", "| Model | Group | Outcomes | Requests | Tokens |", "|---|---|---|---|---|"]
+    number = {model: index for index, group in enumerate(folded, 1) for model in group.models}
+    for section in report["models"]:
+        outcomes = summary_text(section["summary"]) if section["usable"] else f"cannot be used: {section['problem']}"
+        lines.append(f"| {code(section['id'])} | G{number[section['id']]} | {code(outcomes)} "
+                     f"| {section['requests']} | {section['tokens']['total']} |")
+    lines += ["", "## By catalog entry", ""]
+    lines += [f"- **G{index}** ({len(group.models)}): {', '.join(code(m, in_table=False) for m in group.models)}"
+              for index, group in enumerate(folded, 1)]
+    lines += ["", "| Entry | " + " | ".join(f"G{index}" for index in range(1, len(folded) + 1)) + " |",
+              "|---" * (len(folded) + 1) + "|"]
+    for row in matrix_rows(report, folded):
+        cells = [f"{MARK[c['outcome']]} {words(c['observed'], ', ', '-')}" if c else "not run" for c in row["cells"]]
+        lines.append(f"| {code(row['id'])}{' ≠' if row['differs'] else ''} | " + " | ".join(cells) + " |")
+    for index, group in enumerate(folded, 1):
+        problems = [r for r in group.section["results"] if r["outcome"] in ("fail", "error")]
+        if problems:
+            lines += ["", f"## Failures and errors of G{index}", ""]
+            lines += [f"- {code(r['check_id'], in_table=False)}: {code(r['reason'], in_table=False)}" for r in problems]
     return "\n".join(lines) + "\n"
