@@ -14,7 +14,9 @@ from conformance.exchange import Exchange
 
 
 def usage_of(exchange: Exchange) -> dict | None:
-    """The token usage an exchange reports: the body's, or the last one a stream carried."""
+    """The token usage an exchange reports: the body's, or what a stream carried, later counts
+    over earlier ones (a Messages stream's `message_start` has the input tokens, its `message_delta`
+    the output tokens)."""
     if exchange.json is not None:
         usage = exchange.json.get("usage") if isinstance(exchange.json, dict) else None
         if not isinstance(usage, dict) and isinstance(exchange.json, dict):
@@ -25,10 +27,11 @@ def usage_of(exchange: Exchange) -> dict | None:
     for chunk in exchange.stream.chunks:
         if isinstance(chunk, dict):
             usage = chunk.get("usage")
-            if not isinstance(usage, dict) and isinstance(chunk.get("response"), dict):
-                usage = chunk["response"].get("usage")
+            for envelope in ("response", "message"):  # a Responses event's response, message_start's message
+                if not isinstance(usage, dict) and isinstance(chunk.get(envelope), dict):
+                    usage = chunk[envelope].get("usage")
             if isinstance(usage, dict):
-                found = usage
+                found = {**(found or {}), **usage}
     return found
 
 

@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="one line per check: outcome, check id, behaviour observed, reason")
 
     serve = commands.add_parser("serve", help="run the reference server in the foreground")
-    serve.add_argument("--behavior", choices=("openai", "fireworks"), default="openai")
+    serve.add_argument("--behavior", choices=("openai", "fireworks", "anthropic"), default="openai")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=port, default=0, help="0 picks a free port (default)")
     serve.add_argument("--api-key", help="require this key (401 otherwise)")
@@ -348,7 +348,8 @@ def command_catalog(args: argparse.Namespace) -> int:
     catalog = load_catalog()
     if args.format == "json":
         print(json.dumps([{
-            "id": e.id, "title": e.title, "area": e.area, "openai": e.openai, "fireworks": e.fireworks,
+            "id": e.id, "title": e.title, "area": e.area, "api": e.api, "openai": e.openai,
+            **({"anthropic": e.anthropic} if e.anthropic else {}), "fireworks": e.fireworks,
             "behaviours": e.behaviours,
             "documents": [{"source": c.source.key, "says": c.says, "citation": c.source.cite(c.section)}
                           for c in e.documents],
@@ -357,6 +358,8 @@ def command_catalog(args: argparse.Namespace) -> int:
     for entry in catalog:
         print(f"{entry.id}  [{entry.area}]  {entry.title}")
         print(f"  OpenAI:    {entry.openai}")
+        if entry.anthropic:
+            print(f"  Anthropic: {entry.anthropic}")
         print(f"  Fireworks: {entry.fireworks}")
         for claim in entry.documents:
             print(f"  - {claim.says:<12} {claim.source.cite(claim.section)}")

@@ -29,6 +29,8 @@ EXCHANGE_EXTENSION = "conformance.exchange"
 #: The request extension asking the transport to end the body after that many events.
 ABORT_EXTENSION = "conformance.abort_after_events"
 
+#: Paths whose requests read a prompt but generate nothing: their cost is the prompt alone.
+NOT_GENERATING = ("/embeddings", "/messages/count_tokens")
 #: 429/503 answers carrying Retry-After are retried at most this often per request...
 MAX_RETRIES = 2
 #: ...and only when the server asks to wait no longer than this.
@@ -50,7 +52,7 @@ class BoundedTransport(httpx.BaseTransport):
         request.headers["accept-encoding"] = "identity"
         exchange = describe_request(request, self.redactor)
         # BudgetExhausted: not sent, not counted
-        reserved = self.stats.reserve(exchange.request_body, generates=not request.url.path.endswith("/embeddings"))
+        reserved = self.stats.reserve(exchange.request_body, generates=not request.url.path.endswith(NOT_GENERATING))
         request.extensions = {**request.extensions, EXCHANGE_EXTENSION: exchange}
         while True:
             lease = self.limit.acquire()
@@ -196,6 +198,13 @@ class EndpointClient:
         ours (bounded, retried, live, recorded or replayed) and lands in `log` as evidence. Do not
         close its transport: it is this client's."""
         return self._client(_LoggingTransport(self._transport, check, log), self.headers)
+
+    def logging_httpx2_client(self, check: str | None, log: list[Exchange]) -> Any:
+        """`logging_http_client` for SDKs built on httpx2 (the anthropic SDK): an httpx2.Client
+        whose requests go the same way (httpx2_bridge.py, imported only for them)."""
+        from conformance.httpx2_bridge import bridged_client
+
+        return bridged_client(_LoggingTransport(self._transport, check, log), self.headers, self.params, self.timeout)
 
     def get(self, path: str) -> Exchange:
         return self.request("GET", path)

@@ -12,6 +12,7 @@ from conformance.accounting import RunStats
 from conformance.client import EndpointClient
 from conformance.exceptions import BudgetExhausted, ConformanceError, EndpointError
 from conformance.exchange import Exchange
+from conformance.families import API_FAMILIES, MESSAGES_PATH, anthropic_headers
 from conformance.options import EndpointSpec, ModelSelection, base_url_from_environment
 from conformance.reference_server import RunningServer, ServerConfig, start_in_thread
 from conformance.urls import normalize_base_url
@@ -55,6 +56,9 @@ class Endpoint:
     models: list[ModelTarget] = field(default_factory=list)
     #: A run of several endpoints (`--endpoint`): each by name (its models are in `models`).
     members: dict[str, Endpoint] = field(default_factory=dict)
+    #: The API families the run judges, and why each other one is left out.
+    apis: tuple[str, ...] = API_FAMILIES
+    left_out: dict[str, str] = field(default_factory=dict)
     _closed: bool = field(default=False, repr=False, compare=False)
 
     @property
@@ -75,13 +79,16 @@ class Endpoint:
 
 def resolve(base_url: str | None, api_key: str | None, model: str | None, timeout: float,
             embedded_behaviour: str = "openai", stats: RunStats | None = None,
-            headers: dict[str, str] | None = None, matrix: ModelSelection | None = None) -> Endpoint:
+            headers: dict[str, str] | None = None, matrix: ModelSelection | None = None,
+            apis: tuple[str, ...] | None = None, judged: tuple[str, ...] = ()) -> Endpoint:
     """Find the endpoint and model, starting the embedded server when no URL is known, and prove
-    with one tiny generation that they work. `stats` counts these requests as part of the run.
+    with one tiny generation per API family that they work. `stats` counts these requests as part
+    of the run. The run judges the families in `apis` (each must be served), or by default those
+    the endpoint serves and those the profile judges (`judged`: there, unserved is `unsupported`).
 
-    With `matrix`, every model it selects is preflighted (together): one a preflight refuses is
-    kept with its problem, for the report to say, while the others are judged; the run cannot
-    start only when the endpoint itself is unusable or no model is selected."""
+    With `matrix`, every model it selects is preflighted (together, in the OpenAI family): one a
+    preflight refuses is kept with its problem, for the report to say, while the others are judged;
+    the run cannot start only when the endpoint itself is unusable or no model is selected."""
     base_url = base_url or base_url_from_environment()
     embedded = None
     if base_url is None:
@@ -98,10 +105,12 @@ def resolve(base_url: str | None, api_key: str | None, model: str | None, timeou
                 return Endpoint(base_url, api_key, targets[0].id, embedded, context_window=targets[0].context_window,
                                 headers=dict(headers or {}), models=targets)
             listed, window = read_models(client, model)
-            preflight(client, listed)
+            unserved = {family: why for family in API_FAMILIES if (why := preflight(client, listed, family))}
         finally:
             client.close()
-        return Endpoint(base_url, api_key, listed, embedded, context_window=window, headers=dict(headers or {}))
+        chosen, left_out = select_families(unserved, apis, judged)
+        return Endpoint(base_url, api_key, listed, embedded, context_window=window, headers=dict(headers or {}),
+                        apis=chosen, left_out=left_out)
     except (ValueError, EndpointUnusable) as problem:
         if embedded:
             embedded.stop()
@@ -146,11 +155,13 @@ def open_matrix(client: EndpointClient, selection: ModelSelection) -> list[Model
 
     def target(model: str) -> ModelTarget:
         try:
-            preflight(client, model)
+            unserved = preflight(client, model)
         except EndpointUnusable as problem:
             if "--max-tokens-budget" in str(problem):
                 raise
             return ModelTarget(model, window_of(listing, model), str(problem))
+        if unserved is not None:
+            return ModelTarget(model, window_of(listing, model), f"is the base URL's path right? {unserved}")
         return ModelTarget(model, window_of(listing, model))
 
     with ThreadPoolExecutor(max_workers=min(len(models), 16), thread_name_prefix="preflight") as pool:
@@ -173,6 +184,8 @@ def list_models(client: EndpointClient, required: bool) -> list[dict]:
     base_url = client.base_url
     try:
         listing = client.get("models")
+        if listing.status in (401, 403) and client.api_key:  # an endpoint that takes the key Anthropic's way
+            listing = client.request("GET", "models", headers=anthropic_headers(client.api_key), authorization=None)
     except EndpointError as error:
         why = error.exchange.failure if error.exchange else error
         raise EndpointUnusable(f"cannot reach {base_url}: {why}") from None
@@ -200,25 +213,76 @@ def read_models(client: EndpointClient, model: str | None) -> tuple[str, int | N
 
 #: The cheapest generation there is: whatever the endpoint, it proves the URL, key and model work.
 PREFLIGHT_MAX_TOKENS = 1
+PREFLIGHT_PROMPT = [{"role": "user", "content": "Reply with only the word OK."}]
 
 
-def preflight(client: EndpointClient, model: str) -> None:
-    """One tiny chat completion; EndpointUnusable with one line when it shows the base URL, the
-    key or the model is wrong.
+def preflight(client: EndpointClient, model: str, family: str = "openai") -> str | None:
+    """One tiny generation in `family`'s API (a chat completion, a message); EndpointUnusable with
+    one line when it shows the key or the model is wrong, and why the family is not served (its
+    path a 404 or 405 that does not blame the model) or None when it is.
 
     Only answers that say so stop the run: a 5xx, a timeout or a malformed body is the endpoint's
     fault, which the checks then meet and report as errors with their evidence."""
-    body = {"model": model, "messages": [{"role": "user", "content": "Reply with only the word OK."}],
-            "max_tokens": PREFLIGHT_MAX_TOKENS, "temperature": 0}
+    body = {"model": model, "messages": PREFLIGHT_PROMPT, "max_tokens": PREFLIGHT_MAX_TOKENS, "temperature": 0}
     try:
-        answer = client.post("chat/completions", body)
+        if family == "anthropic":
+            answer = client.request("POST", MESSAGES_PATH, body, headers=anthropic_headers(client.api_key),
+                                    authorization=None)
+        else:
+            answer = client.post("chat/completions", body)
     except BudgetExhausted as exhausted:
+        if family != API_FAMILIES[0]:
+            return None  # another family proved the endpoint usable; its checks meet the budget themselves
         raise EndpointUnusable(f"--max-tokens-budget is too small to judge anything: {exhausted}") from None
     except EndpointError:
-        return
+        return None
+    first = family == API_FAMILIES[0]
+    # A second family is judged on its own: its path may sit behind the first one's auth (a Messages
+    # request carries the key as x-api-key), or refuse a model the first serves; either way it is not
+    # served with this key and model, and any other answer is the checks' to judge.
+    refused = answer.status in ((404, 405) if first else (401, 403, 404, 405))
+    if blames_model(answer, model) and answer.status is not None and 400 <= answer.status < 500:
+        if first:
+            raise EndpointUnusable(f"model {model!r} is not served; pass one the endpoint serves with --model "
+                                   f"(preflight POST {answer.url}: {answer.describe_status()[:160]})")
+        refused = True
+    if refused:
+        return f"POST {answer.url} answered {answer.describe_status()[:160]}"
+    if not first:
+        return None
     problem = preflight_problem(answer, model)
     if problem:
         raise EndpointUnusable(f"{problem} (preflight POST {answer.url}: {answer.describe_status()[:160]})")
+    return None
+
+
+def blames_model(answer: Exchange, model: str) -> bool:
+    """Whether a refusal is about the model (OpenAI's envelope or Anthropic's) rather than the path."""
+    envelope = answer.error_envelope
+    return envelope is not None and names_model(envelope, model)
+
+
+def select_families(unserved: dict[str, str], asked: tuple[str, ...] | None,
+                    judged: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The families a run judges, and why each other one is left out. Asked for (`--api`), each must
+    be served; by default, those served and those the profile judges (whose checks then observe
+    `unsupported` where the endpoint does not serve them). None served at all: the base URL is wrong."""
+    if len(unserved) == len(API_FAMILIES):
+        raise EndpointUnusable("is the base URL's path right? No API family is served: "
+                               + "; ".join(unserved.values())
+                               + " (it should end where /chat/completions or /messages can be appended, e.g. /v1)")
+    if asked is not None:
+        missing = [family for family in asked if family in unserved]
+        if missing:
+            raise EndpointUnusable(f"--api {missing[0]}: the endpoint does not serve that API family: "
+                                   f"{unserved[missing[0]]}")
+        chosen = asked
+    else:
+        chosen = tuple(family for family in API_FAMILIES if family not in unserved or family in judged)
+    left_out = {family: (f"the endpoint does not serve the {family} API family ({unserved[family]})"
+                         if family in unserved else f"the {family} API family was not asked for (--api)")
+                for family in API_FAMILIES if family not in chosen}
+    return chosen, left_out
 
 
 def preflight_problem(answer: Exchange, model: str) -> str | None:

@@ -85,9 +85,9 @@ class Exchange:
             parts.append("-N")
         parts += ["-X", self.method, shlex.quote(self.url)]
         for name, value in self.request_headers.items():
-            if name == "authorization" and value == REDACTED:
-                parts += ["-H", '"Authorization: Bearer $OPENAI_API_KEY"']
-            elif name in ("authorization", "content-type"):
+            if name in CURL_KEY_HEADERS and value == REDACTED:
+                parts += ["-H", CURL_KEY_HEADERS[name]]
+            elif name in (*CURL_KEY_HEADERS, *CURL_HEADERS):
                 parts += ["-H", shlex.quote(f"{name}: {value}")]
         if self.request_body is not None:
             parts += ["-d", shlex.quote(json.dumps(self.request_body, separators=(",", ":")))]
@@ -115,6 +115,13 @@ class Exchange:
             "first_byte_ms": None if self.first_byte is None else round(self.first_byte * 1000, 1),
             "retries": self.retries,
         }
+
+
+#: How a curl line sends the key, in each header that carries it (OpenAI's, the Messages API's).
+CURL_KEY_HEADERS = {"authorization": '"Authorization: Bearer $OPENAI_API_KEY"',
+                    "x-api-key": '"x-api-key: $OPENAI_API_KEY"'}
+#: The other request headers a curl line needs to reproduce what was sent.
+CURL_HEADERS = ("content-type", "anthropic-version")
 
 
 def describe_request(request: httpx.Request, redactor: Redactor) -> Exchange:

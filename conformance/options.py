@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from conformance.families import API_FAMILIES
+
 if TYPE_CHECKING:
     from conformance.profiles import Profile
 
@@ -152,6 +154,15 @@ def header(text: str) -> tuple[str, str]:
     return name, value
 
 
+def api_families(text: str) -> tuple[str, ...]:
+    """`openai`, `anthropic` or `all`: the families a run must judge."""
+    if text == "all":
+        return API_FAMILIES
+    if text not in API_FAMILIES:
+        raise ValueError(f"expected {', '.join(API_FAMILIES)} or all, got {text!r}")
+    return (text,)
+
+
 @dataclass(frozen=True)
 class Shard:
     """`--shard K/N`: this process judges the K-th of N parts of the run's checks x models."""
@@ -274,7 +285,7 @@ RUN_OPTIONS: tuple[Option, ...] = (
            metavar="NAME=VARIABLE", repeatable=True),
     Option("shard", "judge only the K-th of N deterministic parts of the checks x models (merge the N reports "
                     "with `conformance merge`)", shard, metavar="K/N"),
-    Option("profile", "openai, fireworks, none (observe only), or a profile file", profile, "openai",
+    Option("profile", "openai, fireworks, anthropic, none (observe only), or a profile file", profile, "openai",
            metavar="NAME|PATH"),
     Option("report-dir", "directory for report.json/.md/.html and junit.xml", writable_directory, "reports",
            metavar="DIR"),
@@ -286,7 +297,7 @@ RUN_OPTIONS: tuple[Option, ...] = (
                           "so a slow endpoint's run lasts about its longest chain of dependent requests)",
            positive_int, 64, metavar="N"),
     Option("embedded-behavior", "how the embedded server behaves when no base URL is given", default="openai",
-           choices=("openai", "fireworks")),
+           choices=("openai", "fireworks", "anthropic")),
     Option("max-tokens-budget", "stop sending once N tokens are spent; the remaining checks are skipped",
            positive_int, metavar="N"),
     Option("record", "record every interaction into cassettes in DIR (alone: cassettes/<endpoint>/)",
@@ -301,6 +312,9 @@ RUN_OPTIONS: tuple[Option, ...] = (
            run_name, metavar="NAME"),
     Option("header", "send this header on every request (repeatable); its value is redacted like the key",
            header, metavar="NAME:VALUE", repeatable=True),
+    Option("api", "the API families to judge: openai (chat, completions...), anthropic (Messages), or all; "
+                  "one asked for that the endpoint does not serve stops the run (default: the families the "
+                  "endpoint serves, and those the profile judges)", api_families, metavar="openai|anthropic|all"),
 )
 OPTIONS = {option.name: option for option in RUN_OPTIONS}
 
@@ -334,6 +348,8 @@ class Settings:
     shard: Shard | None = None
     #: Several endpoints judged in one run (`--endpoint`), each with its key; empty: `base_url` alone.
     endpoints: tuple[EndpointSpec, ...] = ()
+    #: The API families asked for (--api); None: those the endpoint serves and the profile judges.
+    api: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -430,7 +446,7 @@ def settings(values: Mapping[str, Any], flag: Callable[[Option], str],
         record=DEFAULT_CASSETTE_ROOT if per_endpoint else record, record_per_endpoint=per_endpoint,
         replay=replay, baseline=value("baseline"), accept_behaviour_changes=bool(value("accept-behaviour-changes")),
         name=value("name"), headers=dict(value("header") or ()), matrix=matrix, shard=value("shard"),
-        endpoints=endpoints,
+        endpoints=endpoints, api=value("api"),
     )
 
 

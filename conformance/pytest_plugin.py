@@ -264,7 +264,7 @@ def open_endpoint(chosen: Settings, stats: RunStats) -> Opened:
         assert chosen.matrix is not None  # several endpoints are always a matrix (options.settings)
         return resolve_several(chosen.endpoints, chosen.timeout, stats, chosen.headers, chosen.matrix), None, None
     endpoint = resolve(chosen.base_url, chosen.api_key, chosen.model, chosen.timeout, chosen.embedded_behavior,
-                       stats, chosen.headers, chosen.matrix)
+                       stats, chosen.headers, chosen.matrix, chosen.api, chosen.profile.apis)
     if chosen.record is None:
         return endpoint, None, None
     from conformance.cassettes import CassetteStore, RecordingTransport
@@ -415,10 +415,15 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     named = f"run {run.name}  " if run.name else ""
     models = f"{len(run.models)} models" if run.matrix else f"model {run.endpoint.model}"
     write(f"{named}endpoint {describe_endpoint(run)}  {models}  profile {run.profile.name}")
+    for family, why in run.endpoint.left_out.items():  # one line for a family's checks, not one per check
+        write(f"[skip] the {family} API family's checks: {why}", yellow=True)
+    left_out = set(run.endpoint.left_out.values())
     if run.matrix:
         write_matrix(write, run)
     else:
         for result in results:
+            if result.reason in left_out:
+                continue
             if result.outcome in ("fail", "error"):
                 for number, line in enumerate(failure_lines(result)):
                     write(line, red=True, bold=number == 0 and result.outcome == "error")

@@ -253,13 +253,19 @@ class ConformanceRun:
             target = self._targets.get(case.model)
             cassette = self.cassette(case)
             unusable = target.problem if target is not None else None
-            if unusable is not None or (store is not None and not store.recorded(cassette)):
-                # A model its preflight refused, or a check added since the recording: not
-                # judged, nothing sent, no error of the check's (a profile expecting it fails the run).
-                why = (f"not judged: model {case.model!r} cannot be used: {unusable}" if unusable is not None
+            left_out = self.endpoint.left_out.get(entry.api)
+            if left_out is not None or unusable is not None or (store is not None and not store.recorded(cassette)):
+                # An API family the run does not judge (not served, not asked for), a model its preflight
+                # refused, or a check added since the recording: not judged, nothing sent, no error of the
+                # check's (a profile expecting it fails the run, unless its family was left out).
+                why = (left_out if left_out is not None
+                       else f"not judged: model {case.model!r} cannot be used: {unusable}" if unusable is not None
                        else store.not_recorded(cassette, check.entry))  # type: ignore[union-attr]
+                result = not_judged(check, entry, self.profile, why)
+                if left_out is not None:
+                    result.expected = None  # like a check -k leaves out: no profile judges a family left out
                 self._futures[case] = Future()
-                self._futures[case].set_result(not_judged(check, entry, self.profile, why))
+                self._futures[case].set_result(result)
                 continue
             window = self.context_window or (target.context_window if target is not None else None)
             client = self.clients[target.endpoint] if target is not None and target.endpoint else self.client

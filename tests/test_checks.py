@@ -63,7 +63,7 @@ CASES = [(check, behaviour) for check in REGISTRY for behaviour in CAPABILITIES[
 
 @pytest.mark.parametrize(("check", "behaviour"), CASES, ids=[f"{c.id}={b}" for c, b in CASES])
 def test_check_observes_what_the_server_does(reference_server, check, behaviour):
-    server = reference_server("openai", {check.entry: behaviour})
+    server = reference_server("openai", {check.entry: behaviour}, api_key=KEY)
     others = [b for b in CAPABILITIES[check.entry] if b != behaviour]
 
     observed = run_check(server, check, Profile("none", ""))
@@ -76,10 +76,12 @@ def test_check_observes_what_the_server_does(reference_server, check, behaviour)
     assert f"observed {behaviour}" in message and "reproduce: curl" in message
 
 
-@pytest.mark.parametrize("vendor", ["openai", "fireworks"])
+@pytest.mark.parametrize("vendor", ["openai", "fireworks", "anthropic"])
 def test_profile_none_classifies_every_entry_as_the_server_behaves(reference_server, vendor):
     server = reference_server(vendor, api_key=KEY)
     for check in REGISTRY:
+        if CATALOG[check.entry].api not in server.config.apis:
+            continue  # a family the server does not serve: test_families.py
         result = run_check(server, check, Profile("none", ""))
         assert result.observed == server.config.acts(check.entry), result.explain()
 
@@ -92,10 +94,13 @@ def test_the_readme_table_lists_every_entry():
         "entries missing from the table under README.md's 'What is checked': add a row (CONTRIBUTING.md, step 6)")
 
 
-@pytest.mark.parametrize("vendor", ["openai", "fireworks"])
+@pytest.mark.parametrize("vendor", ["openai", "fireworks", "anthropic"])
 def test_shipped_profiles_cover_what_their_vendor_documents(vendor):
     profile = load_profile(vendor, CATALOG)
     for entry in CATALOG:
+        if entry.api not in profile.apis:
+            assert profile.expected(entry.id) is None, f"{vendor} judges {entry.id} of a family it does not serve"
+            continue
         assert set(entry.vendor_behaviours(vendor)) <= set(profile.expected(entry.id) or []), (
             f"{entry.id}: add `{entry.id} = {entry.vendor_behaviours(vendor)}` to [expect] in "
             f"conformance/profiles/{vendor}.toml (CONTRIBUTING.md, step 3)")
@@ -103,14 +108,17 @@ def test_shipped_profiles_cover_what_their_vendor_documents(vendor):
 
 @pytest.mark.parametrize(("server_vendor", "profile_name"),
                          [("openai", "openai"), ("fireworks", "fireworks"), ("openai", "fireworks"),
-                          ("fireworks", "openai")])
+                          ("fireworks", "openai"), ("anthropic", "anthropic"), ("fireworks", "anthropic"),
+                          ("anthropic", "fireworks")])
 def test_profiles_fail_exactly_where_the_documents_differ(reference_server, server_vendor, profile_name):
+    """Over the families both serve and judge (test_families.py: a family one does not serve)."""
     server = reference_server(server_vendor, api_key=KEY)
     profile = load_profile(profile_name, CATALOG)
-    results = [run_check(server, check, profile) for check in REGISTRY]
+    judged = [check for check in REGISTRY if CATALOG[check.entry].api in set(server.config.apis) & set(profile.apis)]
+    results = [run_check(server, check, profile) for check in judged]
     failing = {result.entry_id for result in results if result.outcome != "pass"}
-    differ = {entry.id for entry in CATALOG
-              if server.config.acts(entry.id) not in profile.expected(entry.id)}
+    differ = {entry.id for entry in CATALOG if entry.api in set(server.config.apis) & set(profile.apis)
+              and server.config.acts(entry.id) not in (profile.expected(entry.id) or [])}
     assert failing == differ
     assert bool(failing) == (server_vendor != profile_name)
 

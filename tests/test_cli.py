@@ -563,3 +563,64 @@ def test_a_usage_error_that_quotes_a_secret_prints_it_redacted(capsys, monkeypat
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "sk-echoed-0123456789" not in err and "<redacted>" in err and err.count("\n") == 1
+
+
+# --- the Messages API family ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("vendor", "profile", "expected_code"), [
+    ("anthropic", "anthropic", 0),
+    ("anthropic", "fireworks", 1),
+    ("fireworks", "anthropic", 1),
+])
+def test_the_anthropic_and_fireworks_profiles_judge_the_messages_family(reference_server, cli, tmp_path: Path,
+                                                                        vendor: str, profile: str,
+                                                                        expected_code: int) -> None:
+    """A server serving only the Messages API is judged on it alone by the anthropic profile (its
+    OpenAI-family checks left out, said per check); Fireworks documents both families, so its
+    profile fails that server, and the anthropic profile fails Fireworks' Messages differences."""
+    result = cli("run", "--base-url", reference_server(vendor, api_key="sk-cli-0123456789").base_url,
+                 "--api-key", "sk-cli-0123456789", "--profile", profile, "--report-dir", tmp_path)
+    assert result.code == expected_code, result.out + result.err
+    results = {row["check_id"]: row for row in report_of(tmp_path)["results"]}
+    if vendor == "anthropic" and profile == "anthropic":
+        assert results["chat-completion-schema/chat"]["outcome"] == "skip"
+        assert "does not serve the openai API family" in results["chat-completion-schema/chat"]["reason"]
+        assert results["messages-schema/message"]["outcome"] == "pass"
+    if vendor == "fireworks":
+        assert {row["entry_id"] for row in results.values() if row["outcome"] == "fail"} == {
+            "messages-usage", "messages-max-tokens-required", "anthropic-version-header",
+            "messages-unsupported-tool-fields", "messages-count-tokens"}
+
+
+def test_the_embedded_run_judges_both_families(cli, tmp_path: Path) -> None:
+    result = cli("run", "--profile", "fireworks", "--embedded-behavior", "fireworks", "-k",
+                 "chat-completion-schema or messages-schema", "--report-dir", tmp_path)
+    assert result.code == 0, result.out + result.err
+    observed = {row["check_id"]: (row["outcome"], row["observed"]) for row in report_of(tmp_path)["results"]}
+    assert observed == {"chat-completion-schema/chat": ("pass", "fireworks"),
+                        "messages-schema/message": ("pass", "anthropic")}
+
+
+def test_a_recorded_messages_run_writes_no_spelling_of_the_key(reference_server, cli, tmp_path: Path) -> None:
+    """x-api-key is dropped from cassettes and every spelling of the key redacted, as Authorization is."""
+    import base64
+    from urllib.parse import quote
+
+    key = "sk-messages-secret-0123456789"
+    result = cli("run", "--base-url", reference_server("anthropic", api_key=key).base_url, "--api-key", key,
+                 "--api", "anthropic", "--profile", "anthropic", "--record", tmp_path / "cassettes",
+                 "--report-dir", tmp_path / "reports")
+    assert result.code == 0, result.out + result.err
+    written = [path for path in tmp_path.rglob("*") if path.is_file()]
+    assert any(path.name.startswith("anthropic-sdk") for path in written)
+    spellings = [key, quote(key, safe=""), key.encode().hex(), base64.b64encode(key.encode()).decode().rstrip("=")]
+    for path in written:
+        text = path.read_text(encoding="utf-8")
+        assert not [spelling for spelling in spellings if spelling in text], path
+    assert "x-api-key" not in (tmp_path / "cassettes" / "messages-schema__message.yaml").read_text(encoding="utf-8")
+    assert key not in result.out + result.err
+
+
+def test_the_api_option_names_the_families(cli, tmp_path: Path) -> None:
+    cli("run", "--api", "messages", "--report-dir", tmp_path).assert_one_line_error("--api", "openai, anthropic or all")

@@ -76,9 +76,10 @@ def test_retry_after_is_respected_and_reported(reference_server, tmp_path, fault
     started = time.monotonic()
     code, report = run_against(reference_server("openai", faults=frozenset({fault})), tmp_path)
     assert code == 0, [r["reason"] for r in report["results"] if r["outcome"] != "pass"]
-    # Each check's one request, and the preflight generation, was throttled once; the listing was not.
+    # Each check's one request, and the preflight chat completion, was throttled once; the listing and
+    # the Messages preflight (the faults act on the OpenAI routes) were not.
     assert report["retries"] == len(report["results"]) + 1
-    assert report["requests"] == 2 * report["retries"] + 1
+    assert report["requests"] == 2 * report["retries"] + 2
     assert time.monotonic() - started >= 1.0  # Retry-After: 1 was honoured
     retries = report["results"][0]["evidence"][0]["retries"]
     assert retries == [{"status": 429 if fault == "rate-limited" else 503, "retry_after_s": 1.0}]

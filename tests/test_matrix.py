@@ -78,7 +78,7 @@ def test_fleet_configuration_errors_are_named() -> None:
     with pytest.raises(ConfigError, match="no model 'reference-model-009'"):
         fleet_configs(3, "openai", {}, [parse_model_behaviour("reference-model-009=fireworks")])
     with pytest.raises(ValueError, match="MODEL=VENDOR"):
-        parse_model_behaviour("reference-model-001=anthropic")
+        parse_model_behaviour("reference-model-001=acme")
     assert model_names(200)[-1] == "reference-model-200" and len(set(model_names(200))) == 200
 
 

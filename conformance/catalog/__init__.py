@@ -18,6 +18,11 @@ SHIPPED_CATALOG = "conformance/catalog/differences.toml"
 
 #: Words a check may report besides an entry's own behaviours.
 GENERIC_BEHAVIOURS = ("other", "unsupported", "inconclusive")
+#: An entry belongs to one of conformance.families.API_FAMILIES, named after its reference vendor:
+#: every entry of a family names that vendor's behaviour (`openai`, `anthropic`) and cites that
+#: vendor's documents, and Fireworks' (which serves both families).
+#: The one reserved word a document may say: that the vendor does not offer the feature at all.
+DOCUMENTED_ABSENCE = "unsupported"
 
 
 class CatalogError(ValueError):
@@ -58,6 +63,10 @@ class Entry:
     fireworks: str
     behaviours: dict[str, str]
     documents: tuple[DocumentClaim, ...]
+    #: The API family (API_FAMILIES); its name is also the behaviour its reference vendor documents.
+    api: str = "openai"
+    #: What Anthropic documents (entries of the anthropic family).
+    anthropic: str = ""
 
     @property
     def vocabulary(self) -> tuple[str, ...]:
@@ -105,8 +114,9 @@ def parse_catalog(data: dict, origin: str = SHIPPED_CATALOG) -> Catalog:
         if entry_id in entries:
             raise CatalogError(f"duplicate catalog entry id {entry_id!r}")
         behaviours = dict(raw["behaviours"])
-        if "openai" not in behaviours:
-            raise CatalogError(f"{entry_id}: every entry describes the `openai` behaviour")
+        family = raw.get("api", "openai")
+        if family not in behaviours:
+            raise CatalogError(f"{entry_id}: every entry describes its family's reference behaviour `{family}`")
         clash = set(behaviours) & set(GENERIC_BEHAVIOURS)
         if clash:
             raise CatalogError(f"{entry_id}: behaviours {sorted(clash)} are reserved words")
@@ -114,12 +124,12 @@ def parse_catalog(data: dict, origin: str = SHIPPED_CATALOG) -> Catalog:
         for doc in raw.get("documents", []):
             if doc["source"] not in sources:
                 raise CatalogError(f"{entry_id}: unknown source {doc['source']!r}")
-            if doc["says"] not in behaviours:
+            if doc["says"] not in (*behaviours, DOCUMENTED_ABSENCE):
                 raise CatalogError(f"{entry_id}: {doc['source']} says unknown behaviour {doc['says']!r}")
             claims.append(DocumentClaim(sources[doc["source"]], doc["section"], doc["says"]))
         vendors = {claim.source.vendor for claim in claims}
-        if not {"openai", "fireworks"} <= vendors:
-            raise CatalogError(f"{entry_id}: needs a citation from both OpenAI and Fireworks documents")
+        if not {family, "fireworks"} <= vendors:
+            raise CatalogError(f"{entry_id}: needs a citation from both {family}'s and Fireworks' documents")
         entries[entry_id] = Entry(
             id=entry_id,
             title=raw["title"],
@@ -128,6 +138,8 @@ def parse_catalog(data: dict, origin: str = SHIPPED_CATALOG) -> Catalog:
             fireworks=raw["fireworks"],
             behaviours=behaviours,
             documents=tuple(claims),
+            api=family,
+            anthropic=raw.get("anthropic", ""),
         )
     return Catalog(sources, entries)
 

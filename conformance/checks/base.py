@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from conformance.client import EndpointClient
 from conformance.exceptions import ConformanceError
 from conformance.exchange import Exchange
+from conformance.families import COUNT_TOKENS_PATH, MESSAGES_PATH
 from conformance.results import Observation
 from conformance.schemas import SchemaSet, Violation, validate
 
@@ -67,12 +68,15 @@ COMPLETIONS = Api("completions", "completions", "completion", "completion_chunk"
 APIS = (CHAT, COMPLETIONS)
 
 
-#: Which schemas judge what a path answers: (the whole body, one stream chunk or event).
+#: Which schemas judge what a path answers: (the whole body, one stream chunk or event, an error
+#: body). The error envelope is the API family's: OpenAI's `error`, or Anthropic's for Messages.
 RESPONSE_SCHEMAS = {
-    CHAT.path: (CHAT.response_schema, CHAT.chunk_schema),
-    COMPLETIONS.path: (COMPLETIONS.response_schema, COMPLETIONS.chunk_schema),
-    "responses": ("response", "response_stream_event"),
-    "models": ("model_list", "model_list"),
+    CHAT.path: (CHAT.response_schema, CHAT.chunk_schema, "error"),
+    COMPLETIONS.path: (COMPLETIONS.response_schema, COMPLETIONS.chunk_schema, "error"),
+    "responses": ("response", "response_stream_event", "error"),
+    "models": ("model_list", "model_list", "error"),
+    MESSAGES_PATH: ("anthropic_message", "anthropic_message_stream_event", "anthropic_error"),
+    COUNT_TOKENS_PATH: ("anthropic_count_tokens", "anthropic_count_tokens", "anthropic_error"),
 }
 
 
@@ -110,21 +114,21 @@ class ProbeContext:
         schemas = RESPONSE_SCHEMAS.get(path.strip("/"))
         if schemas is None or exchange.status is None:
             return
-        whole, chunk = schemas
+        whole, chunk, error = schemas
         if not exchange.ok:
             if exchange.json is not None:
-                self.schema_violations("error", exchange.json, "compatible")
+                self.schema_violations(error, exchange.json, "compatible")
         elif exchange.is_event_stream:
             for position, event in enumerate(exchange.stream.chunks):
                 self.schema_violations(chunk, event, "compatible", where=f"chunk #{position} ")
         elif exchange.json is not None:
             self.schema_violations(whole, exchange.json, "compatible")
 
-    def send_all(self, requests: list[tuple[str, Any]]) -> list[Exchange]:
-        """Send independent requests at once; evidence keeps their order. A transport failure of
-        any of them raises, as `send` does."""
+    def send_all(self, requests: list[tuple[str, Any]], **options: Any) -> list[Exchange]:
+        """Send independent requests at once (each with `options`, as `send` takes them); evidence
+        keeps their order. A transport failure of any of them raises, as `send` does."""
         with ThreadPoolExecutor(max_workers=max(1, len(requests))) as pool:
-            futures = [pool.submit(self.client.request, "POST", path, body, check=self.check_id)
+            futures = [pool.submit(self.client.request, "POST", path, body, check=self.check_id, **options)
                        for path, body in requests]
             exchanges = [future.result() for future in futures]
         self.exchanges.extend(exchanges)
@@ -132,12 +136,13 @@ class ProbeContext:
             self.validate_exchange(path, exchange)
         return exchanges
 
-    def control(self, path: str, body: dict[str, Any] | None, method: str = "POST") -> Exchange:
+    def control(self, path: str, body: dict[str, Any] | None, method: str = "POST", **options: Any) -> Exchange:
         """The answer to a control request (one that must succeed for a refusal to mean anything):
-        sent once per check, however many refusals it explains."""
-        key = json.dumps([method, path, body], sort_keys=True, default=str)
+        sent once per check, however many refusals it explains. `options` go to `send` (a Messages
+        request's headers)."""
+        key = json.dumps([method, path, body, options], sort_keys=True, default=str)
         if key not in self._controls:
-            self._controls[key] = self.send(path, body, method=method)
+            self._controls[key] = self.send(path, body, method=method, **options)
         return self._controls[key]
 
     def path_of(self, exchange: Exchange) -> str:
@@ -315,17 +320,18 @@ def is_refused(exchange: Exchange) -> bool:
     return exchange.status is not None and 400 <= exchange.status < 500
 
 
-def refused_for(ctx: ProbeContext, exchange: Exchange, *params: str) -> bool:
+def refused_for(ctx: ProbeContext, exchange: Exchange, *params: str, **options: Any) -> bool:
     """Whether the endpoint refused `exchange` because of `params`: a 4xx, and the same request
-    without them (the control) succeeds. When the control fails too, the refusal is not the
-    parameters' (an unserved model, a wrong base URL, a refused key): ProbeFailed naming both.
+    without them (the control, sent with `options` as `send` takes them) succeeds. When the control
+    fails too, the refusal is not the parameters' (an unserved model, a wrong base URL, a refused
+    key): ProbeFailed naming both.
 
     The control is sent only on a refusal, and once per distinct request in a check."""
     if not is_refused(exchange):
         return False
     body = exchange.request_body if isinstance(exchange.request_body, dict) else {}
     control = ctx.control(ctx.path_of(exchange), {key: value for key, value in body.items() if key not in params},
-                          exchange.method)
+                          exchange.method, **options)
     require_control(control, f"{', '.join(params)} {rejection_reason(exchange)}",
                     f"the same request without {'it' if len(params) == 1 else 'them'}")
     return True

@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import httpx
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -28,7 +27,9 @@ from conformance.checks.base import (
     choices_of,
     require_control,
 )
-from conformance.exceptions import RequestTimeout
+from conformance.checks.sdk import Sdk, Step
+from conformance.checks.sdk import sdk_exchange as exchange_of_step
+from conformance.checks.sdk import sdk_steps as run_sdk_steps
 from conformance.exchange import Exchange
 from conformance.results import Observation, inconclusive, observe
 
@@ -341,74 +342,17 @@ def sdk_client(ctx: ProbeContext, log: list[Exchange]) -> openai.OpenAI:
                          http_client=ctx.client.logging_http_client(ctx.check_id, log))  # type: ignore[arg-type]
 
 
-def run_steps(ctx: ProbeContext, steps) -> list[BaseException | None]:
-    """Run independent SDK calls at once, each with its own client, and return what each raised.
-    Their exchanges join the check's evidence in the steps' order, whichever answered first."""
-    logs: list[list[Exchange]] = [[] for _ in steps]
-
-    def attempt(step, log: list[Exchange]) -> BaseException | None:
-        try:
-            step(sdk_client(ctx, log))
-        except Exception as error:  # judged in order by sdk_steps
-            return error
-        return None
-
-    with ThreadPoolExecutor(max_workers=max(1, len(steps))) as pool:
-        raised = list(pool.map(attempt, [step for _, step in steps], logs))
-    for log in logs:
-        ctx.exchanges.extend(log)
-    return raised
-
-
-def raise_endpoint_fault(ctx: ProbeContext, name: str, raised: BaseException | None) -> None:
-    """Raise what an SDK call raised when it is the endpoint's fault (no complete answer, a 5xx, a
-    429 still there after the retries): an error, not a finding about the SDK. Anything else the
-    SDK raised (or nothing) is left to the caller to judge."""
-    import openai
-
-    redact = ctx.client.redactor.text
-    try:
-        if raised is not None:
-            raise raised
-    except (openai.APITimeoutError, httpx.TimeoutException) as error:
-        raise RequestTimeout(f"{name}: no complete response within the {ctx.client.timeout:g}s timeout "
-                             f"({type(error).__name__})") from None
-    except (openai.APIConnectionError, httpx.HTTPError) as error:
-        cause = error.__cause__ or error  # the SDK says "Connection error."; the transport says which
-        raise ProbeFailed(f"{name}: {type(cause).__name__}: {redact(str(cause))}") from None
-    except openai.APIStatusError as error:
-        if error.status_code >= 500 or error.status_code == 429:
-            raise ProbeFailed(f"{name}: HTTP {error.status_code}: {redact(str(error))[:240]}") from None
-    except Exception:  # whatever else the SDK raises is the caller's finding
-        return
+OPENAI_SDK = Sdk("openai", "openai", sdk_client)
 
 
 def sdk_exchange(ctx: ProbeContext, name: str, step) -> tuple[Exchange, BaseException | None]:
-    """One SDK call, `step(client)`, and what it raised, with the one request it sent (validated
-    as `ctx.send` validates): for a check that judges both what the endpoint answered and what
-    the SDK made of it. An endpoint fault raises (`raise_endpoint_fault`)."""
-    sent = len(ctx.exchanges)
-    [raised] = run_steps(ctx, [(name, step)])
-    raise_endpoint_fault(ctx, name, raised)
-    if len(ctx.exchanges) != sent + 1:
-        raise ProbeFailed(f"{name}: the SDK sent {len(ctx.exchanges) - sent} requests, not one")
-    exchange = ctx.exchanges[sent]
-    ctx.validate_exchange(ctx.path_of(exchange), exchange)
-    return exchange, raised
+    """One openai SDK call and the request it sent (checks/sdk.py)."""
+    return exchange_of_step(ctx, OPENAI_SDK, name, step)
 
 
-def sdk_steps(ctx: ProbeContext, steps) -> Observation:
-    """Run SDK calls, each `step(client)` (independent of each other, so they go out together); the
-    first in order that raised is the verdict, named with the step. An endpoint fault (no complete
-    answer, a 5xx, a 429 still there after the retries) is an error, not a finding about the SDK."""
-    done: list[str] = []
-    for (name, _), raised in zip(steps, run_steps(ctx, steps), strict=True):
-        raise_endpoint_fault(ctx, name, raised)
-        if raised is not None:
-            return observe("other", f"{name} failed: {type(raised).__name__}: "
-                           f"{ctx.client.redactor.text(str(raised))[:240]}", steps_passed=done)
-        done.append(name)
-    return observe("openai", "the SDK " + ", ".join(done) + " all parsed", steps_passed=done)
+def sdk_steps(ctx: ProbeContext, steps: list[Step]) -> Observation:
+    """The openai SDK's calls, judged as every SDK's are (checks/sdk.py)."""
+    return run_sdk_steps(ctx, OPENAI_SDK, steps)
 
 
 @check("openai-sdk", variant="chat")

@@ -27,6 +27,7 @@ from conformance.reference_server import model as lm
 from conformance.reference_server.config import ServerConfig
 from conformance.reference_server.embeddings import create_embeddings
 from conformance.reference_server.errors import ApiError, bad_param
+from conformance.reference_server.messages import messages_routes
 from conformance.reference_server.responses_api import create_response
 from conformance.reference_server.shapes import (
     SESSION_HEADER,
@@ -107,14 +108,19 @@ class Endpoint:
         self.state = ServerState()
 
     # ---- plumbing -------------------------------------------------------------------------
-    async def guard(self, request: Request) -> None:
+    async def guard(self, request: Request, authenticate: bool = True) -> None:
+        """Pacing and faults for every route; the key as OpenAI takes it unless the route's API
+        family checks it its own way (`authenticate=False`: messages.py)."""
         if self.config.latency_ms:
             await asyncio.sleep(self.config.latency_ms / 1000)
         if self.state.wedged:
             self.state.wedged = False  # the stale generation ends now; the next request is served
             raise ApiError(503, "the server is busy generating for a client that has gone", "server_error")
-        if self.config.api_key:
-            self.authenticate(request.headers.get("authorization"))
+        if self.config.api_key and authenticate:
+            authorization = request.headers.get("authorization")
+            if authorization is None and "x-api-key" in request.headers:  # how an Anthropic client lists models
+                authorization = f"Bearer {request.headers['x-api-key']}"
+            self.authenticate(authorization)
 
     def authenticate(self, authorization: str | None) -> None:
         """401 unless the configured key is sent (the accept-* faults let one kind of wrong request in)."""
@@ -596,11 +602,15 @@ def create_app(config: ServerConfig) -> Starlette:
     routes = [
         Route("/v1/models", guarded(endpoint.models), methods=["GET"]),
         Route("/v1/models/{model:path}", guarded(endpoint.model), methods=["GET"]),
-        Route("/v1/chat/completions", guarded(endpoint.chat), methods=["POST"]),
-        Route("/v1/completions", guarded(endpoint.completions), methods=["POST"]),
-        Route("/v1/responses", guarded(endpoint.responses), methods=["POST"]),
-        Route("/v1/embeddings", guarded(endpoint.embeddings), methods=["POST"]),
     ]
+    if "openai" in config.apis:  # the API families this server serves (a family not served is a 404)
+        routes += [
+            Route("/v1/chat/completions", guarded(endpoint.chat), methods=["POST"]),
+            Route("/v1/completions", guarded(endpoint.completions), methods=["POST"]),
+            Route("/v1/responses", guarded(endpoint.responses), methods=["POST"]),
+            Route("/v1/embeddings", guarded(endpoint.embeddings), methods=["POST"]),
+        ]
+    routes += messages_routes(endpoint)
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})  # type: ignore[dict-item]
     app.state.config = config
     app.state.endpoint = endpoint  # a fleet (fleet.py) lists every model's object

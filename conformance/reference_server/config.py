@@ -10,9 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from conformance.catalog import load_catalog
+from conformance.families import API_FAMILIES
 from conformance.reference_server import faults
 
-VENDORS = ("openai", "fireworks")
+#: `openai` and `fireworks` serve both API families (OpenAI's and Anthropic's Messages), each
+#: family's entries as that vendor documents them (`openai` acts as Anthropic on the Messages
+#: family, its reference); `anthropic` serves the Messages family only, as Anthropic documents it.
+VENDORS = ("openai", "fireworks", "anthropic")
 _BOTH = ("openai", "fireworks")
 #: The behaviours the server can show, per catalog entry: the two documented ones where they
 #: differ, and a deliberate deviation ("other", "unsupported") where both documents agree, so
@@ -73,6 +77,21 @@ CAPABILITIES: dict[str, tuple[str, ...]] = {
     "error-envelope": ("openai",),
     "parameter-validation": ("openai",),
     "openai-sdk": ("openai",),
+    # Anthropic's Messages API: both documented behaviours where Anthropic and Fireworks differ, and
+    # a deviation elsewhere (a missing field, a broken event sequence, OpenAI's words or envelope).
+    "messages-schema": ("anthropic", "other"),
+    "messages-stream-events": ("anthropic", "other"),
+    "messages-stop-reason": ("anthropic", "other"),
+    "messages-usage": ("anthropic", "absent"),
+    "messages-stream-usage": ("anthropic", "absent"),
+    "messages-max-tokens-required": ("anthropic", "fireworks"),
+    "anthropic-version-header": ("anthropic", "fireworks"),
+    "anthropic-auth-header": ("anthropic", "x-api-key-only", "bearer-only"),
+    "messages-tool-choice": ("anthropic", "ignored"),
+    "messages-unsupported-tool-fields": ("anthropic", "fireworks"),
+    "messages-error-envelope": ("anthropic", "other"),
+    "messages-count-tokens": ("anthropic", "miscounted", "unsupported"),
+    "anthropic-sdk": ("anthropic", "other"),
 }
 
 
@@ -98,6 +117,8 @@ class ServerConfig:
     vendor: str = "openai"
     #: Transport faults to commit on every generation request (see faults.py).
     faults: frozenset[str] = frozenset()
+    #: The API families served (catalog.API_FAMILIES); the routes of any other answer 404.
+    apis: tuple[str, ...] = API_FAMILIES
 
     def __post_init__(self) -> None:
         try:
@@ -106,8 +127,9 @@ class ServerConfig:
             raise ConfigError(str(problem)) from None
 
     def acts(self, entry_id: str) -> str:
-        """The behaviour this server shows for a catalog entry (`openai` when unset)."""
-        return self.behaviours.get(entry_id, "openai")
+        """The behaviour this server shows for a catalog entry (its family's reference when unset)."""
+        entry = load_catalog().entries.get(entry_id)
+        return self.behaviours.get(entry_id, entry.api if entry else "openai")
 
     def is_(self, entry_id: str, behaviour: str) -> bool:
         return self.acts(entry_id) == behaviour
@@ -125,9 +147,9 @@ class ServerConfig:
         catalog = load_catalog()
         behaviours = {}
         for entry in catalog:
-            promised = entry.vendor_behaviours(vendor) or ["openai"]
-            distinct = [b for b in promised if b != "openai"]
-            behaviours[entry.id] = distinct[0] if vendor != "openai" and distinct else promised[0]
+            promised = entry.vendor_behaviours(vendor) or [entry.api]
+            distinct = [b for b in promised if b != entry.api]
+            behaviours[entry.id] = distinct[0] if vendor != entry.api and distinct else promised[0]
         for entry_id, behaviour in (overrides or {}).items():
             if entry_id not in catalog.entries:
                 raise ConfigError(f"unknown catalog entry {entry_id!r}")
@@ -135,4 +157,6 @@ class ServerConfig:
                 raise ConfigError(f"the reference server cannot show {behaviour!r} for {entry_id}: choose from "
                                   f"{', '.join(CAPABILITIES.get(entry_id, ()))}")
             behaviours[entry_id] = behaviour
+        if vendor == "anthropic":
+            knobs.setdefault("apis", ("anthropic",))
         return cls(behaviours=behaviours, vendor=vendor, **knobs)
