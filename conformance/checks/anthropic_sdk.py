@@ -15,7 +15,7 @@ import jsonschema
 
 from conformance.checks.base import ProbeContext, check
 from conformance.checks.messages import CALL_TOKENS, CODE_SCHEMA, FORCE_GET_CODE, GET_CODE, REPLY_OK, unserved
-from conformance.checks.sdk import Sdk, sdk_steps
+from conformance.checks.sdk import SDK_IMPORT, Sdk, sdk_steps
 from conformance.exchange import Exchange
 from conformance.results import Observation, inconclusive
 
@@ -34,7 +34,8 @@ def sdk_base_url(base_url: str) -> str | None:
 def anthropic_client(ctx: ProbeContext, log: list[Exchange]) -> anthropic.Anthropic:
     """The official SDK, its traffic going our way (bounded, retried, recorded) into `log`: through
     an httpx client for the SDK releases built on httpx, an httpx2 one for those built on httpx2 (2.x)."""
-    import anthropic
+    with SDK_IMPORT:
+        import anthropic
 
     on_httpx = issubclass(anthropic.DefaultHttpxClient, httpx.Client)
     http_client: Any = (ctx.client.logging_http_client if on_httpx else ctx.client.logging_httpx2_client)(
@@ -50,7 +51,8 @@ ANTHROPIC_SDK = Sdk("anthropic", "anthropic", anthropic_client)
 def sdk_messages(ctx: ProbeContext) -> Observation:
     """What the SDK cannot be shown (tools refused, no call made) is messages-tool-choice's finding:
     here it makes the verdict inconclusive, not a failure of the SDK."""
-    import anthropic
+    with SDK_IMPORT:
+        import anthropic
 
     if sdk_base_url(ctx.client.base_url) is None:
         return inconclusive(f"the base URL {ctx.client.base_url} does not end in {API_SUFFIX}, so the SDK "

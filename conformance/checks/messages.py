@@ -27,6 +27,7 @@ from conformance.checks.base import (
     rejection_reason,
     require_control,
 )
+from conformance.checks.tools import CALL_TOKENS  # one room for a forced call, in both families
 from conformance.endpoint import names_model
 from conformance.exchange import Exchange
 from conformance.families import COUNT_TOKENS_PATH, MESSAGES_PATH, anthropic_headers
@@ -47,8 +48,8 @@ FORCE_GET_CODE = {"type": "tool", "name": "get_code"}
 #: The schemas of what the family answers (generated from the anthropic SDK's types).
 MESSAGE_SCHEMA = "anthropic_message"
 ERROR_SCHEMA = "anthropic_error"
-#: Room for a forced call's input (`{"code": "A1"}` is under 10 tokens in any tokenizer).
-CALL_TOKENS = 48
+#: Room for a natural end ("OK" and an end of turn): a reply still going after it says nothing.
+END_TURN_TOKENS = 16
 
 
 def message_body(ctx: ProbeContext, content: str, **params: Any) -> dict[str, Any]:
@@ -211,14 +212,14 @@ def judged_stop(ctx: ProbeContext, body: dict[str, Any], expected: str) -> tuple
 
 @check("messages-stop-reason", variant="end-turn")
 def stop_end_turn(ctx: ProbeContext) -> Observation:
-    absent, message = judged_stop(ctx, message_body(ctx, REPLY_OK, max_tokens=32), "end_turn")
+    absent, message = judged_stop(ctx, message_body(ctx, REPLY_OK, max_tokens=END_TURN_TOKENS), "end_turn")
     if absent:
         return absent
     reason = stop_reason(message)
     if reason == "end_turn":
         return observe("anthropic", f"a natural end is `end_turn` ({text(message)[:40]!r})")
     if reason == "max_tokens":
-        return inconclusive("the model did not finish within 32 tokens, so no natural end was seen")
+        return inconclusive(f"the model did not finish within {END_TURN_TOKENS} tokens, so no natural end was seen")
     return observe("other", f"a natural end is {reason!r}, not `end_turn`")
 
 

@@ -22,6 +22,7 @@ from conformance.checks.base import (
     refused_for,
     rejection_reason,
 )
+from conformance.checks.sdk import SDK_IMPORT
 from conformance.checks.surface import sdk_exchange
 from conformance.exchange import Exchange
 from conformance.results import Observation, inconclusive, observe
@@ -181,7 +182,8 @@ ERROR_STREAM_STEP = "chat.completions.create(stream=True, temperature='hot'), it
 def stream_error_frame(ctx: ProbeContext) -> Observation:
     """How the error arrives, and whether the official SDK raises `openai.APIError` on it: sent
     through the SDK (and our transport), so one request shows both."""
-    import openai
+    with SDK_IMPORT:
+        import openai
 
     def iterate(client: openai.OpenAI) -> None:
         # A wrong-typed temperature: every validator refuses it, and nothing is generated.

@@ -10,6 +10,7 @@ anything else the SDK raises is the finding. The SDK is imported when a check dr
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,6 +24,14 @@ from conformance.exchange import Exchange
 from conformance.results import Observation, observe
 
 Step = tuple[str, Callable[[Any], None]]
+
+#: Held by every import of an SDK (`with SDK_IMPORT: import openai`): the SDKs are imported when
+#: their checks run, on several threads at once, and two threads importing one package whose modules
+#: import each other can deadlock in CPython's per-module import locks, which it breaks by handing
+#: one of them a half-initialised module ("cannot import name 'ChatCompletionFunctionToolParam' from
+#: partially initialized module 'openai.types.chat'", seen in a run). tests/test_cli.py holds every
+#: import site to it.
+SDK_IMPORT = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -39,7 +48,8 @@ class Sdk:
 
     def errors(self) -> tuple[type[Exception], type[Exception], type[Exception]]:
         """(no complete answer in time, a connection that failed, an HTTP error status)."""
-        package = importlib.import_module(self.package)
+        with SDK_IMPORT:
+            package = importlib.import_module(self.package)
         return package.APITimeoutError, package.APIConnectionError, package.APIStatusError
 
 

@@ -27,7 +27,7 @@ from conformance.checks.base import (
     choices_of,
     require_control,
 )
-from conformance.checks.sdk import Sdk, Step
+from conformance.checks.sdk import SDK_IMPORT, Sdk, Step
 from conformance.checks.sdk import sdk_exchange as exchange_of_step
 from conformance.checks.sdk import sdk_steps as run_sdk_steps
 from conformance.exchange import Exchange
@@ -335,7 +335,8 @@ def valid_parameters(ctx: ProbeContext) -> Observation:
 
 def sdk_client(ctx: ProbeContext, log: list[Exchange]) -> openai.OpenAI:
     """The official SDK, its traffic going our way (bounded, retried, recorded) into `log`."""
-    import openai
+    with SDK_IMPORT:
+        import openai
 
     return openai.OpenAI(base_url=ctx.client.base_url, api_key=ctx.client.api_key or "no-key", max_retries=0,
                          timeout=ctx.client.timeout,
@@ -357,7 +358,8 @@ def sdk_steps(ctx: ProbeContext, steps: list[Step]) -> Observation:
 
 @check("openai-sdk", variant="chat")
 def sdk_chat(ctx: ProbeContext) -> Observation:
-    from openai.types.chat import ChatCompletion, ChatCompletionChunk
+    with SDK_IMPORT:
+        from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
     request: dict[str, Any] = {"model": ctx.model,
                                "messages": [{"role": "user", "content": "Reply with only the word OK."}],
@@ -389,7 +391,8 @@ def sdk_chat(ctx: ProbeContext) -> Observation:
 
 @check("openai-sdk", variant="completions")
 def sdk_completions(ctx: ProbeContext) -> Observation:
-    from openai.types import Completion
+    with SDK_IMPORT:
+        from openai.types import Completion
 
     request: dict[str, Any] = {"model": ctx.model, "prompt": "The quick brown fox", "max_tokens": 4, "temperature": 0}
 

@@ -30,6 +30,7 @@ from conformance.checks.base import (
     rejection_reason,
     require_control,
 )
+from conformance.checks.sdk import SDK_IMPORT
 from conformance.checks.surface import sdk_steps
 from conformance.exchange import Exchange
 from conformance.results import Observation, inconclusive, observe
@@ -317,7 +318,8 @@ class Answer(BaseModel):
 def sdk_tools(ctx: ProbeContext) -> Observation:
     """What the SDK cannot be shown (tools refused, no call made, a reply cut short) is judged by the
     tool and response-format checks; here it makes the verdict inconclusive, not a failure of the SDK."""
-    import openai
+    with SDK_IMPORT:
+        import openai
 
     unseen: list[str] = []
 
