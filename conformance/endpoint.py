@@ -88,7 +88,8 @@ def resolve(base_url: str | None, api_key: str | None, model: str | None, timeou
 
     With `matrix`, every model it selects is preflighted (together, in the OpenAI family): one a
     preflight refuses is kept with its problem, for the report to say, while the others are judged;
-    the run cannot start only when the endpoint itself is unusable or no model is selected."""
+    the run cannot start only when the endpoint itself is unusable or no model is selected. The
+    other families are preflighted with the first usable model, as for one model."""
     base_url = base_url or base_url_from_environment()
     embedded = None
     if base_url is None:
@@ -100,17 +101,20 @@ def resolve(base_url: str | None, api_key: str | None, model: str | None, timeou
         base_url = normalize_base_url(base_url)
         client = EndpointClient(base_url, api_key, timeout, stats, headers=headers)
         try:
-            if matrix is not None:
-                targets = open_matrix(client, matrix)
-                return Endpoint(base_url, api_key, targets[0].id, embedded, context_window=targets[0].context_window,
-                                headers=dict(headers or {}), models=targets)
-            listed, window = read_models(client, model)
-            unserved = {family: why for family in API_FAMILIES if (why := preflight(client, listed, family))}
+            targets = open_matrix(client, matrix) if matrix is not None else []
+            if matrix is None:
+                listed, window = read_models(client, model)
+                unserved = {family: why for family in API_FAMILIES if (why := preflight(client, listed, family))}
+            else:
+                listed, window = targets[0].id, targets[0].context_window
+                usable = [target.id for target in targets if target.problem is None]
+                unserved = {family: why for family in API_FAMILIES[1:]
+                            if usable and (why := preflight(client, usable[0], family))}
         finally:
             client.close()
         chosen, left_out = select_families(unserved, apis, judged)
         return Endpoint(base_url, api_key, listed, embedded, context_window=window, headers=dict(headers or {}),
-                        apis=chosen, left_out=left_out)
+                        models=targets, apis=chosen, left_out=left_out)
     except (ValueError, EndpointUnusable) as problem:
         if embedded:
             embedded.stop()
@@ -118,24 +122,31 @@ def resolve(base_url: str | None, api_key: str | None, model: str | None, timeou
 
 
 def resolve_several(specs: tuple[EndpointSpec, ...], timeout: float, stats: RunStats, headers: dict[str, str],
-                    matrix: ModelSelection) -> Endpoint:
+                    matrix: ModelSelection, apis: tuple[str, ...] | None = None,
+                    judged: tuple[str, ...] = ()) -> Endpoint:
     """Several endpoints, each listed and its models preflighted as `resolve` does (an endpoint
     that cannot be used stops the run, naming it); one Endpoint holding them all, whose models
-    are every endpoint's, named `NAME/MODEL`."""
-    members, targets = {}, []
+    are every endpoint's, named `NAME/MODEL`. A family is left out only when every endpoint
+    leaves it out (elsewhere, its checks observe `unsupported` where it is not served)."""
+    members, targets, left_out = {}, [], None
     for spec in specs:
         try:
-            member = resolve(spec.base_url, spec.api_key, None, timeout, stats=stats, headers=headers, matrix=matrix)
+            member = resolve(spec.base_url, spec.api_key, None, timeout, stats=stats, headers=headers, matrix=matrix,
+                             apis=apis, judged=judged)
         except EndpointUnusable as problem:
             raise EndpointUnusable(f"endpoint {spec.name}: {problem}") from None
         members[spec.name] = Endpoint(member.base_url, spec.api_key, member.model, label=spec.name,
                                       headers=dict(headers))
         targets += [ModelTarget(f"{spec.name}/{target.id}", target.context_window, target.problem, spec.name,
                                 target.id) for target in member.models]
+        left_out = {family: f"{spec.name}: {why}" for family, why in member.left_out.items()
+                    if left_out is None or family in left_out}
     first = next(iter(members.values()))
     label = "+".join(members)
     return Endpoint(first.base_url, first.api_key, targets[0].id, label=label if len(label) <= 80 else
-                    f"{len(members)} endpoints", headers=dict(headers), models=targets, members=members)
+                    f"{len(members)} endpoints", headers=dict(headers), models=targets, members=members,
+                    apis=tuple(family for family in API_FAMILIES if family not in (left_out or {})),
+                    left_out=left_out or {})
 
 
 #: Where listings state a model's context window: Fireworks' `context_length`, vLLM's `max_model_len`.

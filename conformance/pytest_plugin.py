@@ -262,7 +262,8 @@ def open_endpoint(chosen: Settings, stats: RunStats) -> Opened:
         from conformance.endpoint import resolve_several
 
         assert chosen.matrix is not None  # several endpoints are always a matrix (options.settings)
-        return resolve_several(chosen.endpoints, chosen.timeout, stats, chosen.headers, chosen.matrix), None, None
+        return resolve_several(chosen.endpoints, chosen.timeout, stats, chosen.headers, chosen.matrix, chosen.api,
+                               chosen.profile.apis), None, None
     endpoint = resolve(chosen.base_url, chosen.api_key, chosen.model, chosen.timeout, chosen.embedded_behavior,
                        stats, chosen.headers, chosen.matrix, chosen.api, chosen.profile.apis)
     if chosen.record is None:

@@ -13,7 +13,7 @@ from conformance.checks.messages import message_body, send_message
 from conformance.client import EndpointClient
 from conformance.endpoint import EndpointUnusable, resolve
 from conformance.families import API_FAMILIES, MESSAGES_PATH
-from conformance.options import OPTIONS
+from conformance.options import OPTIONS, ModelSelection
 from conformance.profiles import Profile, ProfileError, load_profile, parse_profile
 from conformance.redaction import REDACTED
 from conformance.runner import execute
@@ -46,6 +46,19 @@ def test_the_preflight_finds_which_families_are_served(reference_server):
     assert resolve(openai_only(reference_server).base_url, KEY, None, 10).apis == ("openai",)
     assert resolve(anthropic_only.base_url, KEY, None, 10, judged=("openai",)).apis == API_FAMILIES
     assert resolve(reference_server("fireworks", api_key=KEY).base_url, KEY, None, 10).apis == API_FAMILIES
+
+
+def test_a_matrix_run_finds_the_families_served_as_a_one_model_run_does(reference_server):
+    """Every model is preflighted in the OpenAI family; the others with the first usable model, so a
+    matrix of an OpenAI-only endpoint leaves the Messages family out instead of sending its checks."""
+    every_model = ModelSelection(listed=True)
+    endpoint = resolve(openai_only(reference_server).base_url, KEY, None, 10, matrix=every_model)
+    assert endpoint.apis == ("openai",) and [target.id for target in endpoint.models] == [endpoint.model]
+    assert "does not serve the anthropic API family" in endpoint.left_out["anthropic"]
+    with pytest.raises(EndpointUnusable, match=r"--api anthropic: the endpoint does not serve that API family"):
+        resolve(openai_only(reference_server).base_url, KEY, None, 10, matrix=every_model, apis=("anthropic",))
+    assert resolve(reference_server("fireworks", api_key=KEY).base_url, KEY, None, 10,
+                   matrix=every_model).apis == API_FAMILIES
 
 
 def test_a_family_asked_for_but_not_served_stops_the_run(reference_server):

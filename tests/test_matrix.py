@@ -94,9 +94,10 @@ def test_one_run_judges_every_model_with_its_own_verdicts(fleet, tmp_path: Path)
     assert seen[SECOND]["embeddings/embeddings"] == ("pass", "openai")
     assert seen[THIRD]["embeddings/embeddings"] == ("fail", "unsupported")  # unsupported, not an error of the run
     assert seen[THIRD]["stop-sequence-in-output/chat"] == ("pass", "openai")
-    # Per model: what its checks cost; with the listing and the three preflights, the run's total.
+    # Per model: what its checks cost; with the listing, the three models' preflights and the Messages
+    # family's (with the first model), the run's total.
     assert all(section["requests"] > 0 and section["tokens"]["total"] > 0 for section in report["models"])
-    assert sum(section["requests"] for section in report["models"]) + 1 + 3 == report["requests"]
+    assert sum(section["requests"] for section in report["models"]) + 1 + 3 + 1 == report["requests"]
     assert report["summary"] == dict(Counter(o for model in seen.values() for o, _ in model.values()),
                                      **{o: 0 for o in ("inconclusive", "skip", "error")
                                         if o not in Counter(o for m in seen.values() for o, _ in m.values())})
