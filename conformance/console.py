@@ -6,8 +6,8 @@ output starts with it. Every line the suite prints that may carry server text go
 `printable` (one line) or `printable_lines` (a block such as changes.md), after the run's redactor.
 
 The lines themselves (the one summary, a `-v` line per check, a failure with the curl lines that
-reproduce it, where an unjudged endpoint differs from OpenAI) are built here from `CheckResult`s,
-so `conformance run` and `pytest --pyargs conformance.suites` say the same thing.
+reproduce it, where an unjudged endpoint differs from each API family's documents) are built here
+from `CheckResult`s, so `conformance run` and `pytest --pyargs conformance.suites` say the same thing.
 """
 
 from __future__ import annotations
@@ -99,25 +99,32 @@ def failure_lines(result: CheckResult) -> list[str]:
     return lines
 
 
-def differences_from_openai(results: Iterable[CheckResult], catalog: Catalog) -> str | None:
-    """Where an endpoint differs from what OpenAI's documents promise, over the checks the profile
-    does not judge (all of them under `--profile none`, where every such row is a pass): None
+#: Whose documents each API family is measured against when no profile judges it.
+FAMILY_AUTHORS = {"openai": "OpenAI", "anthropic": "Anthropic"}
+
+
+def differences_from_documents(results: Iterable[CheckResult], catalog: Catalog) -> list[str]:
+    """Where an endpoint differs from what each API family's own documents promise (OpenAI's for
+    the OpenAI family, Anthropic's for Messages), over the checks the profile does not judge (all of
+    them under `--profile none`, where every such row is a pass): one line per family observed, none
     when the profile judges every check, so that nothing would be said the verdicts do not say."""
     unjudged = [r for r in results if r.expected is None and r.observed not in (None, "inconclusive")]
-    if not unjudged:
-        return None
-    observed: set[str] = set()
-    differing: dict[str, list[str]] = {}
+    observed: dict[str, set[str]] = {}
+    differing: dict[str, dict[str, list[str]]] = {}
     for result in unjudged:
-        documented = catalog[result.entry_id].vendor_behaviours("openai")
-        if not documented:  # no OpenAI document to differ from
+        family = catalog[result.entry_id].api
+        documented = catalog[result.entry_id].vendor_behaviours(family)
+        if not documented:  # no document of the family's own to differ from
             continue
-        observed.add(result.entry_id)
+        observed.setdefault(family, set()).add(result.entry_id)
         if result.observed not in documented:
-            seen = differing.setdefault(result.entry_id, [])
+            seen = differing.setdefault(family, {}).setdefault(result.entry_id, [])
             if result.observed not in seen:
                 seen.append(result.observed)  # type: ignore[arg-type]
-    if not differing:
-        return f"matches OpenAI's documented behaviour on all {len(observed)} entries observed"
-    return (f"differs from OpenAI's documented behaviour on {len(differing)} of {len(observed)} entries observed: "
-            + ", ".join(f"{entry} ({', '.join(words)})" for entry, words in differing.items()))
+    lines = []
+    for family, entries in observed.items():
+        author, found = FAMILY_AUTHORS.get(family, family), differing.get(family, {})
+        lines.append(f"matches {author}'s documented behaviour on all {len(entries)} entries observed" if not found
+                     else f"differs from {author}'s documented behaviour on {len(found)} of {len(entries)} entries "
+                          "observed: " + ", ".join(f"{entry} ({', '.join(words)})" for entry, words in found.items()))
+    return lines

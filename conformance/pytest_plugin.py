@@ -399,7 +399,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         write_changes(terminalreporter, config)  # a run that could not start, against its baseline
         return
     from conformance.console import (
-        differences_from_openai,
+        differences_from_documents,
         failure_lines,
         printable,
         tally,
@@ -433,8 +433,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     unjudged = run.unjudged_summary()
     if unjudged:
         write(unjudged, yellow=True, bold=True)
-    differences = differences_from_openai(results, run.catalog)
-    if differences:
+    for differences in differences_from_documents(results, run.catalog):
         write(differences, bold=True)
     for path in run.written:
         write(f"report: {path}")

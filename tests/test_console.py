@@ -136,17 +136,18 @@ def test_a_failing_endpoint_verbose(fireworks_server: str, tmp_path: Path) -> No
     assert KEY not in console.out + console.err
 
 
-def test_profile_none_says_where_the_endpoint_differs_from_openai(fireworks_server: str, tmp_path: Path) -> None:
+def test_profile_none_says_where_the_endpoint_differs_from_each_familys_documents(fireworks_server: str, tmp_path: Path) -> None:
     console = conformance_run(tmp_path, "--base-url", fireworks_server, "--api-key", KEY, "--profile", "none")
     assert console.code == 0, console.out + console.err
     assert_one_summary_agreeing_with_the_report(console)
-    openai_family = {entry.id for entry in load_catalog() if entry.api == "openai"}  # what OpenAI documents
-    differing = sorted(entry["id"] for entry in console.report["entries"]
-                       if entry["id"] in openai_family and set(entry["observed"]) - {"openai", "inconclusive"})
-    line = next(line for line in console.lines if line.startswith("differs from OpenAI's documented behaviour on "))
-    assert line.startswith(f"differs from OpenAI's documented behaviour on {len(differing)} of "), line
-    named = re.findall(r"([a-z0-9-]+) \([a-z0-9, -]+\)", line.split(": ", 1)[1])
-    assert sorted(named) == differing
+    for family, author in (("openai", "OpenAI"), ("anthropic", "Anthropic")):  # each against its own documents
+        members = {entry.id for entry in load_catalog() if entry.api == family}
+        differing = sorted(entry["id"] for entry in console.report["entries"]
+                           if entry["id"] in members and set(entry["observed"]) - {family, "inconclusive"})
+        line = next(line for line in console.lines if line.startswith(f"differs from {author}'s documented behaviour "))
+        assert line.startswith(f"differs from {author}'s documented behaviour on {len(differing)} of "), line
+        named = re.findall(r"([a-z0-9-]+) \([a-z0-9, -]+\)", line.split(": ", 1)[1])
+        assert sorted(named) == differing and differing
 
 
 def test_the_embedded_openai_server_matches_openai_under_profile_none(tmp_path: Path) -> None:
