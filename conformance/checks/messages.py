@@ -145,7 +145,8 @@ def event_violations(exchange: Exchange) -> dict[str, str]:
                 if name not in ("message", data.get("type"))]
     if misnamed:
         broken["event-names"] = ", ".join(misnamed[:3])
-    kinds = [data.get("type") for _, data in named if data.get("type") != "ping"]
+    # An event's type as text whatever the server sent there (a list, a number): classifiers never crash.
+    kinds = [str(data.get("type")) for _, data in named if data.get("type") != "ping"]
     if "error" in kinds:
         broken["no-error-event"] = str(next(data for _, data in named if data.get("type") == "error"))[:160]
     if not kinds or kinds[0] != "message_start":
@@ -157,7 +158,7 @@ def event_violations(exchange: Exchange) -> dict[str, str]:
     if block_problem:
         broken["block-sequence"] = block_problem
     deltas = [position for position, kind in enumerate(kinds) if kind == "message_delta"]
-    last_block = max((position for position, kind in enumerate(kinds) if kind and kind.startswith("content_block")),
+    last_block = max((position for position, kind in enumerate(kinds) if kind.startswith("content_block")),
                      default=-1)
     if len(deltas) != 1 or deltas[0] < last_block or (kinds[-1] == "message_stop" and deltas[0] != len(kinds) - 2):
         broken["one-message-delta"] = f"{len(deltas)} message_delta event(s) at {deltas} of {len(kinds)}"
