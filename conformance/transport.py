@@ -105,12 +105,24 @@ def _tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+#: Connections one transport opens at most (to one endpoint: the in-flight limit keeps below it).
+MAX_CONNECTIONS = 64
+
+
 def network_transport() -> httpx.HTTPTransport:
-    """httpx's transport to the network, reading through deadline-bound sockets."""
+    """httpx's transport to the network, reading through deadline-bound sockets.
+
+    Every connection may stay kept alive (keep-alive cap = connection cap): httpcore 1.0 compares
+    its keep-alive cap with *all* the pool's connections, so with more in flight than the cap it
+    closes each connection as soon as its answer is read, and may close one it has just handed to a
+    waiting request on another thread: that request then reads a closed socket (`ReadError: [Errno 9]
+    Bad file descriptor`, encode/httpcore#1110). With the caps equal, the pool never closes an idle
+    connection to an endpoint while it has room, so it never closes one under a request."""
     transport = httpx.HTTPTransport(verify=_tls_context())
     # httpx takes no network backend, so the pool it built is replaced by the same pool with one.
-    transport._pool = httpcore.ConnectionPool(ssl_context=_tls_context(), max_connections=64,
-                                              max_keepalive_connections=16, network_backend=_DeadlineBackend())
+    transport._pool = httpcore.ConnectionPool(ssl_context=_tls_context(), max_connections=MAX_CONNECTIONS,
+                                              max_keepalive_connections=MAX_CONNECTIONS,
+                                              network_backend=_DeadlineBackend())
     return transport
 
 

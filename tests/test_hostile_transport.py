@@ -27,7 +27,7 @@ from conformance.client import EndpointClient, EndpointError
 from conformance.compare import load_report
 from conformance.redaction import Redactor
 from conformance.sse import EventCounter
-from conformance.transport import BODY_SIZE_CAP, EVENT_CAP, AdaptiveLimit
+from conformance.transport import BODY_SIZE_CAP, EVENT_CAP, AdaptiveLimit, network_transport
 from tests.hostile_server import MAX_SECONDS, HostileServer
 
 
@@ -255,3 +255,25 @@ def test_only_complete_answers_are_recorded(tmp_path):
     client.request("POST", "complete", {}, check="a")
     store.save({})
     assert [request.uri for request, _ in store.load("a")] == ["http://h.invalid/v1/complete"]
+
+
+def test_the_pool_never_closes_a_kept_alive_connection_while_it_has_room(reference_server):
+    """httpcore closed an idle connection whenever the pool held more connections than its
+    keep-alive cap, even one just handed to a request waiting on another thread, which then read a
+    closed socket (`[Errno 9] Bad file descriptor`, 3-6 error verdicts per 200-model run). Here more
+    answers than that cap are held open at once; the connection of the one read is kept for reuse."""
+    server = reference_server("openai")
+    transport = network_transport()
+    pool = transport._pool
+    with httpx.Client(transport=transport) as client:
+        held = [client.send(client.build_request("GET", f"{server.base_url}/models"), stream=True)
+                for _ in range(20)]  # more than httpcore's default keep-alive cap (and ours was 16)
+        assert len(pool.connections) == len(held)
+        first = pool.connections[0]
+        held[0].read()
+        held[0].close()
+        assert first in pool.connections and first.is_idle()  # closed at once before the fix
+        reused = client.send(client.build_request("GET", f"{server.base_url}/models"), stream=True)
+        assert len(pool.connections) == len(held) and not first.is_idle()  # the kept one was reused
+        for response in [reused, *held[1:]]:
+            response.close()
