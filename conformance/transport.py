@@ -109,20 +109,64 @@ def _tls_context() -> ssl.SSLContext:
 MAX_CONNECTIONS = 64
 
 
-def network_transport() -> httpx.HTTPTransport:
-    """httpx's transport to the network, reading through deadline-bound sockets.
+class _KeptAlivePool(httpcore.ConnectionPool):
+    """httpcore's pool, handing requests to connections in one pass over them, without closing any
+    connection a request holds.
 
-    Every connection may stay kept alive (keep-alive cap = connection cap): httpcore 1.0 compares
-    its keep-alive cap with *all* the pool's connections, so with more in flight than the cap it
-    closes each connection as soon as its answer is read, and may close one it has just handed to a
-    waiting request on another thread: that request then reads a closed socket (`ReadError: [Errno 9]
-    Bad file descriptor`, encode/httpcore#1110). With the caps equal, the pool never closes an idle
-    connection to an endpoint while it has room, so it never closes one under a request."""
+    httpcore 1.0's own pass closes an idle connection whenever the pool holds more connections than
+    its keep-alive cap (it compares the cap with *all* connections), so with many requests in flight
+    each connection was closed as soon as its answer was read, sometimes one just handed to a request
+    waiting on another thread, which then read a closed socket (`ReadError: [Errno 9] Bad file
+    descriptor`, encode/httpcore#1110); and it polls every idle socket on every pass (quadratic in
+    the connections, a sixth of a run's CPU with 64 kept alive). Here a connection stays until it is
+    reused, or closes to make room for another origin; it is checked for a server-side close (poll)
+    only when about to be reused; and one handed to a request is neither handed again nor closed."""
+
+    def _assign_requests_to_connections(self) -> list[httpcore.ConnectionInterface]:
+        claimed = {id(pool_request.connection) for pool_request in self._requests}
+        closing: list[httpcore.ConnectionInterface] = []
+        self._connections = [connection for connection in self._connections if not connection.is_closed()]
+        for pool_request in self._requests:
+            if not pool_request.is_queued():
+                continue
+            origin = pool_request.request.url.origin
+            connection = self._reusable(origin, claimed, closing)
+            if connection is None and len(self._connections) >= self._max_connections:
+                spare = next((c for c in self._connections if id(c) not in claimed and c.is_idle()), None)
+                if spare is None:
+                    continue  # the request waits for a connection to be released
+                self._connections.remove(spare)
+                closing.append(spare)
+            if connection is None:
+                connection = self.create_connection(origin)
+                self._connections.append(connection)
+            claimed.add(id(connection))
+            pool_request.assign_to_connection(connection)
+        return closing
+
+    def _reusable(self, origin: httpcore.Origin, claimed: set[int],
+                  closing: list[httpcore.ConnectionInterface]) -> httpcore.ConnectionInterface | None:
+        """An idle connection to `origin` nobody holds, that the server has not closed meanwhile
+        (those found are moved to `closing`)."""
+        for connection in list(self._connections):
+            if id(connection) in claimed or not connection.can_handle_request(origin):
+                continue
+            if not connection.is_available():
+                continue
+            if connection.has_expired():
+                self._connections.remove(connection)
+                closing.append(connection)
+                continue
+            return connection
+        return None
+
+
+def network_transport() -> httpx.HTTPTransport:
+    """httpx's transport to the network, reading through deadline-bound sockets."""
     transport = httpx.HTTPTransport(verify=_tls_context())
-    # httpx takes no network backend, so the pool it built is replaced by the same pool with one.
-    transport._pool = httpcore.ConnectionPool(ssl_context=_tls_context(), max_connections=MAX_CONNECTIONS,
-                                              max_keepalive_connections=MAX_CONNECTIONS,
-                                              network_backend=_DeadlineBackend())
+    # httpx takes no network backend, so the pool it built is replaced by one with ours.
+    transport._pool = _KeptAlivePool(ssl_context=_tls_context(), max_connections=MAX_CONNECTIONS,
+                                     network_backend=_DeadlineBackend())
     return transport
 
 

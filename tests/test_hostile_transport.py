@@ -15,8 +15,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpcore
 import httpx
 import pytest
+from httpcore._sync.connection_pool import PoolRequest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -277,3 +279,22 @@ def test_the_pool_never_closes_a_kept_alive_connection_while_it_has_room(referen
         assert len(pool.connections) == len(held) and not first.is_idle()  # the kept one was reused
         for response in [reused, *held[1:]]:
             response.close()
+
+
+def test_a_connection_handed_to_a_waiting_request_is_not_handed_out_again(reference_server):
+    """The other half of the race: requests are handed connections in one pass, and each thread
+    starts on its own later; httpcore handed one idle connection to every request of the pass (all
+    but one then had to queue again) and counted it idle, so closable, until its thread started.
+    Here two requests arrive together, as on a loaded machine, before either thread runs."""
+    server = reference_server("openai")
+    transport = network_transport()
+    pool = transport._pool
+    with httpx.Client(transport=transport) as client:
+        client.get(f"{server.base_url}/models")
+        [kept] = pool.connections
+        waiting = [PoolRequest(httpcore.Request("GET", f"{server.base_url}/models")) for _ in range(2)]
+        pool._requests.extend(waiting)
+        closing = pool._assign_requests_to_connections()
+        pool._requests.clear()
+        assert waiting[0].connection is kept and waiting[1].connection is not kept
+        assert not closing and kept in pool.connections
