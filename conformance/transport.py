@@ -120,17 +120,20 @@ class _KeptAlivePool(httpcore.ConnectionPool):
     descriptor`, encode/httpcore#1110); and it polls every idle socket on every pass (quadratic in
     the connections, a sixth of a run's CPU with 64 kept alive). Here a connection stays until it is
     reused, or closes to make room for another origin; it is checked for a server-side close (poll)
-    only when about to be reused; and one handed to a request is neither handed again nor closed."""
+    only when about to be reused; one closed stays listed (unused) until room is needed; and one
+    handed to a request is neither handed again nor closed."""
 
     def _assign_requests_to_connections(self) -> list[httpcore.ConnectionInterface]:
-        claimed = {id(pool_request.connection) for pool_request in self._requests}
         closing: list[httpcore.ConnectionInterface] = []
-        self._connections = [connection for connection in self._connections if not connection.is_closed()]
-        for pool_request in self._requests:
-            if not pool_request.is_queued():
-                continue
+        queued = [pool_request for pool_request in self._requests if pool_request.is_queued()]
+        if not queued:  # a response was closed and nobody waits: its connection stays as it is
+            return closing
+        claimed = {id(pool_request.connection) for pool_request in self._requests}
+        for pool_request in queued:
             origin = pool_request.request.url.origin
             connection = self._reusable(origin, claimed, closing)
+            if connection is None and len(self._connections) >= self._max_connections:
+                self._connections = [c for c in self._connections if not c.is_closed()]
             if connection is None and len(self._connections) >= self._max_connections:
                 spare = next((c for c in self._connections if id(c) not in claimed and c.is_idle()), None)
                 if spare is None:
