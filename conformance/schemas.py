@@ -57,7 +57,8 @@ def validator(name: str, schema_set: SchemaSet = "compatible") -> Draft202012Val
 @cache
 def screen(name: str, schema_set: SchemaSet = "compatible") -> jsonschema_rs.Validator:
     """The compiled validator of schema `name`: whether an instance is valid, quickly."""
-    return jsonschema_rs.Draft202012Validator(_schema(name, schema_set), validate_formats=False)
+    # offline: a $ref is resolved within the schema, never fetched (ours hold only local ones)
+    return jsonschema_rs.Draft202012Validator(_schema(name, schema_set), validate_formats=False, offline=True)
 
 
 def validate(name: str, instance: Any, schema_set: SchemaSet = "compatible", limit: int = 5) -> list[Violation]:
