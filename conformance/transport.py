@@ -105,12 +105,71 @@ def _tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+#: Connections one transport opens at most (to one endpoint: the in-flight limit keeps below it).
+MAX_CONNECTIONS = 64
+
+
+class _KeptAlivePool(httpcore.ConnectionPool):
+    """httpcore's pool, handing requests to connections in one pass over them, without closing any
+    connection a request holds.
+
+    httpcore 1.0's own pass closes an idle connection whenever the pool holds more connections than
+    its keep-alive cap (it compares the cap with *all* connections), so with many requests in flight
+    each connection was closed as soon as its answer was read, sometimes one just handed to a request
+    waiting on another thread, which then read a closed socket (`ReadError: [Errno 9] Bad file
+    descriptor`, encode/httpcore#1110); and it polls every idle socket on every pass (quadratic in
+    the connections, a sixth of a run's CPU with 64 kept alive). Here a connection stays until it is
+    reused, or closes to make room for another origin; it is checked for a server-side close (poll)
+    only when about to be reused; one closed stays listed (unused) until room is needed; and one
+    handed to a request is neither handed again nor closed."""
+
+    def _assign_requests_to_connections(self) -> list[httpcore.ConnectionInterface]:
+        closing: list[httpcore.ConnectionInterface] = []
+        queued = [pool_request for pool_request in self._requests if pool_request.is_queued()]
+        if not queued:  # a response was closed and nobody waits: its connection stays as it is
+            return closing
+        claimed = {id(pool_request.connection) for pool_request in self._requests}
+        for pool_request in queued:
+            origin = pool_request.request.url.origin
+            connection = self._reusable(origin, claimed, closing)
+            if connection is None and len(self._connections) >= self._max_connections:
+                self._connections = [c for c in self._connections if not c.is_closed()]
+            if connection is None and len(self._connections) >= self._max_connections:
+                spare = next((c for c in self._connections if id(c) not in claimed and c.is_idle()), None)
+                if spare is None:
+                    continue  # the request waits for a connection to be released
+                self._connections.remove(spare)
+                closing.append(spare)
+            if connection is None:
+                connection = self.create_connection(origin)
+                self._connections.append(connection)
+            claimed.add(id(connection))
+            pool_request.assign_to_connection(connection)
+        return closing
+
+    def _reusable(self, origin: httpcore.Origin, claimed: set[int],
+                  closing: list[httpcore.ConnectionInterface]) -> httpcore.ConnectionInterface | None:
+        """An idle connection to `origin` nobody holds, that the server has not closed meanwhile
+        (those found are moved to `closing`)."""
+        for connection in list(self._connections):
+            if id(connection) in claimed or not connection.can_handle_request(origin):
+                continue
+            if not connection.is_available():
+                continue
+            if connection.has_expired():
+                self._connections.remove(connection)
+                closing.append(connection)
+                continue
+            return connection
+        return None
+
+
 def network_transport() -> httpx.HTTPTransport:
     """httpx's transport to the network, reading through deadline-bound sockets."""
     transport = httpx.HTTPTransport(verify=_tls_context())
-    # httpx takes no network backend, so the pool it built is replaced by the same pool with one.
-    transport._pool = httpcore.ConnectionPool(ssl_context=_tls_context(), max_connections=64,
-                                              max_keepalive_connections=16, network_backend=_DeadlineBackend())
+    # httpx takes no network backend, so the pool it built is replaced by one with ours.
+    transport._pool = _KeptAlivePool(ssl_context=_tls_context(), max_connections=MAX_CONNECTIONS,
+                                     network_backend=_DeadlineBackend())
     return transport
 
 

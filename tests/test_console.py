@@ -136,7 +136,8 @@ def test_a_failing_endpoint_verbose(fireworks_server: str, tmp_path: Path) -> No
     assert KEY not in console.out + console.err
 
 
-def test_profile_none_says_where_the_endpoint_differs_from_each_familys_documents(fireworks_server: str, tmp_path: Path) -> None:
+def test_profile_none_says_where_the_endpoint_differs_from_each_familys_documents(
+        fireworks_server: str, tmp_path: Path) -> None:
     console = conformance_run(tmp_path, "--base-url", fireworks_server, "--api-key", KEY, "--profile", "none")
     assert console.code == 0, console.out + console.err
     assert_one_summary_agreeing_with_the_report(console)

@@ -15,8 +15,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpcore
 import httpx
 import pytest
+from httpcore._sync.connection_pool import PoolRequest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,7 +29,7 @@ from conformance.client import EndpointClient, EndpointError
 from conformance.compare import load_report
 from conformance.redaction import Redactor
 from conformance.sse import EventCounter
-from conformance.transport import BODY_SIZE_CAP, EVENT_CAP, AdaptiveLimit
+from conformance.transport import BODY_SIZE_CAP, EVENT_CAP, AdaptiveLimit, network_transport
 from tests.hostile_server import MAX_SECONDS, HostileServer
 
 
@@ -255,3 +257,44 @@ def test_only_complete_answers_are_recorded(tmp_path):
     client.request("POST", "complete", {}, check="a")
     store.save({})
     assert [request.uri for request, _ in store.load("a")] == ["http://h.invalid/v1/complete"]
+
+
+def test_the_pool_never_closes_a_kept_alive_connection_while_it_has_room(reference_server):
+    """httpcore closed an idle connection whenever the pool held more connections than its
+    keep-alive cap, even one just handed to a request waiting on another thread, which then read a
+    closed socket (`[Errno 9] Bad file descriptor`, 3-6 error verdicts per 200-model run). Here more
+    answers than that cap are held open at once; the connection of the one read is kept for reuse."""
+    server = reference_server("openai")
+    transport = network_transport()
+    pool = transport._pool
+    with httpx.Client(transport=transport) as client:
+        held = [client.send(client.build_request("GET", f"{server.base_url}/models"), stream=True)
+                for _ in range(20)]  # more than httpcore's default keep-alive cap (and ours was 16)
+        assert len(pool.connections) == len(held)
+        first = pool.connections[0]
+        held[0].read()
+        held[0].close()
+        assert first in pool.connections and first.is_idle()  # closed at once before the fix
+        reused = client.send(client.build_request("GET", f"{server.base_url}/models"), stream=True)
+        assert len(pool.connections) == len(held) and not first.is_idle()  # the kept one was reused
+        for response in [reused, *held[1:]]:
+            response.close()
+
+
+def test_a_connection_handed_to_a_waiting_request_is_not_handed_out_again(reference_server):
+    """The other half of the race: requests are handed connections in one pass, and each thread
+    starts on its own later; httpcore handed one idle connection to every request of the pass (all
+    but one then had to queue again) and counted it idle, so closable, until its thread started.
+    Here two requests arrive together, as on a loaded machine, before either thread runs."""
+    server = reference_server("openai")
+    transport = network_transport()
+    pool = transport._pool
+    with httpx.Client(transport=transport) as client:
+        client.get(f"{server.base_url}/models")
+        [kept] = pool.connections
+        waiting = [PoolRequest(httpcore.Request("GET", f"{server.base_url}/models")) for _ in range(2)]
+        pool._requests.extend(waiting)
+        closing = pool._assign_requests_to_connections()
+        pool._requests.clear()
+        assert waiting[0].connection is kept and waiting[1].connection is not kept
+        assert not closing and kept in pool.connections
