@@ -59,6 +59,9 @@ class Endpoint:
     #: The API families the run judges, and why each other one is left out.
     apis: tuple[str, ...] = API_FAMILIES
     left_out: dict[str, str] = field(default_factory=dict)
+    #: Families the run judges (its profile names them) that the preflight found not served, and
+    #: the answer that showed it: their checks are `unsupported` without sending anything.
+    unserved: dict[str, str] = field(default_factory=dict)
     _closed: bool = field(default=False, repr=False, compare=False)
 
     @property
@@ -114,7 +117,8 @@ def resolve(base_url: str | None, api_key: str | None, model: str | None, timeou
             client.close()
         chosen, left_out = select_families(unserved, apis, judged)
         return Endpoint(base_url, api_key, listed, embedded, context_window=window, headers=dict(headers or {}),
-                        models=targets, apis=chosen, left_out=left_out)
+                        models=targets, apis=chosen, left_out=left_out,
+                        unserved={family: why for family, why in unserved.items() if family in chosen})
     except (ValueError, EndpointUnusable) as problem:
         if embedded:
             embedded.stop()

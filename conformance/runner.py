@@ -127,6 +127,18 @@ def not_judged(check: Check, entry: Entry, profile: Profile, reason: str) -> Che
                        outcome="skip", observed=None, reason=reason)
 
 
+def unserved_family(check: Check, entry: Entry, profile: Profile, why: str) -> CheckResult:
+    """A check of an API family the profile judges but the endpoint does not serve: `unsupported`,
+    judged like any observation, with nothing sent. The preflight's refused request is the evidence,
+    and the other family's answered one its control (a run where no family is served never starts)."""
+    expected = profile.expected(entry.id)
+    observation = Observation("unsupported", f"the endpoint does not serve the {entry.api} API family: {why}")
+    return CheckResult(check_id=check.id, entry_id=entry.id, title=check.title, expected=expected,
+                       outcome=judge(observation, expected), observed=observation.behaviour,  # type: ignore[arg-type]
+                       reason=observation.reason,
+                       matches=[claim.label for claim in entry.documents_saying(observation.behaviour)])
+
+
 def elide_evidence(result: CheckResult) -> CheckResult:
     """A passing case of a matrix run keeps its verdict, reason and details but not the exchanges
     behind them (its model's section still counts its requests and tokens): hundreds of models'
@@ -253,6 +265,11 @@ class ConformanceRun:
             target = self._targets.get(case.model)
             cassette = self.cassette(case)
             unusable = target.problem if target is not None else None
+            unserved = self.endpoint.unserved.get(entry.api)
+            if unserved is not None:
+                self._futures[case] = Future()
+                self._futures[case].set_result(unserved_family(check, entry, self.profile, unserved))
+                continue
             left_out = self.endpoint.left_out.get(entry.api)
             if left_out is not None or unusable is not None or (store is not None and not store.recorded(cassette)):
                 # An API family the run does not judge (not served, not asked for), a model its preflight

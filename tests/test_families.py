@@ -61,6 +61,25 @@ def test_a_matrix_run_finds_the_families_served_as_a_one_model_run_does(referenc
                    matrix=every_model).apis == API_FAMILIES
 
 
+def test_a_family_judged_but_not_served_is_unsupported_without_sending_anything(reference_server, tmp_path):
+    """The Fireworks profile judges both families; an endpoint serving only Messages: the OpenAI
+    family's checks are `unsupported` (failing where the profile expects a behaviour), not a 404
+    error each, and none of them sends a request (the preflight showed it once)."""
+    from conformance.cli import main
+    from conformance.compare import load_report
+
+    server = reference_server("anthropic", api_key=KEY)
+    code = main(["run", "--base-url", server.base_url, "--api-key", KEY, "--profile", "fireworks",
+                 "-k", "stream-usage-default or messages-schema", "--report-dir", str(tmp_path)])
+    assert code == 1
+    results = {result["check_id"]: result for result in load_report(tmp_path / "report.json")["results"]}
+    for check_id in ("stream-usage-default/chat", "stream-usage-default/completions"):
+        result = results[check_id]
+        assert (result["outcome"], result["observed"]) == ("fail", "unsupported"), result
+        assert "does not serve the openai API family" in result["reason"] and not result["evidence"]
+    assert results["messages-schema/message"]["outcome"] == "pass"
+
+
 def test_a_family_asked_for_but_not_served_stops_the_run(reference_server):
     with pytest.raises(EndpointUnusable, match=r"--api anthropic: the endpoint does not serve that API family"):
         resolve(openai_only(reference_server).base_url, KEY, None, 10, apis=("anthropic",))
