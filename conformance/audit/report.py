@@ -186,13 +186,11 @@ def render_junit(report: dict[str, Any]) -> str:
 def write_reports(report: dict[str, Any], directory: Path) -> list[Path]:
     """Write every format into `directory`, each atomically, all from one copy of the report that
     any writer can hold (a literal 1e400 in the audited source is no number JSON can hold)."""
-    from conformance.report import write_atomically
+    from conformance.report import write_formats
 
-    writable = json_report.bounded(report)
-    directory.mkdir(parents=True, exist_ok=True)
-    return [write_atomically(directory / FILES[kind], render(writable))
-            for kind, render in (("json", json_report.render), ("markdown", render_markdown), ("html", render_html),
-                                 ("junit", render_junit))]
+    return write_formats(json_report.bounded(report), directory,
+                         ((FILES["json"], json_report.render), (FILES["markdown"], render_markdown),
+                          (FILES["html"], render_html), (FILES["junit"], render_junit)))
 
 
 def summary_lines(report: dict[str, Any]) -> Iterable[str]:

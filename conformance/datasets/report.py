@@ -18,7 +18,7 @@ from conformance import __version__
 from conformance.datasets.catalog import Rule
 from conformance.datasets.formats import DESCRIPTIONS
 from conformance.datasets.judge import FileJudge
-from conformance.report import json_report, write_atomically
+from conformance.report import json_report, write_formats
 from conformance.report.junit import xml_text
 from conformance.report.markdown import code
 
@@ -175,11 +175,9 @@ def render_junit(report: dict[str, Any]) -> str:
 def write_reports(report: dict[str, Any], directory: Path) -> list[Path]:
     """Write every format into `directory`, each atomically, all from one copy of the report that
     any writer can hold (a lone surrogate from a key in the data becomes U+FFFD); returns the paths."""
-    writable = json_report.bounded(report)
-    directory.mkdir(parents=True, exist_ok=True)
-    return [write_atomically(directory / FILES[kind], render(writable))
-            for kind, render in (("json", json_report.render), ("markdown", render_markdown), ("html", render_html),
-                                 ("junit", render_junit))]
+    return write_formats(json_report.bounded(report), directory,
+                         ((FILES["json"], json_report.render), (FILES["markdown"], render_markdown),
+                          (FILES["html"], render_html), (FILES["junit"], render_junit)))
 
 
 def summary_lines(report: dict[str, Any]) -> Iterable[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -140,13 +141,18 @@ def write_report_files(report: dict[str, Any], directory: Path, redactor: Redact
     a kill leaves the previous file or none, never a truncated one."""
     from conformance.report import html, json_report, junit, markdown
 
-    redactor = redactor or Redactor()
+    return write_formats(report, directory, (("report.json", json_report.render), ("report.md", markdown.render),
+                                             ("report.html", html.render), ("junit.xml", junit.render)),
+                         (redactor or Redactor()).text)
+
+
+def write_formats(report: dict[str, Any], directory: Path, formats: Iterable[tuple[str, Callable[[Any], str]]],
+                  finish: Callable[[str], str] = str) -> list[Path]:
+    """Write each `(file name, render)` of one prepared report into `directory`, each atomically,
+    every rendered text passed through `finish` (the run's redaction); returns the paths. The run's,
+    the audit's and the dataset command's reports are all written here."""
     directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, render in (("report.json", json_report.render), ("report.md", markdown.render),
-                         ("report.html", html.render), ("junit.xml", junit.render)):
-        written.append(write_atomically(directory / name, redactor.text(render(report))))
-    return written
+    return [write_atomically(directory / name, finish(render(report))) for name, render in formats]
 
 
 def write_atomically(path: Path, text: str) -> Path:
