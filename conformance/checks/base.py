@@ -27,6 +27,9 @@ from conformance.schemas import SchemaSet, Violation, validate
 #: Schema violations a check keeps for its report; the rest are only counted.
 VIOLATIONS_KEPT = 20
 
+#: The key a probe sends to see a wrong one refused, in either API family's header.
+WRONG_API_KEY = "sk-conformance-not-a-valid-key"
+
 #: Every probe samples greedily; the endpoint's own defaults may not be deterministic.
 DETERMINISTIC = {"temperature": 0, "top_p": 1}
 

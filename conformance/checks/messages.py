@@ -17,6 +17,7 @@ from typing import Any
 import jsonschema
 
 from conformance.checks.base import (
+    WRONG_API_KEY,
     ProbeContext,
     ProbeFailed,
     as_dict,
@@ -352,7 +353,6 @@ def version_header(ctx: ProbeContext) -> Observation:
 
 #: The auth check's requests: (the key right or wrong, the header carrying it).
 KEY_WAYS = [(True, "x-api-key"), (True, "bearer"), (False, "x-api-key"), (False, "bearer")]
-WRONG_KEY = "sk-conformance-not-a-valid-key"
 
 
 @check("anthropic-auth-header", variant="message")
@@ -362,7 +362,7 @@ def auth_header(ctx: ProbeContext) -> Observation:
     key = ctx.client.api_key or "no-key"
     sent = []
     for position, (right, header) in enumerate(KEY_WAYS):
-        given = key if right else WRONG_KEY
+        given = key if right else WRONG_API_KEY
         body = message_body(ctx, REPLY_OK, max_tokens=position + 1)
         options = {"headers": anthropic_headers(given), "authorization": None} if header == "x-api-key" else \
             {"headers": anthropic_headers(None), "authorization": f"Bearer {given}"}

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from conformance.checks.base import (
     CHAT,
     PER_API,
+    WRONG_API_KEY,
     Api,
     ProbeContext,
     ProbeFailed,
@@ -129,7 +130,7 @@ def expect_error(ctx: ProbeContext, exchange: Exchange, status: int, situation: 
 
 
 #: The two ways to come without the right key: (Authorization header, what the check calls it).
-WRONG_KEY = ("Bearer sk-conformance-not-a-valid-key", "a wrong API key")
+WRONG_KEY = (f"Bearer {WRONG_API_KEY}", "a wrong API key")
 NO_KEY = (None, "no Authorization header")
 
 
