@@ -153,6 +153,21 @@ def stream_timings(url: str, body: dict) -> tuple[float, float, int]:
     return first, time.monotonic() - started, events
 
 
+def test_a_bound_socket_accepts_connections_before_the_server_runs():
+    """`conformance serve` prints its URL once bound, before uvicorn starts: a client connecting at
+    once is queued, not refused (CI once saw `Connection refused` there)."""
+    import socket
+
+    from conformance.reference_server.embedded import bind
+
+    listening = bind("127.0.0.1", 0)
+    try:
+        with socket.create_connection(listening.getsockname(), timeout=5):
+            pass
+    finally:
+        listening.close()
+
+
 def test_streams_are_paced_per_token_when_served_from_the_command_line():
     """`conformance serve --token-delay-ms 25`: no event before one delay, the whole stream no
     sooner than one delay per event (lower bounds: a loaded machine only makes them larger)."""

@@ -87,6 +87,10 @@ def bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    # Listening from here on: a client told the URL (`conformance serve` prints it before uvicorn
+    # starts) is queued by the kernel until uvicorn accepts, never refused. uvicorn listens again
+    # with its own backlog.
+    sock.listen()
     return sock
 
 
