@@ -394,6 +394,11 @@ COMMANDS = {"serve": command_serve, "catalog": command_catalog, "compare": comma
 def invoke(argv: list[str] | None = None) -> Finished:
     """Run one command; `conformance run` also hands back its report and changes (the Action's use)."""
     arguments = sys.argv[1:] if argv is None else argv
+    if arguments[:1] == ["run"] and not {"-h", "--help"} & set(arguments):
+        from conformance import sdk_worker
+
+        # Before anything else: the SDKs' workers import them on other cores while this process gets ready.
+        sdk_worker.prestart()
     redactor = console_redactor(arguments)
     try:
         args = build_parser().parse_args(arguments)

@@ -199,13 +199,6 @@ class EndpointClient:
         close its transport: it is this client's."""
         return self._client(_LoggingTransport(self._transport, check, log), self.headers)
 
-    def logging_httpx2_client(self, check: str | None, log: list[Exchange]) -> Any:
-        """`logging_http_client` for SDKs built on httpx2 (the anthropic SDK): an httpx2.Client
-        whose requests go the same way (httpx2_bridge.py, imported only for them)."""
-        from conformance.httpx2_bridge import bridged_client
-
-        return bridged_client(_LoggingTransport(self._transport, check, log), self.headers, self.params, self.timeout)
-
     def get(self, path: str) -> Exchange:
         return self.request("GET", path)
 

@@ -8,7 +8,7 @@ which every endpoint counts exactly. Every request generates at most 4 tokens.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from conformance.checks.base import (
     CHAT,
@@ -22,13 +22,10 @@ from conformance.checks.base import (
     refused_for,
     rejection_reason,
 )
-from conformance.checks.sdk import SDK_IMPORT
 from conformance.checks.surface import sdk_exchange
 from conformance.exchange import Exchange
 from conformance.results import Observation, inconclusive, observe
-
-if TYPE_CHECKING:  # imported when the check runs: the SDK costs about 0.4 s to import
-    import openai
+from conformance.sdk_worker import Raised
 
 COUNT = "Count from 1 to 40, separated by commas."
 SAY_OK = "Reply with only the word OK."
@@ -182,16 +179,10 @@ ERROR_STREAM_STEP = "chat.completions.create(stream=True, temperature='hot'), it
 def stream_error_frame(ctx: ProbeContext) -> Observation:
     """How the error arrives, and whether the official SDK raises `openai.APIError` on it: sent
     through the SDK (and our transport), so one request shows both."""
-    with SDK_IMPORT:
-        import openai
-
-    def iterate(client: openai.OpenAI) -> None:
-        # A wrong-typed temperature: every validator refuses it, and nothing is generated.
-        for _ in client.chat.completions.create(model=ctx.model, messages=[{"role": "user", "content": SAY_OK}],
-                                                max_tokens=1, stream=True, top_p=1, extra_body={"temperature": "hot"}):
-            pass
-
-    exchange, raised = sdk_exchange(ctx, ERROR_STREAM_STEP, iterate)
+    # A wrong-typed temperature: every validator refuses it, and nothing is generated.
+    exchange, raised = sdk_exchange(ctx, (ERROR_STREAM_STEP, "chat_stream_iterate", {"request": {
+        "model": ctx.model, "messages": [{"role": "user", "content": SAY_OK}], "max_tokens": 1, "top_p": 1,
+        "extra_body": {"temperature": "hot"}}}))
     if refused_for(ctx, exchange, "temperature"):
         if exchange.error_envelope is None:
             return observe("other",
@@ -208,7 +199,7 @@ def stream_error_frame(ctx: ProbeContext) -> Observation:
         return observe("other", f"HTTP 200 and a stream of {len(exchange.stream.events)} events with neither an "
                        f"answer nor an error; the openai SDK {sdk_outcome(ctx, raised)}")
     behaviour, seen = arrived
-    if not isinstance(raised, openai.APIError):
+    if raised is None or not raised.is_a("APIError"):
         return observe("unraised", f"{seen}; but the openai SDK {sdk_outcome(ctx, raised)}: no openai.APIError")
     return observe(behaviour, f"{seen}; the openai SDK {sdk_outcome(ctx, raised)}")
 
@@ -226,11 +217,11 @@ def error_frame(exchange: Exchange) -> tuple[str, str] | None:
     return None
 
 
-def sdk_outcome(ctx: ProbeContext, raised: BaseException | None) -> str:
+def sdk_outcome(ctx: ProbeContext, raised: Raised | None) -> str:
     """What the SDK did with the answer, as the predicate of a verdict's clause."""
     if raised is None:
         return "iterated the stream without raising"
-    return f"raised {type(raised).__name__} ({ctx.client.redactor.text(str(raised))[:120]})"
+    return f"raised {raised.name} ({ctx.client.redactor.text(str(raised))[:120]})"
 
 
 @check("reasoning-effort-values", variant="chat")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 from hypothesis import HealthCheck, Phase, given, settings
@@ -28,14 +28,12 @@ from conformance.checks.base import (
     choices_of,
     require_control,
 )
-from conformance.checks.sdk import SDK_IMPORT, Sdk, Step
+from conformance.checks.sdk import Sdk, Step
 from conformance.checks.sdk import sdk_exchange as exchange_of_step
 from conformance.checks.sdk import sdk_steps as run_sdk_steps
 from conformance.exchange import Exchange
 from conformance.results import Observation, inconclusive, observe
-
-if TYPE_CHECKING:
-    import openai
+from conformance.sdk_worker import Raised
 
 FRAMING_PROMPT = {"chat": "Count from 1 to 5, separated by commas.", "completions": "1, 2, 3,"}
 FRAMING_RULES = {
@@ -334,78 +332,38 @@ def valid_parameters(ctx: ProbeContext) -> Observation:
 
 # ---- the official SDK ------------------------------------------------------------------------------
 
-def sdk_client(ctx: ProbeContext, log: list[Exchange]) -> openai.OpenAI:
-    """The official SDK, its traffic going our way (bounded, retried, recorded) into `log`."""
-    with SDK_IMPORT:
-        import openai
-
-    return openai.OpenAI(base_url=ctx.client.base_url, api_key=ctx.client.api_key or "no-key", max_retries=0,
-                         timeout=ctx.client.timeout,
-                         http_client=ctx.client.logging_http_client(ctx.check_id, log))  # type: ignore[arg-type]
+#: The openai SDK's base URL is the run's.
+OPENAI_SDK = Sdk("openai", "openai", lambda base_url: base_url)
 
 
-OPENAI_SDK = Sdk("openai", "openai", sdk_client)
-
-
-def sdk_exchange(ctx: ProbeContext, name: str, step) -> tuple[Exchange, BaseException | None]:
+def sdk_exchange(ctx: ProbeContext, step: Step) -> tuple[Exchange, Raised | None]:
     """One openai SDK call and the request it sent (checks/sdk.py)."""
-    return exchange_of_step(ctx, OPENAI_SDK, name, step)
+    return exchange_of_step(ctx, OPENAI_SDK, step)
 
 
-def sdk_steps(ctx: ProbeContext, steps: list[Step]) -> Observation:
+def sdk_steps(ctx: ProbeContext, steps: list[Step]) -> tuple[Observation, list[str]]:
     """The openai SDK's calls, judged as every SDK's are (checks/sdk.py)."""
     return run_sdk_steps(ctx, OPENAI_SDK, steps)
 
 
 @check("openai-sdk", variant="chat")
 def sdk_chat(ctx: ProbeContext) -> Observation:
-    with SDK_IMPORT:
-        from openai.types.chat import ChatCompletion, ChatCompletionChunk
-
     request: dict[str, Any] = {"model": ctx.model,
                                "messages": [{"role": "user", "content": "Reply with only the word OK."}],
-               "max_tokens": 4, "temperature": 0}
-
-    def create(client: openai.OpenAI) -> None:
-        completion = client.chat.completions.create(**request)
-        ChatCompletion.model_validate(completion.model_dump(exclude_unset=True, warnings=False))
-        assert isinstance(completion.choices[0].message.content, str), "message.content is not a string"
-
-    def raw_response(client: openai.OpenAI) -> None:
-        # A body of its own (one token less): the steps run at once, and a replay matches answers
-        # to requests by body, so two identical bodies could swap their recorded answers.
-        raw = client.chat.completions.with_raw_response.create(**{**request, "max_tokens": 3})
-        assert raw.headers.get("content-type", "").startswith("application/json"), raw.headers.get("content-type")
-        raw.parse()
-
-    def stream_and_close(client: openai.OpenAI) -> None:
-        stream = client.chat.completions.create(**request, stream=True)
-        first = next(iter(stream))
-        ChatCompletionChunk.model_validate(first.model_dump(exclude_unset=True, warnings=False))
-        for chunk in stream:
-            ChatCompletionChunk.model_validate(chunk.model_dump(exclude_unset=True, warnings=False))
-        stream.close()
-
-    return sdk_steps(ctx, [("chat.completions.create", create), ("with_raw_response.create", raw_response),
-                           ("create(stream=True) + close()", stream_and_close)])
+                               "max_tokens": 4, "temperature": 0}
+    # The raw response has a body of its own (one token less): the steps run at once, and a replay
+    # matches answers to requests by body, so two identical bodies could swap their recorded answers.
+    observation, _ = sdk_steps(ctx, [
+        ("chat.completions.create", "chat_create", {"request": request}),
+        ("with_raw_response.create", "chat_raw_response", {"request": {**request, "max_tokens": 3}}),
+        ("create(stream=True) + close()", "chat_stream_and_close", {"request": request})])
+    return observation
 
 
 @check("openai-sdk", variant="completions")
 def sdk_completions(ctx: ProbeContext) -> Observation:
-    with SDK_IMPORT:
-        from openai.types import Completion
-
     request: dict[str, Any] = {"model": ctx.model, "prompt": "The quick brown fox", "max_tokens": 4, "temperature": 0}
-
-    def create(client: openai.OpenAI) -> None:
-        Completion.model_validate(client.completions.create(**request).model_dump(exclude_unset=True, warnings=False))
-
-    def stream(client: openai.OpenAI) -> None:
-        # Stream events reuse the Completion type with finish_reason null until the last one, so
-        # they are read, not validated.
-        with client.completions.create(**request, stream=True) as events:
-            text = "".join(event.choices[0].text for event in events if event.choices)
-        assert isinstance(text, str)
-
-    return sdk_steps(ctx, [("completions.create", create), ("completions.create(stream=True)", stream)])
+    observation, _ = sdk_steps(ctx, [("completions.create", "completions_create", {"request": request}),
+                                     ("completions.create(stream=True)", "completions_stream", {"request": request})])
+    return observation
 

@@ -11,10 +11,9 @@ reply is still cut by `max_tokens` before the call or document is whole, the ver
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import Any
 
 import jsonschema
-from pydantic import BaseModel
 
 from conformance.checks.base import (
     CHAT,
@@ -30,7 +29,6 @@ from conformance.checks.base import (
     rejection_reason,
     require_control,
 )
-from conformance.checks.sdk import SDK_IMPORT
 from conformance.checks.surface import sdk_steps
 from conformance.exchange import Exchange
 from conformance.results import Observation, inconclusive, observe
@@ -308,55 +306,17 @@ def schema_subset(ctx: ProbeContext) -> Observation:
     return observe("fireworks", f"pattern {rejection_reason(exchange)}; the same schema without it is accepted")
 
 
-# The SDK's `parse` turns this into a strict json_schema and the reply back into it (no docstring:
-# it would travel in the schema as a description).
-class Answer(BaseModel):
-    answer: Literal["yes", "no"]
-
-
 @check("openai-sdk", variant="tools")
 def sdk_tools(ctx: ProbeContext) -> Observation:
     """What the SDK cannot be shown (tools refused, no call made, a reply cut short) is judged by the
     tool and response-format checks; here it makes the verdict inconclusive, not a failure of the SDK."""
-    with SDK_IMPORT:
-        import openai
-
-    unseen: list[str] = []
-
-    def tool_call(client: openai.OpenAI) -> None:
-        try:
-            stream = client.chat.completions.create(  # type: ignore[call-overload]  # plain dicts, not the SDK's TypedDicts
-                model=ctx.model, messages=CALL_GET_CODE, tools=[GET_CODE], tool_choice="required",
-                max_tokens=CALL_TOKENS, temperature=0, stream=True)
-        except openai.BadRequestError as refusal:
-            unseen.append(f"tools refused ({refusal.status_code})")
-            return
-        arguments: dict[int, str] = {}
-        with stream:
-            for chunk in stream:
-                for call in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
-                    arguments[call.index] = arguments.get(call.index, "") + (call.function and call.function.arguments
-                                                                             or "")
-        if not arguments:
-            unseen.append("tool_choice required streamed no call (see tool-choice)")
-            return
-        jsonschema.validate(json.loads(arguments[min(arguments)]), CODE_SCHEMA)
-
-    def parse(client: openai.OpenAI) -> None:
-        try:
-            completion = client.chat.completions.parse(model=ctx.model, messages=[{"role": "user",
-                                                                                   "content": ASK_JSON}],
-                                                       response_format=Answer, max_tokens=JSON_TOKENS, temperature=0)
-        except openai.BadRequestError as refusal:
-            unseen.append(f"json_schema refused ({refusal.status_code})")
-            return
-        except openai.LengthFinishReasonError:
-            unseen.append("parse(): the reply was cut by max_tokens before the document closed")
-            return
-        assert isinstance(completion.choices[0].message.parsed, Answer), completion.choices[0].message
-
-    result = sdk_steps(ctx, [("create(tools, tool_choice=required, stream=True)", tool_call),
-                             ("chat.completions.parse(response_format=<pydantic model>)", parse)])
+    result, unseen = sdk_steps(ctx, [
+        ("create(tools, tool_choice=required, stream=True)", "chat_tool_call_stream",
+         {"request": {"model": ctx.model, "messages": CALL_GET_CODE, "tools": [GET_CODE], "tool_choice": "required",
+                      "max_tokens": CALL_TOKENS, "temperature": 0}, "schema": CODE_SCHEMA}),
+        ("chat.completions.parse(response_format=<pydantic model>)", "chat_parse",
+         {"request": {"model": ctx.model, "messages": [{"role": "user", "content": ASK_JSON}],
+                      "max_tokens": JSON_TOKENS, "temperature": 0}})])
     if result.behaviour == "openai" and unseen:
         return inconclusive("the SDK parsed every answer, but " + "; ".join(unseen))
     return result

@@ -1,0 +1,180 @@
+"""An SDK worker process: `python -m conformance.sdk_worker PACKAGE READ_FD WRITE_FD`, started by
+the run (`sdk_worker/__init__.py`, which says why).
+
+It imports its SDK (through `PACKAGE_calls.py`) at once, then runs the calls it is sent, each with a
+client of its own whose transport relays every request to the run over the pipe: it opens no
+socket, and knows neither the endpoint's address nor the key (the run fills in both).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+import sys
+import threading
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from itertools import count
+from multiprocessing.connection import Connection
+from typing import Any
+
+import httpx
+
+from conformance.sdk_worker import PLACEHOLDER_KEY, PLACEHOLDER_ORIGIN, describe
+
+#: What a relayed request comes back as: (status, headers, body), or (None, fault kind, message).
+Answer = tuple[Any, Any, Any]
+
+
+class Relayed(Exception):
+    """Marks an exception the relay raised for the run's transport (`relayed` numbers the request;
+    not `request`, which httpx sets to its own Request)."""
+
+    relayed: int
+
+
+def relayed(base: type[Exception]) -> Any:
+    """`base` (an httpx or httpx2 transport error, which the SDKs map) marked as relayed."""
+    return type(f"Relayed{base.__name__}", (base, Relayed), {})
+
+
+class Relay:
+    """Sends requests to the run over the pipe and hands each thread its answer."""
+
+    def __init__(self, send: Callable[[tuple[Any, ...]], None]):
+        self.send = send
+        self._ids = count()
+        self._waiting: dict[int, tuple[threading.Event, list[Answer]]] = {}
+        self._lock = threading.Lock()
+
+    def exchange(self, call: int, step: int, method: str, url: str, headers: list[tuple[str, str]],
+                 body: bytes) -> tuple[int, Answer]:
+        """Relay one request; its id, and (status, headers, body) or (None, kind, message)."""
+        request, arrived, answer = next(self._ids), threading.Event(), list[Answer]()
+        with self._lock:
+            self._waiting[request] = (arrived, answer)
+        self.send(("request", call, step, request, method, url, headers, body))
+        arrived.wait()
+        return request, answer[0]
+
+    def answered(self, request: int, answer: Answer) -> None:
+        with self._lock:
+            arrived, slot = self._waiting.pop(request)
+        slot.append(answer)
+        arrived.set()
+
+
+class Worker:
+    def __init__(self, package: str, incoming: Connection, outgoing: Connection):
+        self.package, self.incoming, self.outgoing = package, incoming, outgoing
+        self._send_lock = threading.Lock()
+        self.relay = Relay(self.send)
+        #: Set once the SDK is imported (or failed to be): no call runs while an import does.
+        self.imported = threading.Event()
+        self.calls_module: Any = None
+        self.unimportable: str | None = None
+        self.calls = ThreadPoolExecutor(thread_name_prefix="sdk-call")
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        with self._send_lock:
+            self.outgoing.send(message)
+
+    def import_sdk(self) -> None:
+        try:
+            self.calls_module = importlib.import_module(f"conformance.sdk_worker.{self.package}_calls")
+        except Exception as error:  # reported with every call
+            self.unimportable = f"cannot import the {self.package} SDK: {type(error).__name__}: {error}"
+        self.imported.set()
+
+    def listen(self) -> None:
+        """Read the run's messages until it closes the pipe, then end the process."""
+        try:
+            while True:
+                message = self.incoming.recv()
+                if message[0] == "call":
+                    self.calls.submit(self.run_call, *message[1:])
+                elif message[0] == "answer":
+                    self.relay.answered(message[1], message[2])
+        except (EOFError, OSError):
+            pass
+        os._exit(0)
+
+    def run_call(self, call: int, timeout: float, steps: list[tuple[str, dict[str, Any]]]) -> None:
+        self.imported.wait()
+        if self.unimportable is not None:
+            self.send(("failed", call, self.unimportable))
+            return
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, len(steps)), thread_name_prefix="sdk-step") as pool:
+                outcomes = list(pool.map(lambda index: self.run_step(call, index, timeout, *steps[index]),
+                                         range(len(steps))))
+        except BaseException:  # a bug here, not a finding about the SDK
+            self.send(("failed", call, "the SDK worker failed: " + traceback.format_exc(limit=4)))
+            return
+        self.send(("done", call, outcomes))
+
+    def run_step(self, call: int, index: int, timeout: float, function: str,
+                 arguments: dict[str, Any]) -> tuple[Any, Any]:
+        try:
+            note = getattr(self.calls_module, function)(client(self.package, timeout, self.relay, call, index),
+                                                         **arguments)
+        except Exception as error:  # the finding: sent back as data
+            return describe(error, lambda cause: cause.relayed if isinstance(cause, Relayed) else None), None
+        return None, note
+
+
+def client(package: str, timeout: float, relay: Relay, call: int, step: int) -> Any:
+    """The SDK's client, its requests relayed to the run: httpx for the openai SDK and for anthropic
+    releases built on httpx, httpx2 for those built on httpx2 (2.x)."""
+    sdk: Any = importlib.import_module(package)
+    if package == "openai" or issubclass(sdk.DefaultHttpxClient, httpx.Client):
+        http: Any = httpx.Client(transport=relay_transport(httpx, relay, call, step), timeout=timeout)
+    else:
+        import httpx2
+
+        http = httpx2.Client(transport=relay_transport(httpx2, relay, call, step), timeout=timeout)
+    return (sdk.OpenAI if package == "openai" else sdk.Anthropic)(
+        base_url=PLACEHOLDER_ORIGIN, api_key=PLACEHOLDER_KEY, max_retries=0, timeout=timeout, http_client=http)
+
+
+def relay_transport(library: Any, relay: Relay, call: int, step: int) -> Any:
+    """A transport of `library` (httpx or httpx2: the same API) relaying every request."""
+    return relay_transport_class(library)(relay, call, step)
+
+
+@functools.cache
+def relay_transport_class(library: Any) -> type:
+    """The relaying transport class of `library`. A timeout or a failed request in the run comes back
+    as the library's ReadTimeout or ReadError, which the SDKs turn into their APITimeoutError and
+    APIConnectionError."""
+    timeout, error = relayed(library.ReadTimeout), relayed(library.ReadError)
+
+    class RelayTransport(library.BaseTransport):  # type: ignore[name-defined,misc]
+        def __init__(self, relay: Relay, call: int, step: int):
+            self.relay, self.call, self.step = relay, call, step
+
+        def handle_request(self, request: Any) -> Any:
+            number, (status, headers, body) = self.relay.exchange(self.call, self.step, request.method,
+                                                                  str(request.url), request.headers.multi_items(),
+                                                                  request.read())
+            if status is None:
+                raised = (timeout if headers == "timeout" else error)(body, request=request)
+                raised.relayed = number
+                raise raised
+            return library.Response(status, headers=headers, content=body, request=request)
+
+    return RelayTransport
+
+
+def main(arguments: list[str]) -> None:
+    package, read_fd, write_fd = arguments
+    worker = Worker(package, Connection(int(read_fd), writable=False), Connection(int(write_fd), readable=False))
+    threading.Thread(target=worker.listen, name="sdk-worker-listen", daemon=True).start()
+    worker.import_sdk()
+    threading.Event().wait()  # the listener ends the process
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
