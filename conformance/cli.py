@@ -394,11 +394,11 @@ COMMANDS = {"serve": command_serve, "catalog": command_catalog, "compare": comma
 def invoke(argv: list[str] | None = None) -> Finished:
     """Run one command; `conformance run` also hands back its report and changes (the Action's use)."""
     arguments = sys.argv[1:] if argv is None else argv
-    if arguments[:1] == ["run"] and not {"-h", "--help"} & set(arguments):
+    if arguments[:1] == ["run"]:
         from conformance import sdk_worker
 
         # Before anything else: the SDKs' workers import them on other cores while this process gets ready.
-        sdk_worker.prestart()
+        sdk_worker.prestart(sdk_workers_wanted(arguments[1:]))
     redactor = console_redactor(arguments)
     try:
         args = build_parser().parse_args(arguments)
@@ -425,6 +425,19 @@ def invoke(argv: list[str] | None = None) -> Finished:
         with contextlib.suppress(OSError, ValueError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the final flush cannot fail again
         return Finished(EXIT_OK)
+
+
+def sdk_workers_wanted(arguments: list[str]) -> list[str]:
+    """The SDKs a `run` with these words will surely drive, read off the words before they are parsed
+    (a guess made only to start their workers early: a worker not started here starts on first use).
+    None for help or a -k selection; with --api, that family's."""
+    if {"-h", "--help"} & set(arguments) or any(word.startswith("-k") for word in arguments):
+        return []
+    api = next((word.partition("=")[2] or (arguments[index + 1:index + 2] or [""])[0]
+                for index, word in enumerate(arguments) if word.partition("=")[0] == "--api"), "all")
+    from conformance.sdk_worker import PACKAGES
+
+    return [package for package in PACKAGES if api in (package, "all")]  # each family's SDK has its name
 
 
 #: The flags whose values are secrets, or may carry them, as the command line spells them.

@@ -231,12 +231,12 @@ _workers: dict[str, SdkWorker] = {}
 _workers_lock = threading.Lock()
 
 
-def prestart() -> None:
-    """Start every SDK's worker now, so that they import the SDKs while the run gets ready; only
+def prestart(packages: Sequence[str] = PACKAGES) -> None:
+    """Start these SDKs' workers now, so that they import the SDKs while the run gets ready; only
     where other cores can do that work (on one, each SDK's first call starts its worker)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     if cores > 1:
-        for package in PACKAGES:
+        for package in packages:
             shared(package)
 
 

@@ -9,6 +9,7 @@ socket, and knows neither the endpoint's address nor the key (the run fills in b
 from __future__ import annotations
 
 import functools
+import gc
 import importlib
 import os
 import sys
@@ -82,10 +83,15 @@ class Worker:
             self.outgoing.send(message)
 
     def import_sdk(self) -> None:
+        # The import builds thousands of pydantic classes, and little garbage: without the cyclic
+        # collector running over them again and again, it takes about a sixth less CPU.
+        gc.disable()
         try:
             self.calls_module = importlib.import_module(f"conformance.sdk_worker.{self.package}_calls")
         except Exception as error:  # reported with every call
             self.unimportable = f"cannot import the {self.package} SDK: {type(error).__name__}: {error}"
+        finally:
+            gc.enable()
         self.imported.set()
 
     def listen(self) -> None:
