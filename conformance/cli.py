@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -394,11 +395,23 @@ COMMANDS = {"serve": command_serve, "catalog": command_catalog, "compare": comma
 def invoke(argv: list[str] | None = None) -> Finished:
     """Run one command; `conformance run` also hands back its report and changes (the Action's use)."""
     arguments = sys.argv[1:] if argv is None else argv
-    if arguments[:1] == ["run"]:
-        from conformance import sdk_worker
+    if arguments[:1] != ["run"]:
+        return invoke_command(arguments)
+    from conformance import sdk_worker
 
-        # Before anything else: the SDKs' workers import them on other cores while this process gets ready.
-        sdk_worker.prestart(sdk_workers_wanted(arguments[1:]))
+    # Before anything else: the SDKs' workers import them on other cores while this process gets ready.
+    sdk_worker.prestart(sdk_workers_wanted(arguments[1:]))
+    # Start-up (imports, collection) allocates much and frees little: the cyclic collector would only
+    # slow it. The plugin freezes what start-up made and turns it back on as the checks start.
+    gc.disable()
+    try:
+        return invoke_command(arguments)
+    finally:
+        gc.unfreeze()  # what the run froze is collectable again (a process may run many)
+        gc.enable()
+
+
+def invoke_command(arguments: list[str]) -> Finished:
     redactor = console_redactor(arguments)
     try:
         args = build_parser().parse_args(arguments)

@@ -9,6 +9,7 @@ server are imported when a session has conformance items to run.
 
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -211,6 +212,11 @@ def pytest_runtestloop(session: pytest.Session) -> None:
                          planned=planned, planned_digest=digest)
     config.stash[RUN] = run
     keep_hypothesis_files_out_of_the_working_directory(config)
+    # What start-up made lives as long as the run: later collections need not walk it (and under
+    # `conformance run`, the collector was off until now).
+    gc.freeze()
+    gc.enable()
+    config.add_cleanup(gc.unfreeze)
     run.start([run.case(case_param(item)) for item in items])
 
 
