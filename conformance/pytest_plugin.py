@@ -218,6 +218,9 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     gc.enable()
     config.add_cleanup(gc.unfreeze)
     run.start([run.case(case_param(item)) for item in items])
+    from conformance.report import prepare_writers
+
+    prepare_writers(matrix=run.matrix)  # while the checks wait on the endpoint, not after them
 
 
 def keep_hypothesis_files_out_of_the_working_directory(config: pytest.Config) -> None:

@@ -38,6 +38,11 @@ def code_spans(text: str) -> Markup:
 _environment.filters["code_spans"] = code_spans
 
 
+def prepare(template: str) -> None:
+    """Compile `template` now (jinja2 keeps it), not when the page is first rendered."""
+    _environment.get_template(template)
+
+
 def render_page(template: str, **context: Any) -> str:
     """Render one of the page templates (they share `_page.html.j2`: styles, colours)."""
     return _environment.get_template(template).render(**context)
