@@ -397,10 +397,12 @@ def invoke(argv: list[str] | None = None) -> Finished:
     arguments = sys.argv[1:] if argv is None else argv
     if arguments[:1] != ["run"]:
         return invoke_command(arguments)
-    from conformance import sdk_worker
+    wanted = sdk_workers_wanted(arguments[1:])
+    if wanted:
+        from conformance import sdk_worker
 
-    # Before anything else: the SDKs' workers import them on other cores while this process gets ready.
-    sdk_worker.prestart(sdk_workers_wanted(arguments[1:]))
+        # Before anything else: the SDKs' workers import them on other cores while this process gets ready.
+        sdk_worker.prestart(wanted)
     # Start-up (imports, collection) allocates much and frees little: the cyclic collector would only
     # slow it. The plugin freezes what start-up made and turns it back on as the checks start.
     gc.disable()
@@ -448,9 +450,9 @@ def sdk_workers_wanted(arguments: list[str]) -> list[str]:
         return []
     api = next((word.partition("=")[2] or (arguments[index + 1:index + 2] or [""])[0]
                 for index, word in enumerate(arguments) if word.partition("=")[0] == "--api"), "all")
-    from conformance.sdk_worker import PACKAGES
+    from conformance.families import API_FAMILIES
 
-    return [package for package in PACKAGES if api in (package, "all")]  # each family's SDK has its name
+    return [family for family in API_FAMILIES if api in (family, "all")]  # each family's SDK has its name
 
 
 #: The flags whose values are secrets, or may carry them, as the command line spells them.

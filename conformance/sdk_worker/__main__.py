@@ -76,7 +76,6 @@ class Worker:
         self.imported = threading.Event()
         self.calls_module: Any = None
         self.unimportable: str | None = None
-        self.calls = ThreadPoolExecutor(thread_name_prefix="sdk-call")
 
     def send(self, message: tuple[Any, ...]) -> None:
         with self._send_lock:
@@ -99,8 +98,8 @@ class Worker:
         try:
             while True:
                 message = self.incoming.recv()
-                if message[0] == "call":
-                    self.calls.submit(self.run_call, *message[1:])
+                if message[0] == "call":  # a thread each: the run bounds how many are in flight
+                    threading.Thread(target=self.run_call, args=message[1:], name="sdk-call", daemon=True).start()
                 elif message[0] == "answer":
                     self.relay.answered(message[1], message[2])
         except (EOFError, OSError):
