@@ -399,10 +399,10 @@ def invoke(argv: list[str] | None = None) -> Finished:
         return invoke_command(arguments)
     wanted = sdk_workers_wanted(arguments[1:])
     if wanted:
-        from conformance import sdk_worker
+        from conformance.sdk_worker import relay
 
         # Before anything else: the SDKs' workers import them on other cores while this process gets ready.
-        sdk_worker.prestart(wanted)
+        relay.prestart(wanted)
     # Start-up (imports, collection) allocates much and frees little: the cyclic collector would only
     # slow it. The plugin freezes what start-up made and turns it back on as the checks start.
     gc.disable()

@@ -18,6 +18,7 @@ from conformance.checks import REGISTRY
 from conformance.client import EndpointClient
 from conformance.profiles import Profile
 from conformance.runner import execute
+from conformance.sdk_worker import relay
 from tests.test_cli import ROOT, subprocess_env
 
 SDK_CHECKS = ("openai-sdk/chat", "openai-sdk/completions", "openai-sdk/tools", "stream-error-frame/chat",
@@ -59,7 +60,7 @@ def test_the_workers_get_the_key_from_no_one_yet_the_endpoint_gets_it(reference_
     server = reference_server("openai", api_key=key)
     monkeypatch.setenv("OPENAI_API_KEY", key)
     client = EndpointClient(server.base_url, key, 10)
-    sdk_worker.stop()
+    relay.stop()
     try:
         catalog = load_catalog()
         for check_id in ("openai-sdk/chat", "stream-error-frame/chat"):
@@ -68,16 +69,16 @@ def test_the_workers_get_the_key_from_no_one_yet_the_endpoint_gets_it(reference_
             assert result.outcome == "pass", result.explain()
             evidence = json.dumps(result.to_dict()["evidence"])
             assert sdk_worker.PLACEHOLDER_KEY not in evidence and sdk_worker.PLACEHOLDER_ORIGIN not in evidence
-        worker = sdk_worker.shared("openai")
+        worker = relay.shared("openai")
         for part in ("cmdline", "environ"):
             assert key.encode() not in Path(f"/proc/{worker.process.pid}/{part}").read_bytes()
     finally:
         client.close()
-        sdk_worker.stop()
+        relay.stop()
 
 
 def test_a_worker_that_dies_during_a_call_makes_the_check_an_error_not_a_pass() -> None:
-    worker = sdk_worker.shared("openai")
+    worker = relay.shared("openai")
 
     def kill_the_worker(request: httpx.Request) -> httpx.Response:  # the call is in flight now
         worker.process.kill()
@@ -98,7 +99,7 @@ def test_a_worker_that_dies_during_a_call_makes_the_check_an_error_not_a_pass() 
 def test_a_worker_that_died_is_replaced_for_the_next_call(reference_server) -> None:
     server = reference_server("openai")
     client = EndpointClient(server.base_url, server.config.api_key, 10)
-    dead = sdk_worker.shared("openai")
+    dead = relay.shared("openai")
     dead.process.kill()
     dead.process.wait()
     try:
@@ -108,4 +109,4 @@ def test_a_worker_that_died_is_replaced_for_the_next_call(reference_server) -> N
     finally:
         client.close()
     assert result.outcome == "pass", result.explain()
-    assert sdk_worker.shared("openai") is not dead
+    assert relay.shared("openai") is not dead

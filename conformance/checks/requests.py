@@ -25,7 +25,7 @@ from conformance.checks.base import (
 from conformance.checks.surface import sdk_exchange
 from conformance.exchange import Exchange
 from conformance.results import Observation, inconclusive, observe
-from conformance.sdk_worker import Raised
+from conformance.sdk_worker.relay import Raised
 
 COUNT = "Count from 1 to 40, separated by commas."
 SAY_OK = "Reply with only the word OK."

@@ -14,12 +14,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from conformance import sdk_worker
 from conformance.checks.base import ProbeContext, ProbeFailed
 from conformance.exceptions import BudgetExhausted, RequestTimeout
 from conformance.exchange import Exchange
 from conformance.results import Observation, observe
-from conformance.sdk_worker import Raised
+from conformance.sdk_worker import relay
+from conformance.sdk_worker.relay import Raised
 
 #: One SDK call of a check: its name in the evidence, the function of sdk_worker/PACKAGE_calls.py that makes
 #: it, and that function's arguments (plain data).
@@ -47,10 +47,10 @@ def run_steps(ctx: ProbeContext, sdk: Sdk, steps: Sequence[Step]) -> list[tuple[
         raise ProbeFailed(f"the {sdk.package} SDK cannot be pointed at the base URL {ctx.client.base_url}")
     logs: list[list[Exchange]] = [[] for _ in steps]
     try:
-        outcomes = sdk_worker.shared(sdk.package).call(ctx.client, ctx.check_id, prefix,
+        outcomes = relay.shared(sdk.package).call(ctx.client, ctx.check_id, prefix,
                                                        [(function, arguments) for _, function, arguments in steps],
                                                        logs)
-    except sdk_worker.WorkerFailed as failed:
+    except relay.WorkerFailed as failed:
         raise ProbeFailed(str(failed)) from None
     finally:
         for log in logs:

@@ -33,7 +33,7 @@ from conformance.checks.sdk import sdk_exchange as exchange_of_step
 from conformance.checks.sdk import sdk_steps as run_sdk_steps
 from conformance.exchange import Exchange
 from conformance.results import Observation, inconclusive, observe
-from conformance.sdk_worker import Raised
+from conformance.sdk_worker.relay import Raised
 
 FRAMING_PROMPT = {"chat": "Count from 1 to 5, separated by commas.", "completions": "1, 2, 3,"}
 FRAMING_RULES = {

@@ -1,5 +1,5 @@
 """An SDK worker process: `python -m conformance.sdk_worker PACKAGE READ_FD WRITE_FD`, started by
-the run (`sdk_worker/__init__.py`, which says why).
+the run (`sdk_worker/relay.py`; `sdk_worker/__init__.py` says why).
 
 It imports its SDK (through `PACKAGE_calls.py`) at once, then runs the calls it is sent, each with a
 client of its own whose transport relays every request to the run over the pipe: it opens no
@@ -21,12 +21,23 @@ from itertools import count
 from multiprocessing.connection import Connection
 from typing import Any
 
-import httpx
-
-from conformance.sdk_worker import PLACEHOLDER_KEY, PLACEHOLDER_ORIGIN, describe
+from conformance.sdk_worker import PLACEHOLDER_KEY, PLACEHOLDER_ORIGIN
 
 #: What a relayed request comes back as: (status, headers, body), or (None, fault kind, message).
 Answer = tuple[Any, Any, Any]
+
+
+def describe(error: BaseException, fault_of: Callable[[BaseException], int | None]) -> tuple[Any, ...]:
+    """`error` as data the run turns back into a `Raised` (relay.py): its kinds, message, status and the number of
+    the relayed request whose failure caused it (`fault_of`, looked for along its causes)."""
+    fault, seen, cause = None, set(), error  # type: tuple[int | None, set[int], BaseException | None]
+    while cause is not None and id(cause) not in seen and fault is None:
+        seen.add(id(cause))
+        fault = fault_of(cause)
+        cause = cause.__cause__ or cause.__context__
+    status = getattr(error, "status_code", None)
+    return (tuple(kind.__name__ for kind in type(error).__mro__), str(error),
+            status if isinstance(status, int) else None, fault)
 
 
 class Relayed(Exception):
@@ -134,12 +145,10 @@ def client(package: str, timeout: float, relay: Relay, call: int, step: int) -> 
     """The SDK's client, its requests relayed to the run: httpx for the openai SDK and for anthropic
     releases built on httpx, httpx2 for those built on httpx2 (2.x)."""
     sdk: Any = importlib.import_module(package)
-    if package == "openai" or issubclass(sdk.DefaultHttpxClient, httpx.Client):
-        http: Any = httpx.Client(transport=relay_transport(httpx, relay, call, step), timeout=timeout)
-    else:
-        import httpx2
-
-        http = httpx2.Client(transport=relay_transport(httpx2, relay, call, step), timeout=timeout)
+    # Built on httpx2 (anthropic 2.x) or on httpx (the rest): the library its own client derives from.
+    on_httpx2 = any(base.__module__.split(".")[0] == "httpx2" for base in sdk.DefaultHttpxClient.__mro__)
+    library: Any = importlib.import_module("httpx2" if on_httpx2 else "httpx")
+    http = library.Client(transport=relay_transport(library, relay, call, step), timeout=timeout)
     return (sdk.OpenAI if package == "openai" else sdk.Anthropic)(
         base_url=PLACEHOLDER_ORIGIN, api_key=PLACEHOLDER_KEY, max_retries=0, timeout=timeout, http_client=http)
 
