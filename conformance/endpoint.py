@@ -107,12 +107,11 @@ def resolve(base_url: str | None, api_key: str | None, model: str | None, timeou
             targets = open_matrix(client, matrix) if matrix is not None else []
             if matrix is None:
                 listed, window = read_models(client, model)
-                unserved = {family: why for family in API_FAMILIES if (why := preflight(client, listed, family))}
+                unserved = preflight_families(client, listed, API_FAMILIES)
             else:
                 listed, window = targets[0].id, targets[0].context_window
                 usable = [target.id for target in targets if target.problem is None]
-                unserved = {family: why for family in API_FAMILIES[1:]
-                            if usable and (why := preflight(client, usable[0], family))}
+                unserved = preflight_families(client, usable[0], API_FAMILIES[1:]) if usable else {}
         finally:
             client.close()
         chosen, left_out = select_families(unserved, apis, judged)
@@ -229,6 +228,16 @@ def read_models(client: EndpointClient, model: str | None) -> tuple[str, int | N
 #: The cheapest generation there is: whatever the endpoint, it proves the URL, key and model work.
 PREFLIGHT_MAX_TOKENS = 1
 PREFLIGHT_PROMPT = [{"role": "user", "content": "Reply with only the word OK."}]
+
+
+def preflight_families(client: EndpointClient, model: str, families: tuple[str, ...]) -> dict[str, str]:
+    """The families' preflights, sent at once (they are independent); those not served, and why. A
+    preflight that finds the endpoint unusable raises, the first family's first."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, len(families)), thread_name_prefix="preflight") as pool:
+        answers = [pool.submit(preflight, client, model, family) for family in families]
+        return {family: why for family, answer in zip(families, answers, strict=True) if (why := answer.result())}
 
 
 def preflight(client: EndpointClient, model: str, family: str = "openai") -> str | None:

@@ -4,6 +4,9 @@ served, which a run judges (`--api`, the profile's `apis`), a family not served 
 
 from __future__ import annotations
 
+import threading
+
+import httpx
 import pytest
 
 from conformance.catalog import load_catalog
@@ -161,3 +164,23 @@ def test_a_family_left_out_is_judged_by_no_profile_and_said_once(reference_serve
     assert code == 0, out
     assert out.count("the anthropic API family was not asked for (--api)") == 1
     assert "[skip] the anthropic API family's checks" in out
+
+
+def test_the_auth_header_check_sends_its_four_requests_at_once():
+    """Independent requests of one check go out together: each answer here waits until all four
+    requests have arrived, which never happens if they are sent one after another."""
+    arrived = threading.Barrier(4, timeout=20)
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        arrived.wait()
+        return httpx.Response(401, json={"type": "error", "error": {"type": "authentication_error",
+                                                                    "message": "invalid x-api-key"}})
+
+    client = EndpointClient("http://four-at-once.invalid/v1", "sk-right", 30, transport=httpx.MockTransport(answer))
+    try:
+        check = REGISTRY["anthropic-auth-header/message"]
+        result = execute(check, load_catalog()[check.entry], Profile("none", ""), client, "m", None)
+    finally:
+        client.close()
+    assert not arrived.broken, result.explain()
+    assert len(result.to_dict()["evidence"]) == 4

@@ -47,8 +47,8 @@ def run(tmp_path: Path, *argv: str | None) -> tuple[int, dict]:
 # ---- point 2: the preflight --------------------------------------------------------------------
 
 @pytest.mark.parametrize(("argv", "words", "requests"), [
-    # the listing and the first preflight, which names the model
-    (("--model", "no-such-model"), "model 'no-such-model' is not served", 2),
+    # the listing and both families' preflights (sent at once); the first names the model
+    (("--model", "no-such-model"), "model 'no-such-model' is not served", 3),
     # the listing and one refused preflight per API family
     (("--base-url-path", "/v2"), "is the base URL's path right?", 3),
 ])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import json
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,15 +127,18 @@ class ProbeContext:
         elif exchange.json is not None:
             self.schema_violations(whole, exchange.json, "compatible")
 
-    def send_all(self, requests: list[tuple[str, Any]], **options: Any) -> list[Exchange]:
-        """Send independent requests at once (each with `options`, as `send` takes them); evidence
-        keeps their order. A transport failure of any of them raises, as `send` does."""
+    def send_all(self, requests: Sequence[tuple[str, Any] | tuple[str, Any, dict[str, Any]]],
+                 **options: Any) -> list[Exchange]:
+        """Send independent requests at once, each `(path, body)` with `options` (as `send` takes
+        them) or `(path, body, its own options)` over them; evidence keeps their order. A transport
+        failure of any of them raises, as `send` does."""
         with ThreadPoolExecutor(max_workers=max(1, len(requests))) as pool:
-            futures = [pool.submit(self.client.request, "POST", path, body, check=self.check_id, **options)
-                       for path, body in requests]
+            futures = [pool.submit(self.client.request, "POST", path, body, check=self.check_id,
+                                   **{**options, **(own[0] if own else {})})
+                       for path, body, *own in requests]
             exchanges = [future.result() for future in futures]
         self.exchanges.extend(exchanges)
-        for (path, _), exchange in zip(requests, exchanges, strict=True):
+        for (path, *_), exchange in zip(requests, exchanges, strict=True):
             self.validate_exchange(path, exchange)
         return exchanges
 

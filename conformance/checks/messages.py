@@ -358,16 +358,15 @@ KEY_WAYS = [(True, "x-api-key"), (True, "bearer"), (False, "x-api-key"), (False,
 @check("anthropic-auth-header", variant="message")
 def auth_header(ctx: ProbeContext) -> Observation:
     """The right key and a wrong one, each in `x-api-key` alone and as `Authorization: Bearer` alone
-    (four requests whose bodies differ by `max_tokens`, so a replay tells them apart)."""
+    (four requests, sent at once, whose bodies differ by `max_tokens`, so a replay tells them apart)."""
     key = ctx.client.api_key or "no-key"
-    sent = []
+    requests = []
     for position, (right, header) in enumerate(KEY_WAYS):
         given = key if right else WRONG_API_KEY
-        body = message_body(ctx, REPLY_OK, max_tokens=position + 1)
         options = {"headers": anthropic_headers(given), "authorization": None} if header == "x-api-key" else \
             {"headers": anthropic_headers(None), "authorization": f"Bearer {given}"}
-        sent += ctx.send_all([(MESSAGES_PATH, body)], **options)
-    right_x, right_bearer, wrong_x, wrong_bearer = sent
+        requests.append((MESSAGES_PATH, message_body(ctx, REPLY_OK, max_tokens=position + 1), options))
+    right_x, right_bearer, wrong_x, wrong_bearer = ctx.send_all(requests)
     if (absent := unserved(ctx, right_x)) is not None:
         return absent
     if wrong_x.ok and wrong_bearer.ok:
