@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -110,3 +111,19 @@ def test_a_worker_that_died_is_replaced_for_the_next_call(reference_server) -> N
         client.close()
     assert result.outcome == "pass", result.explain()
     assert relay.shared("openai") is not dead
+
+
+def test_a_forked_child_starts_workers_of_its_own() -> None:
+    """A matrix run forks its case workers after the SDK workers started: the parent's cannot serve
+    a child (their listening threads stayed in the parent), so a child must not wait on them."""
+    parents = relay.shared("openai")
+    child = os.fork()
+    if child == 0:  # the child: a worker of its own, alive, not the parent's
+        try:
+            own = relay.shared("openai")
+            os._exit(0 if own is not parents and own.process.poll() is None else 1)
+        finally:
+            os._exit(2)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert parents.process.poll() is None and relay.shared("openai") is parents

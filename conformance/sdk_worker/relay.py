@@ -109,6 +109,11 @@ class SdkWorker:
         return [(None if described is None else raised_of(described, pending.faults), note)
                 for described, note in outcomes]
 
+    def forget(self) -> None:
+        """Close this process's ends of the pipe, leaving the worker to the process that started it."""
+        self._outgoing.close()
+        self._incoming.close()
+
     def close(self) -> None:
         """End the worker (closing the pipe ends it; it is killed if it lingers)."""
         self._outgoing.close()
@@ -221,6 +226,20 @@ def shared(package: str) -> SdkWorker:
                 atexit.register(stop)
             worker = _workers[package] = SdkWorker(package)
         return worker
+
+
+def _forget_workers_in_a_forked_child() -> None:
+    """A forked child (a matrix worker) cannot use its parent's workers: their listening threads stayed
+    in the parent. It closes its copies of their pipes (so a worker still ends when the parent does)
+    and starts workers of its own when it needs them."""
+    global _workers_lock
+    _workers_lock = threading.Lock()  # perhaps held, at the fork, by a thread the child does not have
+    for worker in _workers.values():
+        worker.forget()
+    _workers.clear()
+
+
+os.register_at_fork(after_in_child=_forget_workers_in_a_forked_child)
 
 
 def stop() -> None:
