@@ -69,6 +69,13 @@ class _Pending:
     faults: dict[int, BaseException] = field(default_factory=dict)
 
 
+#: A call may take this many times the request timeout, and this many seconds more, before the
+#: worker is held to have hung (its requests, bounded by the transport, are long done by then).
+CALL_BOUND_FACTOR, CALL_BOUND_EXTRA_S = 10, 60
+#: How much of what a worker wrote to stderr is kept, to say why it ended.
+STDERR_TAIL_BYTES = 4096
+
+
 class SdkWorker:
     """One SDK's worker process and the pipe to it; calls from many checks share it."""
 
@@ -79,9 +86,12 @@ class SdkWorker:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "conformance.sdk_worker", package, str(theirs_in), str(theirs_out)],
             pass_fds=(theirs_in, theirs_out), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, env=worker_environment())
+            stderr=subprocess.PIPE, env=worker_environment())
         os.close(theirs_in)
         os.close(theirs_out)
+        #: The end of what the worker wrote to stderr, to say why it ended if it does.
+        self._stderr_tail = b""
+        threading.Thread(target=self._drain_stderr, name="sdk-worker-stderr", daemon=True).start()
         self._outgoing = Connection(ours_out, readable=False)
         self._incoming = Connection(ours_in, writable=False)
         self._send_lock = threading.Lock()
@@ -101,7 +111,11 @@ class SdkWorker:
         self._pending[number] = pending
         try:
             self._send(("call", number, client.timeout, list(steps)))
-            outcomes = pending.done.result()
+            # Every request of the call is bounded by the transport; this bounds a worker that hangs.
+            outcomes = pending.done.result(timeout=CALL_BOUND_FACTOR * client.timeout + CALL_BOUND_EXTRA_S)
+        except TimeoutError:
+            raise WorkerFailed(f"the {self.package} SDK's worker did not finish a call in "
+                               f"{CALL_BOUND_FACTOR * client.timeout + CALL_BOUND_EXTRA_S:g}s") from None
         finally:
             del self._pending[number]
             for http in pending.https:
@@ -148,11 +162,22 @@ class SdkWorker:
                     pending.done.set_exception(WorkerFailed(message[2]))
         except (EOFError, OSError):
             pass
+        try:
+            code: int | None = self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            code = None
+        said = self._stderr_tail.decode("utf-8", "replace").strip().splitlines()[-3:]
         with self._send_lock:
-            self._ended = f"the {self.package} SDK's worker process ended (exit code {self.process.poll()})"
+            self._ended = (f"the {self.package} SDK's worker process ended (exit code {code})"
+                           + (": " + " / ".join(said) if said else ""))
         for pending in list(self._pending.values()):
             if not pending.done.done():
                 pending.done.set_exception(WorkerFailed(self._ended))
+
+    def _drain_stderr(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self._stderr_tail = (self._stderr_tail + line)[-STDERR_TAIL_BYTES:]
 
     def _relay(self, pending: _Pending, step: int, request: int, method: str, url: str,
                headers: list[tuple[str, str]], body: bytes) -> None:
