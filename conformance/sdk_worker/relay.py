@@ -1,7 +1,6 @@
 """The run's side of the SDK workers (`conformance.sdk_worker` says why they exist): starting them,
 sending them calls, and sending the requests they relay through the check's own logging client."""
 
-
 from __future__ import annotations
 
 import atexit
