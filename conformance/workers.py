@@ -1,0 +1,178 @@
+"""A live matrix run's cases judged by worker processes, one per core (`--workers`).
+
+One process runs Python on one core at a time (the GIL), and judging hundreds of models is
+CPU-bound: building, sending and parsing requests and judging the answers. So a live matrix run
+forks worker processes once pytest has collected its cases and the endpoint is resolved (the
+listing and the preflights are the run's, sent once), one per core but the run's own, which judges
+a share too. Each worker judges its share exactly as the run would (`Job.judge`, with clients of
+its own under the same transport bounds and retry policy) and sends each result back as it is
+reached; the run's pytest items, progress and reports take them as if judged in-process.
+
+What stays one for the whole run: the token budget (`--max-tokens-budget`) is one set of books in
+shared memory (`accounting.SharedTokenLedger`), reserved from and charged by every worker; the
+requests in flight are split: each worker holds its share of `--concurrency` (the shares add up to
+it, so the run never has more in flight), and adapts its share to the endpoint as the run would.
+A check re-run after a timeout sends one request at a time within its worker. A worker that dies
+leaves its unjudged cases as `error`s, never as passes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import gc
+import importlib
+import os
+import pickle
+import signal
+import sys
+import threading
+import traceback
+from concurrent.futures import Future, ThreadPoolExecutor
+from multiprocessing.connection import Connection, Pipe
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from conformance.results import CheckResult
+    from conformance.runner import ConformanceRun, Job
+
+
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def default_workers() -> int:
+    """One worker per usable core. Workers are forked (they inherit the collected run: nothing is
+    re-imported or listed again), so only where fork is safe with the libraries loaded, Linux."""
+    return usable_cores() if sys.platform.startswith("linux") else 1
+
+
+#: What checks import when they first run (the official SDKs, checks/sdk.py): imported once before
+#: the workers are forked, they are shared, not imported (1.4 s and 40 MB for anthropic) by each.
+SHARED_IMPORTS = ("openai", "anthropic")
+
+
+def shares(concurrency: int, count: int) -> list[int]:
+    """`concurrency` split into `count` shares of at least one that add up to it."""
+    return [concurrency // count + (index < concurrency % count) for index in range(count)]
+
+
+class Workers:
+    """The worker processes judging `jobs` for `run` beside the run's own process, and the threads
+    collecting their results. Of `count` shares, the run's process keeps the first (`kept`, with
+    `kept_share` requests in flight: its pytest items ask little of it) and forks a worker for
+    each other."""
+
+    def __init__(self, run: ConformanceRun, jobs: list[Job], count: int):
+        from conformance.accounting import SharedTokenLedger
+
+        self.stats = run.stats
+        self._stopping = False
+        if run.stats.token_budget is not None:
+            run.stats.ledger = SharedTokenLedger(run.stats.ledger)
+        split = shares(run.concurrency, count)
+        self.kept, self.kept_share = jobs[0::count], split[0]
+        self._children: list[tuple[int, Connection, list[Job]]] = []
+        for name in SHARED_IMPORTS:
+            with contextlib.suppress(ImportError):
+                importlib.import_module(name)
+        gc.freeze()  # what the run built so far is the workers' too: no collection touches (and copies) it
+        try:
+            for index in range(1, count):
+                mine = jobs[index::count]
+                reader, writer = Pipe(duplex=False)
+                pid = os.fork()
+                if pid == 0:  # the worker: judges its jobs, and never returns into the run
+                    reader.close()
+                    judge_in_worker(run, mine, split[index], writer)
+                writer.close()
+                self._children.append((pid, reader, mine))
+        finally:
+            gc.unfreeze()
+        self._collectors = [threading.Thread(target=self._collect, args=child, name=f"worker-{pid}", daemon=True)
+                            for child in self._children for pid in child[:1]]
+        for collector in self._collectors:
+            collector.start()
+
+    def _collect(self, pid: int, reader: Connection, jobs: list[Job]) -> None:
+        """Hand each result to its case's future as the worker sends it; when the worker ends,
+        every case it did not answer is an error (unless the run is stopping: those are not judged)."""
+        try:
+            while True:
+                kind, index, payload = pickle.loads(reader.recv_bytes())
+                if kind == "result":
+                    jobs[index].future.set_result(payload)
+                elif kind == "failed":
+                    jobs[index].future.set_result(jobs[index].broken(payload))
+                else:
+                    self.stats.add(payload)
+        except (EOFError, OSError):
+            pass
+        finally:
+            reader.close()
+            _, status = os.waitpid(pid, 0)
+        if not self._stopping:
+            code = os.waitstatus_to_exitcode(status)
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_result(job.broken(f"internal error: the worker process judging it ended "
+                                                     f"(exit code {code}) before it was judged"))
+
+    def close(self, wait: bool) -> None:
+        """Wait for the workers to finish (`wait`), or stop them now (the run was interrupted);
+        either way every worker has ended and its counts are in the run's stats on return."""
+        if not wait:
+            self._stopping = True
+            for pid, _, _ in self._children:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)  # our own child, by its pid
+        for collector in self._collectors:
+            collector.join()
+
+
+def judge_in_worker(run: ConformanceRun, jobs: list[Job], share: int, writer: Connection) -> None:
+    """A worker's life: judge `jobs` with `share` requests in flight, send each result, then the
+    worker's request and token counts, and exit (os._exit: nothing of the parent's runs here)."""
+    from conformance.accounting import RunStats, TokenLedger
+
+    # A Ctrl-C reaches the whole process group: the run stops the workers itself (SIGTERM).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    code = 0
+    try:
+        # The budget's books are shared; without a budget, fresh ones (nothing of the parent's threads).
+        shared = run.stats.token_budget is not None
+        stats = RunStats(token_budget=run.stats.token_budget, ledger=run.stats.ledger if shared else TokenLedger())
+        clients = {name: run.client_for(name, stats, share) for name in {job.endpoint for job in jobs}}
+        sending = threading.Lock()
+
+        def send(message: tuple[str, int, Any]) -> None:
+            payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+            try:
+                with sending:
+                    writer.send_bytes(payload)
+            except OSError:  # the run is gone: nothing to judge for
+                os._exit(1)
+
+        def answer(index: int, done: Future[CheckResult]) -> None:
+            failure = done.exception()
+            if failure is None:
+                send(("result", index, done.result()))
+            else:
+                send(("failed", index, f"internal error in the check: {type(failure).__name__}: {failure}"))
+
+        with ThreadPoolExecutor(max_workers=share, thread_name_prefix="check") as pool:
+            for index, job in enumerate(jobs):
+                future = pool.submit(job.judge, clients[job.endpoint])
+                future.add_done_callback(functools.partial(answer, index))
+        for client in clients.values():
+            client.close()
+        send(("counts", -1, stats.counts()))
+    except BaseException:  # noqa: BLE001  # whatever it is, the run must hear of it, and this process end
+        code = 1
+        traceback.print_exc()
+    finally:
+        sys.stderr.flush()
+        os._exit(code)
+
