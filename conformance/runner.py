@@ -172,11 +172,21 @@ class Job:
     endpoint: str | None
     #: A matrix case: its evidence is elided if it passes (`judge_case`).
     matrix: bool
-    future: Future[CheckResult] = field(default_factory=Future)
+    #: Where its result goes when a worker process judges it (workers.py).
+    future: Future[CheckResult] | None = None
 
     def judge(self, client: EndpointClient) -> CheckResult:
         judged = judge_case if self.matrix else execute
         return judged(self.check, self.entry, self.profile, client, self.model, self.context_window, self.cassette)
+
+    @property
+    def settled(self) -> bool:
+        return self.future is not None and self.future.done()
+
+    def settle(self, result: CheckResult) -> None:
+        """A worker's result for it (`future` was made when the job was given to the worker)."""
+        assert self.future is not None
+        self.future.set_result(result)
 
     def broken(self, reason: str) -> CheckResult:
         """Its row when judging it broke outside the check (its worker process died): `error`."""
@@ -327,7 +337,8 @@ class ConformanceRun:
         if count > 1:  # a live matrix, on more than one core: worker processes judge it beside this one
             self._workers = Workers(self, jobs, count)
             for job in jobs:
-                self._futures[job.case] = job.future
+                if job.future is not None:
+                    self._futures[job.case] = job.future
             jobs = self._workers.kept
             # This process's share of the requests in flight (made before any request: nothing to wait for).
             self.client.close()

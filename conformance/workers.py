@@ -81,6 +81,8 @@ class Workers:
         try:
             for index in range(1, count):
                 mine = jobs[index::count]
+                for job in mine:
+                    job.future = Future()
                 reader, writer = Pipe(duplex=False)
                 pid = os.fork()
                 if pid == 0:  # the worker: judges its jobs, and never returns into the run
@@ -102,9 +104,9 @@ class Workers:
             while True:
                 kind, index, payload = pickle.loads(reader.recv_bytes())
                 if kind == "result":
-                    jobs[index].future.set_result(payload)
+                    jobs[index].settle(payload)
                 elif kind == "failed":
-                    jobs[index].future.set_result(jobs[index].broken(payload))
+                    jobs[index].settle(jobs[index].broken(payload))
                 else:
                     self.stats.add(payload)
         except (EOFError, OSError):
@@ -115,9 +117,9 @@ class Workers:
         if not self._stopping:
             code = os.waitstatus_to_exitcode(status)
             for job in jobs:
-                if not job.future.done():
-                    job.future.set_result(job.broken(f"internal error: the worker process judging it ended "
-                                                     f"(exit code {code}) before it was judged"))
+                if not job.settled:
+                    job.settle(job.broken(f"internal error: the worker process judging it ended "
+                                          f"(exit code {code}) before it was judged"))
 
     def close(self, wait: bool) -> None:
         """Wait for the workers to finish (`wait`), or stop them now (the run was interrupted);
