@@ -250,9 +250,28 @@ class Finished:
     changes: Changes | None = None
 
 
+#: glibc's mallopt parameter: the most heaps (arenas) threads allocate from.
+M_ARENA_MAX = -8
+
+
+def fewer_malloc_arenas() -> None:
+    """glibc gives threads heaps of their own, up to eight per core, and what one frees no other
+    reuses: a run's 64 check threads held tens of megabytes more than they used (a 200-model
+    matrix: 555 MB against 499 MB with two arenas, and less CPU). Two, unless $MALLOC_ARENA_MAX
+    says otherwise; before the run starts any thread, and inherited by its worker processes."""
+    if not sys.platform.startswith("linux") or "MALLOC_ARENA_MAX" in os.environ:
+        return
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to tune
+        ctypes.CDLL(None).mallopt(M_ARENA_MAX, 2)
+
+
 def execute_run(args: argparse.Namespace) -> Finished:
     """Validate every option (before anything is sent or written), then run the suite under pytest."""
     from concurrent.futures import ThreadPoolExecutor
+
+    fewer_malloc_arenas()
 
     import pytest
 
