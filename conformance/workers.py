@@ -113,22 +113,23 @@ class Workers:
             collector.start()
 
     def _collect(self, pid: int, reader: Connection, jobs: list[Job]) -> None:
-        """Hand each result to its case's future as the worker sends it; when the worker ends,
-        every case it did not answer is an error (unless the run is stopping: those are not judged)."""
+        """Hand each result to its case's future as the worker sends it; when the worker ends, count
+        the requests and tokens it last said it had spent (an interrupted run's too), and every case
+        it did not answer is an error (unless the run is stopping: those are not judged)."""
+        spent = (0, 0, 0, 0)
         try:
             while True:
-                kind, index, payload = pickle.loads(reader.recv_bytes())
+                kind, index, payload, spent = pickle.loads(reader.recv_bytes())
                 if kind == "result":
                     jobs[index].settle(payload)
                 elif kind == "failed":
                     jobs[index].settle(jobs[index].broken(payload))
-                else:
-                    self.stats.add(payload)
         except (EOFError, OSError):
             pass
         finally:
             reader.close()
             _, status = os.waitpid(pid, 0)
+            self.stats.add(spent)
         if not self._stopping:
             code = os.waitstatus_to_exitcode(status)
             for job in jobs:
@@ -164,20 +165,21 @@ def judge_in_worker(run: ConformanceRun, jobs: list[Job], share: int, writer: Co
         clients = {name: run.client_for(name, stats, share) for name in {job.endpoint for job in jobs}}
         sending = threading.Lock()
 
-        def send(message: tuple[str, int, Any]) -> None:
-            payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        def send(kind: str, index: int, payload: Any) -> None:
+            """A message to the run, with the worker's requests and tokens so far."""
+            pickled = pickle.dumps((kind, index, payload, stats.counts()), protocol=pickle.HIGHEST_PROTOCOL)
             try:
                 with sending:
-                    writer.send_bytes(payload)
+                    writer.send_bytes(pickled)
             except OSError:  # the run is gone: nothing to judge for
                 os._exit(1)
 
         def answer(index: int, done: Future[CheckResult]) -> None:
             failure = done.exception()
             if failure is None:
-                send(("result", index, done.result()))
+                send("result", index, done.result())
             else:
-                send(("failed", index, f"internal error in the check: {type(failure).__name__}: {failure}"))
+                send("failed", index, f"internal error in the check: {type(failure).__name__}: {failure}")
 
         with ThreadPoolExecutor(max_workers=share, thread_name_prefix="check") as pool:
             for index, job in enumerate(jobs):
@@ -185,7 +187,7 @@ def judge_in_worker(run: ConformanceRun, jobs: list[Job], share: int, writer: Co
                 future.add_done_callback(functools.partial(answer, index))
         for client in clients.values():
             client.close()
-        send(("counts", -1, stats.counts()))
+        send("done", -1, None)
     except BaseException:  # noqa: BLE001  # whatever it is, the run must hear of it, and this process end
         code = 1
         traceback.print_exc()
