@@ -92,7 +92,10 @@ class Workers:
         for name in SHARED_IMPORTS:
             with contextlib.suppress(ImportError):
                 importlib.import_module(name)
-        gc.freeze()  # what the run built so far is the workers' too: no collection touches (and copies) it
+        # What the run built so far (the modules, pytest's items, the jobs) lives until it ends: no
+        # collection goes through it, in a worker (where that would copy every page it touches) or
+        # in the run's process (where each full collection took tenths of a second) until `close`.
+        gc.freeze()
         try:
             for index in range(1, count):
                 mine = dealt[index]
@@ -105,8 +108,9 @@ class Workers:
                     judge_in_worker(run, mine, split[index], writer)
                 writer.close()
                 self._children.append((pid, reader, mine))
-        finally:
+        except BaseException:
             gc.unfreeze()
+            raise
         self._collectors = [threading.Thread(target=self._collect, args=child, name=f"worker-{pid}", daemon=True)
                             for child in self._children for pid in child[:1]]
         for collector in self._collectors:
@@ -140,6 +144,7 @@ class Workers:
     def close(self, wait: bool) -> None:
         """Wait for the workers to finish (`wait`), or stop them now (the run was interrupted);
         either way every worker has ended and its counts are in the run's stats on return."""
+        gc.unfreeze()
         if not wait:
             self._stopping = True
             for pid, _, _ in self._children:
