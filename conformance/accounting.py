@@ -118,6 +118,45 @@ class Spend:
         return spend
 
 
+class TokenLedger:
+    """The token budget's books, for the threads of one process: tokens charged (reported usage,
+    or reservations where none was reported), tokens reserved by requests in flight, and the
+    condition requests wait on for reservations to come back."""
+
+    def __init__(self) -> None:
+        self.charged = 0
+        self.reserved = 0
+        self.changed: Any = threading.Condition()
+
+
+class SharedTokenLedger(TokenLedger):
+    """The same books in shared memory, under a lock every process forked after it was made
+    shares: the worker processes of one run (workers.py) spend one budget, not one each."""
+
+    def __init__(self, books: TokenLedger) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("fork")
+        self._books = context.RawArray("q", [books.charged, books.reserved])
+        self.changed = context.Condition()
+
+    @property  # type: ignore[override]
+    def charged(self) -> int:
+        return self._books[0]
+
+    @charged.setter
+    def charged(self, value: int) -> None:
+        self._books[0] = value
+
+    @property  # type: ignore[override]
+    def reserved(self) -> int:
+        return self._books[1]
+
+    @reserved.setter
+    def reserved(self, value: int) -> None:
+        self._books[1] = value
+
+
 @dataclass
 class RunStats:
     """Requests sent and tokens spent, shared by every thread of a run; and the token budget.
@@ -125,7 +164,8 @@ class RunStats:
     The budget is never exceeded: each request reserves its worst case before it is sent (waiting
     while other requests' reservations are out, refused when it cannot fit even alone) and gives
     back what its usage shows it did not spend. A successful answer that reports no usage is
-    charged its whole reservation, as nothing says it spent less."""
+    charged its whole reservation, as nothing says it spent less. The budget's books (`ledger`)
+    may be shared with worker processes; the counts are this process's."""
 
     requests: int = 0
     prompt_tokens: int = 0
@@ -133,11 +173,17 @@ class RunStats:
     retries: int = 0
     #: Never spend more than this many tokens (prompt + completion); None: no limit.
     token_budget: int | None = None
-    #: Tokens counted against the budget (reported usage, or reservations where none was reported).
-    charged: int = 0
-    #: Tokens reserved by requests in flight.
-    reserved: int = 0
-    _lock: threading.Condition = field(default_factory=threading.Condition, repr=False)
+    ledger: TokenLedger = field(default_factory=TokenLedger, repr=False)
+
+    @property
+    def charged(self) -> int:
+        """Tokens counted against the budget (reported usage, or reservations where none was reported)."""
+        return self.ledger.charged
+
+    @property
+    def reserved(self) -> int:
+        """Tokens reserved by requests in flight."""
+        return self.ledger.reserved
 
     def reserve(self, body: Any, generates: bool = True) -> int:
         """Reserve a request's worst case before sending it; BudgetExhausted when it cannot fit.
@@ -145,34 +191,48 @@ class RunStats:
         if self.token_budget is None:
             return 0
         need = worst_case_tokens(body, generates)
-        with self._lock:
+        books = self.ledger
+        with books.changed:
             while True:
-                left = self.token_budget - self.charged - self.reserved
-                if need is None and self.reserved == 0 and left > 0:
-                    self.reserved += left  # uncapped: whatever remains, and nothing else meanwhile
+                left = self.token_budget - books.charged - books.reserved
+                if need is None and books.reserved == 0 and left > 0:
+                    books.reserved += left  # uncapped: whatever remains, and nothing else meanwhile
                     return left
                 if need is not None and need <= max(left, 0):
-                    self.reserved += need
+                    books.reserved += need
                     return need
-                if self.reserved == 0:  # nothing in flight will give anything back
+                if books.reserved == 0:  # nothing in flight will give anything back
                     raise BudgetExhausted(
                         f"not judged: the token budget of {self.token_budget} cannot pay for this request "
                         f"({'no length cap' if need is None else f'up to {need} tokens'}, "
-                        f"{max(self.token_budget - self.charged, 0)} left); request not sent")
-                self._lock.wait()
+                        f"{max(self.token_budget - books.charged, 0)} left); request not sent")
+                books.changed.wait()
 
     def record(self, exchange: Exchange, reserved: int = 0) -> None:
         """Count a finished request, and give back the part of its reservation it did not spend."""
         prompt, completion = token_counts(usage_of(exchange))
-        with self._lock:
+        books = self.ledger
+        with books.changed:
             self.requests += 1 + len(exchange.retries)
             self.retries += len(exchange.retries)
             self.prompt_tokens += prompt
             self.completion_tokens += completion
             reported = prompt + completion
-            self.charged += reported if reported or not exchange.ok else reserved
-            self.reserved -= reserved
-            self._lock.notify_all()
+            books.charged += reported if reported or not exchange.ok else reserved
+            books.reserved -= reserved
+            books.changed.notify_all()
+
+    def counts(self) -> tuple[int, int, int, int]:
+        """(requests, retries, prompt tokens, completion tokens): what a worker process hands back."""
+        return self.requests, self.retries, self.prompt_tokens, self.completion_tokens
+
+    def add(self, counts: tuple[int, int, int, int]) -> None:
+        """Count a worker process's requests and tokens in this run's (its budget's books are shared)."""
+        with self.ledger.changed:
+            self.requests += counts[0]
+            self.retries += counts[1]
+            self.prompt_tokens += counts[2]
+            self.completion_tokens += counts[3]
 
     @property
     def total_tokens(self) -> int:

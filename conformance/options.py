@@ -296,6 +296,9 @@ RUN_OPTIONS: tuple[Option, ...] = (
     Option("concurrency", "checks in flight at once (a full run has about 50: by default all start together, "
                           "so a slow endpoint's run lasts about its longest chain of dependent requests)",
            positive_int, 64, metavar="N"),
+    Option("workers", "processes judging a matrix run's cases, each with its share of --concurrency and the one "
+                      "--max-tokens-budget (default: one per core on Linux; 1: all in this process)",
+           positive_int, metavar="N"),
     Option("embedded-behavior", "how the embedded server behaves when no base URL is given", default="openai",
            choices=("openai", "fireworks", "anthropic")),
     Option("max-tokens-budget", "stop sending once N tokens are spent; the remaining checks are skipped",
@@ -350,6 +353,8 @@ class Settings:
     endpoints: tuple[EndpointSpec, ...] = ()
     #: The API families asked for (--api); None: those the endpoint serves and the profile judges.
     api: tuple[str, ...] | None = None
+    #: Worker processes for a live matrix run (--workers); None: one per core (workers.default_workers).
+    workers: int | None = None
 
 
 @dataclass(frozen=True)
@@ -446,7 +451,7 @@ def settings(values: Mapping[str, Any], flag: Callable[[Option], str],
         record=DEFAULT_CASSETTE_ROOT if per_endpoint else record, record_per_endpoint=per_endpoint,
         replay=replay, baseline=value("baseline"), accept_behaviour_changes=bool(value("accept-behaviour-changes")),
         name=value("name"), headers=dict(value("header") or ()), matrix=matrix, shard=value("shard"),
-        endpoints=endpoints, api=value("api"),
+        endpoints=endpoints, api=value("api"), workers=value("workers"),
     )
 
 

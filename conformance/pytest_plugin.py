@@ -192,6 +192,7 @@ def pytest_runtestloop(session: pytest.Session) -> None:
     from conformance.console import printable
     from conformance.endpoint import EndpointUnusable
     from conformance.runner import ConformanceRun
+    from conformance.workers import default_workers
 
     stats, redactor = stats_of(config), redactor_of(config)
     try:
@@ -209,7 +210,7 @@ def pytest_runtestloop(session: pytest.Session) -> None:
                          context_window=chosen.context_window or (None if endpoint.models else endpoint.context_window),
                          concurrency=chosen.concurrency, transport=transport, recording=recording,
                          stats=stats, name=chosen.name, models=endpoint.models, shard=chosen.shard,
-                         planned=planned, planned_digest=digest)
+                         planned=planned, planned_digest=digest, workers=chosen.workers or default_workers())
     config.stash[RUN] = run
     keep_hypothesis_files_out_of_the_working_directory(config)
     # What start-up made lives as long as the run: later collections need not walk it (and under
@@ -315,16 +316,48 @@ def conformance_run(request: pytest.FixtureRequest) -> ConformanceRun:
     return run
 
 
-def enforce(run: ConformanceRun, param: str | Case, config: pytest.Config) -> None:
-    """Turn a check's verdict into a pytest outcome (what pytest's own reporting shows)."""
+def verdict(run: ConformanceRun, param: str | Case, config: pytest.Config) -> tuple[str, str | None]:
+    """A check's verdict as a pytest outcome (what pytest's own reporting shows): `passed`, or
+    `failed` or `skipped` with the redacted text saying why."""
     from conformance.console import VERDICTS_PYTEST_FAILS, label, printable, printable_lines
 
     result = run.result(param)
     redactor = redactor_of(config)
     if label(result) in VERDICTS_PYTEST_FAILS:  # a check the profile expects, not judged, is no pass
-        pytest.fail(printable_lines(redactor.text(result.explain())), pytrace=False)
+        return "failed", printable_lines(redactor.text(result.explain()))
     if result.outcome in ("inconclusive", "skip"):
-        pytest.skip(printable(redactor.text(result.headline())))
+        return "skipped", printable(redactor.text(result.headline()))
+    return "passed", None
+
+
+def enforce(run: ConformanceRun, param: str | Case, config: pytest.Config) -> None:
+    """Turn a check's verdict into a pytest outcome."""
+    outcome, why = verdict(run, param, config)
+    if outcome == "failed":
+        pytest.fail(why or "", pytrace=False)
+    if outcome == "skipped":
+        pytest.skip(why or "")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+    """A matrix case's item, one of thousands (checks x models): its verdict goes to pytest as the
+    one report of its call, without the setup and teardown phases (its only fixtures are the run
+    and the config, which need none): pytest's protocol of three phases, each with its report,
+    cost a sixth of a 200-model run's CPU and its memory. Any other item runs pytest's way."""
+    run = item.config.stash.get(RUN, None)
+    if run is None or not run.matrix or item.get_closest_marker("conformance") is None:
+        return None
+    param = getattr(getattr(item, "callspec", None), "params", {}).get(CHECK_PARAM)
+    if param is None:
+        return None
+    item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    outcome, why = verdict(run, param, item.config)
+    longrepr = (str(item.path), item.location[1], f"Skipped: {why}") if outcome == "skipped" else why
+    item.ihook.pytest_runtest_logreport(report=pytest.TestReport(
+        item.nodeid, item.location, {}, outcome, longrepr, "call"))  # type: ignore[arg-type]
+    item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    return True
 
 
 def conclude(config: pytest.Config, run: ConformanceRun | None, setup_failure: str | None = None) -> None:

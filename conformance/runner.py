@@ -29,6 +29,7 @@ from conformance.exchange import Exchange
 from conformance.options import Shard
 from conformance.profiles import Profile
 from conformance.results import INTERRUPTED, CheckResult, Observation
+from conformance.workers import Workers
 
 if TYPE_CHECKING:  # cassettes import VCR.py (about a second): only runs that record or replay need it
     from conformance.cassettes import CassetteStore
@@ -155,6 +156,45 @@ def judge_case(check: Check, entry: Entry, profile: Profile, client: EndpointCli
     return elide_evidence(execute(check, entry, profile, client, model, context_window, cassette))
 
 
+@dataclass
+class Job:
+    """One case to judge (in this process or a worker's): what `execute` needs but the client, the
+    endpoint whose client it takes, and where its result goes when a worker judges it."""
+
+    case: Case
+    check: Check
+    entry: Entry
+    profile: Profile
+    model: str
+    context_window: int | None
+    cassette: str
+    #: The endpoint's name in a run of several (None: the run's endpoint).
+    endpoint: str | None
+    #: A matrix case: its evidence is elided if it passes (`judge_case`).
+    matrix: bool
+    #: Where its result goes when a worker process judges it (workers.py).
+    future: Future[CheckResult] | None = None
+
+    def judge(self, client: EndpointClient) -> CheckResult:
+        judged = judge_case if self.matrix else execute
+        return judged(self.check, self.entry, self.profile, client, self.model, self.context_window, self.cassette)
+
+    @property
+    def settled(self) -> bool:
+        return self.future is not None and self.future.done()
+
+    def settle(self, result: CheckResult) -> None:
+        """A worker's result for it (`future` was made when the job was given to the worker)."""
+        assert self.future is not None
+        self.future.set_result(result)
+
+    def broken(self, reason: str) -> CheckResult:
+        """Its row when judging it broke outside the check (its worker process died): `error`."""
+        return CheckResult(check_id=self.check.id, entry_id=self.entry.id, title=self.check.title,
+                           expected=self.profile.expected(self.entry.id), outcome="error", observed=None,
+                           reason=reason)
+
+
 def attach_evidence(result: CheckResult, exchanges: list[Exchange]) -> None:
     result.evidence = [exchange.evidence() for exchange in exchanges]
     result.curl = [exchange.curl() for exchange in exchanges]
@@ -191,21 +231,26 @@ class ConformanceRun:
     #: a shard's report says both, so `conformance merge` can tell shards of one run apart from others.
     planned: int = 0
     planned_digest: str = ""
+    #: Processes judging a live matrix run's cases (workers.py); 1: every case in this process.
+    workers: int = 1
 
     def __post_init__(self) -> None:
         self._clock = time.monotonic()
-        self.client = EndpointClient(self.endpoint.base_url, self.endpoint.api_key, self.timeout, self.stats,
-                                     transport=self.transport, concurrency=self.concurrency,
-                                     headers=self.endpoint.headers)
+        self.client = self.client_for(None, self.stats, self.concurrency)
         # A run of several endpoints: a client each, all counted and budgeted in the one RunStats.
-        self.clients = {name: EndpointClient(member.base_url, member.api_key, self.timeout, self.stats,
-                                             transport=self.transport, concurrency=self.concurrency,
-                                             headers=member.headers)
-                        for name, member in self.endpoint.members.items()}
+        self.clients = {name: self.client_for(name, self.stats, self.concurrency) for name in self.endpoint.members}
         self._pool = ThreadPoolExecutor(max_workers=max(1, self.concurrency), thread_name_prefix="check")
         self._futures: dict[Case, Future[CheckResult]] = {}
+        self._workers: Workers | None = None
         self.selected: list[Case] = []
         self._targets = {target.id: target for target in self.models}
+
+    def client_for(self, name: str | None, stats: RunStats, concurrency: int) -> EndpointClient:
+        """A client of the run's endpoint (or of its member `name`), counting in `stats`, with up to
+        `concurrency` requests in flight."""
+        endpoint = self.endpoint if name is None else self.endpoint.members[name]
+        return EndpointClient(endpoint.base_url, endpoint.api_key, self.timeout, stats, transport=self.transport,
+                              concurrency=concurrency, headers=endpoint.headers)
 
     @property
     def matrix(self) -> bool:
@@ -259,6 +304,7 @@ class ConformanceRun:
         model, under the one limit on requests in flight; results are collected in `result()`."""
         self.selected = [self.case(case) for case in cases]
         store = self.transport.store if self.replaying else None  # type: ignore[union-attr]
+        jobs: list[Job] = []
         for case in self.selected:
             check = REGISTRY[case.check_id]
             entry = self.catalog[check.entry]
@@ -285,10 +331,24 @@ class ConformanceRun:
                 self._futures[case].set_result(result)
                 continue
             window = self.context_window or (target.context_window if target is not None else None)
-            client = self.clients[target.endpoint] if target is not None and target.endpoint else self.client
-            self._futures[case] = self._pool.submit(
-                judge_case if self.matrix else execute, check, entry, self.profile, client,
-                target.sent if target is not None else case.model, window, cassette)
+            jobs.append(Job(case, check, entry, self.profile, target.sent if target is not None else case.model,
+                            window, cassette, target.endpoint if target is not None else None, self.matrix))
+        count = min(self.workers, self.concurrency, len(jobs)) if self.matrix and self.transport is None else 1
+        if count > 1:  # a live matrix, on more than one core: worker processes judge it beside this one
+            self._workers = Workers(self, jobs, count)
+            for job in jobs:
+                if job.future is not None:
+                    self._futures[job.case] = job.future
+            jobs = self._workers.kept
+            # This process's share of the requests in flight (made before any request: nothing to wait for).
+            self.client.close()
+            self.client = self.client_for(None, self.stats, self._workers.kept_share)
+            for name, client in self.clients.items():
+                client.close()
+                self.clients[name] = self.client_for(name, self.stats, self._workers.kept_share)
+        for job in jobs:
+            self._futures[job.case] = self._pool.submit(job.judge,
+                                                        self.clients[job.endpoint] if job.endpoint else self.client)
 
     def on_each_result(self, callback: Callable[[CheckResult], None]) -> None:
         """Call `callback` with each started check's result as it finishes, in whatever order they
@@ -351,6 +411,8 @@ class ConformanceRun:
             if case not in self.results:
                 check = REGISTRY[case.check_id]
                 self.results[case] = not_judged(check, self.catalog[check.entry], self.profile, INTERRUPTED)
+        if self._workers is not None:
+            self._workers.close(wait=status == "completed")
         self._pool.shutdown(wait=status == "completed", cancel_futures=True)
         self.client.close()
         for client in self.clients.values():

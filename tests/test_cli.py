@@ -615,3 +615,15 @@ def test_a_recorded_messages_run_writes_no_spelling_of_the_key(reference_server,
 
 def test_the_api_option_names_the_families(cli, tmp_path: Path) -> None:
     cli("run", "--api", "messages", "--report-dir", tmp_path).assert_one_line_error("--api", "openai, anthropic or all")
+
+
+def test_a_run_collects_garbage_less_often_and_leaves_the_collector_as_it_was(monkeypatch) -> None:
+    import gc
+
+    from conformance import cli as cli_module
+
+    seen = []
+    monkeypatch.setattr(cli_module, "run_suite", lambda args: seen.append(gc.get_threshold()) or "done")
+    before = gc.get_threshold()
+    assert cli_module.execute_run(None) == "done"  # type: ignore[arg-type]
+    assert seen == [(cli_module.RUN_GC_THRESHOLD, *before[1:])] and gc.get_threshold() == before

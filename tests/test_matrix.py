@@ -8,6 +8,7 @@ Every run here is against a fleet of reference models on loopback, each behaving
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,15 +18,20 @@ import httpx
 import jsonschema
 import pytest
 
+from conformance import workers
+from conformance.accounting import RunStats, SharedTokenLedger, TokenLedger
 from conformance.catalog import load_catalog
 from conformance.cli import main
 from conformance.compare import load_report
+from conformance.exceptions import BudgetExhausted
+from conformance.exchange import Exchange
 from conformance.options import ModelSelection
 from conformance.reference_server import RunningServer
-from conformance.reference_server.config import ConfigError
-from conformance.reference_server.embedded import start_fleet
-from conformance.reference_server.fleet import fleet_configs, model_names, parse_model_behaviour
+from conformance.reference_server.config import ConfigError, ServerConfig
+from conformance.reference_server.embedded import start_fleet, start_in_thread
+from conformance.reference_server.fleet import Fleet, fleet_configs, model_names, parse_model_behaviour
 from conformance.shards import assign
+from conformance.workers import parts, shares
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = jsonschema.Draft202012Validator(json.loads((ROOT / "schemas" / "report.schema.json").read_text()))
@@ -349,3 +355,103 @@ def test_the_report_is_built_once_and_kept_as_written(tmp_path: Path, monkeypatc
     finished = invoke(["run", "-k", "usage-in-response/chat", "--report-dir", str(tmp_path)])
     assert finished.code == 0 and len(built) == 1
     assert finished.report == json.loads((tmp_path / "report.json").read_text())
+
+
+# ---- worker processes (workers.py): a live matrix judged on every core ---------------------------
+
+
+@pytest.fixture
+def forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The pids of the worker processes the runs fork (counted in this process only)."""
+    forked: list[int] = []
+    real_fork = os.fork
+
+    def counting_fork() -> int:
+        pid = real_fork()
+        if pid:
+            forked.append(pid)
+        return pid
+    monkeypatch.setattr(workers.os, "fork", counting_fork)
+    return forked
+
+
+def spent_per_model(report: dict) -> dict[str, tuple]:
+    return {section["id"]: (section["summary"], section["requests"], section["tokens"]) for section in report["models"]}
+
+
+def test_worker_processes_give_the_verdicts_and_counts_of_one_process(fleet, tmp_path: Path,
+                                                                      forks: list[int]) -> None:
+    assert run("--base-url", fleet.base_url, "--models", "all", "--workers", "1", "--report-dir",
+               tmp_path / "one") == 1
+    assert forks == []
+    assert run("--base-url", fleet.base_url, "--models", "all", "--workers", "3", "--report-dir",
+               tmp_path / "three") == 1
+    assert len(forks) == 2  # the run's own process judges the first of three shares
+    one, three = load_report(tmp_path / "one"), load_report(tmp_path / "three")
+    SCHEMA.validate(three)
+    assert verdicts(three) == verdicts(one) and three["summary"] == one["summary"]
+    assert (three["requests"], three["retries"], three["tokens"]) == (one["requests"], one["retries"], one["tokens"])
+    assert spent_per_model(three) == spent_per_model(one)
+    assert [[r["check_id"] for r in s["results"]] for s in three["models"]] == \
+        [[r["check_id"] for r in s["results"]] for s in one["models"]]
+
+
+def test_a_worker_that_dies_leaves_errors_never_passes(fleet, tmp_path: Path, forks: list[int],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(workers, "judge_in_worker", lambda *arguments: os._exit(3))
+    assert run("--base-url", fleet.base_url, "--models", "all", "-k", SOME, "--workers", "2",
+               "--report-dir", tmp_path) == 1
+    assert len(forks) == 1
+    results = [r for section in load_report(tmp_path)["models"] for r in section["results"]]
+    lost = [r for r in results if "worker process judging it ended (exit code 3)" in r["reason"]]
+    assert len(lost) == len(parts(list(range(len(results))), 2)[1])  # type: ignore[arg-type]
+    assert lost and all(r["outcome"] == "error" for r in lost)
+
+
+def test_the_token_budget_is_one_for_every_worker() -> None:
+    """The budget's books are in shared memory: what a worker charges, the run sees at once, and a
+    request that no longer fits is refused in any process."""
+    stats = RunStats(token_budget=150, ledger=SharedTokenLedger(TokenLedger()))
+    body = {"messages": [{"role": "user", "content": "x" * 20}], "max_tokens": 20}  # reserves 105
+    pid = os.fork()
+    if pid == 0:  # a worker: reserves, and is charged the usage its answer reports
+        code = 1
+        try:
+            reserved = stats.reserve(body)
+            usage = {"usage": {"prompt_tokens": 50, "completion_tokens": 20}}
+            stats.record(Exchange("POST", "http://x/v1/chat/completions", {}, body, status=200,
+                                  body=json.dumps(usage).encode()), reserved)
+            code = 0
+        finally:
+            os._exit(code)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    assert (stats.charged, stats.reserved) == (70, 0)
+    with pytest.raises(BudgetExhausted, match="80 left"):  # alone, 105 would have fit
+        stats.reserve(body)
+
+
+def test_the_requests_in_flight_never_exceed_the_concurrency_across_workers(tmp_path: Path, forks: list[int]) -> None:
+    assert shares(64, 2) == [32, 32] and shares(5, 3) == [2, 2, 1] and sum(shares(7, 4)) == 7
+    in_flight = InFlight(Fleet(fleet_configs(3, "openai", {}, [], api_key=KEY, latency_ms=20)))
+    server = start_in_thread(ServerConfig.for_vendor("openai", api_key=KEY), app=in_flight)
+    try:
+        assert run("--base-url", server.base_url, "--models", "all", "-k", SOME, "--concurrency", "3",
+                   "--workers", "2", "--report-dir", tmp_path) == 0
+    finally:
+        server.stop()
+    assert len(forks) == 1 and 1 < in_flight.most <= 3
+
+
+class InFlight:
+    """An ASGI app counting the requests it is answering at once, and the most ever."""
+
+    def __init__(self, app):
+        self.app, self.now, self.most = app, 0, 0
+
+    async def __call__(self, scope, receive, send) -> None:
+        self.now += 1
+        self.most = max(self.most, self.now)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.now -= 1

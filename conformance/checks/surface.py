@@ -8,6 +8,7 @@ Each rule has a name; a check that finds rules broken names every one of them, s
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -213,6 +214,17 @@ VALID_BUDGET = 5
 #: thread with a full garbage collection (tenths of a second with the SDK loaded): explorations
 #: take turns on one thread of their own.
 _HYPOTHESIS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="conformance-hypothesis")
+
+
+def _hypothesis_thread_of_its_own() -> None:
+    """In a process forked from one whose explorations had started (a matrix run's workers,
+    workers.py), the executor's thread is the parent's and does not run here: explorations would
+    wait for it for ever. The child gets an executor, and a thread, of its own."""
+    global _HYPOTHESIS
+    _HYPOTHESIS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="conformance-hypothesis")
+
+
+os.register_at_fork(after_in_child=_hypothesis_thread_of_its_own)
 
 INVALID_PARAMETERS = st.one_of(
     st.tuples(st.just("temperature"), st.floats(2.5, 100) | st.floats(-100, -0.5) | st.just("hot")),

@@ -16,6 +16,7 @@ unsupported.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -148,13 +149,23 @@ def unsupported_keyword(schema: Any) -> str | None:
     return found
 
 
+@functools.lru_cache(maxsize=256)
+def checked_validator(spelled: str) -> Draft202012Validator:
+    """A validator of the schema `spelled` (canonical JSON), checked against the metaschema once:
+    a matrix run sends the same schemas to every model, and the check is a tenth of the server's
+    work. SchemaError (not kept: a broken schema is checked each time) when it is no valid schema."""
+    schema = json.loads(spelled)
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
 def document_for(schema: dict[str, Any], path: str) -> Any:
     """A value valid against `schema`, or a 400 naming `path` when the schema is broken or asks
     for more than these rules can build."""
     try:
-        Draft202012Validator.check_schema(schema)
+        validator = checked_validator(json.dumps(schema, sort_keys=True))
         document = build(schema, schema)
-        problem = next(iter(Draft202012Validator(schema).iter_errors(document)), None)
+        problem = next(iter(validator.iter_errors(document)), None)
     except SchemaError as error:
         raise invalid_value(path, f"not a valid JSON schema: {error.message}") from None
     except (Unsatisfiable, RecursionError) as error:

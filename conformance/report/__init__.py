@@ -121,7 +121,7 @@ def prepared_report(run: ConformanceRun | None, setup_failure: str | None = None
     and redacted (`Redactor.tree`). It is also what the session keeps for the CLI and the Action."""
     from conformance.report import json_report
 
-    return (redactor or Redactor()).tree(json_report.bounded(build_report(run, setup_failure, base_url, stats, name)))
+    return json_report.bounded(build_report(run, setup_failure, base_url, stats, name), (redactor or Redactor()).text)
 
 
 def write_reports(run: ConformanceRun | None, directory: Path, setup_failure: str | None = None,
