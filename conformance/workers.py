@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
-import importlib
 import os
 import pickle
 import signal
@@ -46,11 +45,6 @@ def default_workers() -> int:
     """One worker per usable core. Workers are forked (they inherit the collected run: nothing is
     re-imported or listed again), so only where fork is safe with the libraries loaded, Linux."""
     return usable_cores() if sys.platform.startswith("linux") else 1
-
-
-#: What checks import when they first run (the official SDKs, checks/sdk.py): imported once before
-#: the workers are forked, they are shared, not imported (1.4 s and 40 MB for anthropic) by each.
-SHARED_IMPORTS = ("openai", "anthropic")
 
 
 #: The run's own process judges this much of a worker's part: it also runs the pytest items and
@@ -89,9 +83,6 @@ class Workers:
         split, dealt = shares(run.concurrency, count), parts(jobs, count)
         self.kept, self.kept_share = dealt[0], split[0]
         self._children: list[tuple[int, Connection, list[Job]]] = []
-        for name in SHARED_IMPORTS:
-            with contextlib.suppress(ImportError):
-                importlib.import_module(name)
         # What the run built so far (the modules, pytest's items, the jobs) lives until it ends: no
         # collection goes through it, in a worker (where that would copy every page it touches) or
         # in the run's process (where each full collection took tenths of a second) until `close`.

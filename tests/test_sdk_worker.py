@@ -22,6 +22,8 @@ from conformance.runner import execute
 from conformance.sdk_worker import relay
 from tests.test_cli import ROOT, subprocess_env
 
+COMPLETION = {"id": "x", "object": "text_completion", "created": 0, "model": "m",
+              "choices": [{"index": 0, "text": "ok", "finish_reason": "stop"}]}
 SDK_CHECKS = ("openai-sdk/chat", "openai-sdk/completions", "openai-sdk/tools", "stream-error-frame/chat",
               "anthropic-sdk/messages")
 
@@ -70,7 +72,7 @@ def test_the_workers_get_the_key_from_no_one_yet_the_endpoint_gets_it(reference_
             assert result.outcome == "pass", result.explain()
             evidence = json.dumps(result.to_dict()["evidence"])
             assert sdk_worker.PLACEHOLDER_KEY not in evidence and sdk_worker.PLACEHOLDER_ORIGIN not in evidence
-        worker = relay.shared("openai")
+        worker = relay.shared("openai").worker
         for part in ("cmdline", "environ"):
             assert key.encode() not in Path(f"/proc/{worker.process.pid}/{part}").read_bytes()
     finally:
@@ -79,13 +81,12 @@ def test_the_workers_get_the_key_from_no_one_yet_the_endpoint_gets_it(reference_
 
 
 def test_a_worker_that_dies_during_a_call_makes_the_check_an_error_not_a_pass() -> None:
-    worker = relay.shared("openai")
+    worker = relay.shared("openai").worker
 
     def kill_the_worker(request: httpx.Request) -> httpx.Response:  # the call is in flight now
         worker.process.kill()
         worker.process.wait()
-        return httpx.Response(200, json={"id": "x", "object": "text_completion", "created": 0, "model": "m",
-                                         "choices": [{"index": 0, "text": "ok", "finish_reason": "stop"}]})
+        return httpx.Response(200, json=COMPLETION)
 
     client = EndpointClient("http://worker-dies.invalid/v1", None, 10, transport=httpx.MockTransport(kill_the_worker))
     try:
@@ -100,7 +101,7 @@ def test_a_worker_that_dies_during_a_call_makes_the_check_an_error_not_a_pass() 
 def test_a_worker_that_died_is_replaced_for_the_next_call(reference_server) -> None:
     server = reference_server("openai")
     client = EndpointClient(server.base_url, server.config.api_key, 10)
-    dead = relay.shared("openai")
+    dead = relay.shared("openai").worker
     dead.process.kill()
     dead.process.wait()
     try:
@@ -110,20 +111,27 @@ def test_a_worker_that_died_is_replaced_for_the_next_call(reference_server) -> N
     finally:
         client.close()
     assert result.outcome == "pass", result.explain()
-    assert relay.shared("openai") is not dead
+    assert relay.shared("openai").worker is not dead
 
 
-def test_a_forked_child_starts_workers_of_its_own() -> None:
-    """A matrix run forks its case workers after the SDK workers started: the parent's cannot serve
-    a child (their listening threads stayed in the parent), so a child must not wait on them."""
+def test_a_forked_child_reaches_its_parents_worker_over_a_connection_of_its_own() -> None:
+    """A matrix run forks its case workers after the SDK workers started: a child cannot use its
+    parent's connection (its listening thread stayed in the parent), so it opens its own to the same
+    worker, whose SDK calls then work for it as for the parent: one worker per SDK, not one per fork."""
     parents = relay.shared("openai")
     child = os.fork()
-    if child == 0:  # the child: a worker of its own, alive, not the parent's
+    if child == 0:  # the child: its own channel to the same worker process, and a check through it
+        code = 1
         try:
             own = relay.shared("openai")
-            os._exit(0 if own is not parents and own.process.poll() is None else 1)
+            client = EndpointClient("http://forked.invalid/v1", None, 10, transport=httpx.MockTransport(
+                lambda request: httpx.Response(200, json=COMPLETION)))
+            check = REGISTRY["openai-sdk/completions"]
+            result = execute(check, load_catalog()[check.entry], Profile("none", ""), client, "m", None)
+            if own is not parents and own.worker.process.pid == parents.worker.process.pid:
+                code = 0 if result.outcome == "pass" else 3
         finally:
-            os._exit(2)
+            os._exit(code)
     _, status = os.waitpid(child, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert parents.process.poll() is None and relay.shared("openai") is parents
+    assert parents.worker.alive() and relay.shared("openai") is parents

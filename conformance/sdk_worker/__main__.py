@@ -1,9 +1,12 @@
-"""An SDK worker process: `python -m conformance.sdk_worker PACKAGE READ_FD WRITE_FD`, started by
-the run (`sdk_worker/relay.py`; `sdk_worker/__init__.py` says why).
+"""An SDK worker process: `python -m conformance.sdk_worker PACKAGE LISTENING_FD`, started by the
+run (`sdk_worker/relay.py`; `sdk_worker/__init__.py` says why), listening on a Unix socket the run
+made.
 
-It imports its SDK (through `PACKAGE_calls.py`) at once, then runs the calls it is sent, each with a
-client of its own whose transport relays every request to the run over the pipe: it opens no
-socket, and knows neither the endpoint's address nor the key (the run fills in both).
+It imports its SDK (through `PACKAGE_calls.py`) at once, then runs the calls each process of the run
+sends over its connection (the run's own, and a matrix's forked case workers), each with a client
+of its own whose transport relays every request back over that connection: it opens no socket to
+the endpoint, and knows neither its address nor the key (the process that sent the call fills in
+both). It ends when the run's own process disconnects.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import functools
 import gc
 import importlib
 import os
+import socket
 import sys
 import threading
 import traceback
@@ -78,19 +82,68 @@ class Relay:
         arrived.set()
 
 
-class Worker:
-    def __init__(self, package: str, incoming: Connection, outgoing: Connection):
-        self.package, self.incoming, self.outgoing = package, incoming, outgoing
+class Link:
+    """One process of the run connected to this worker (the run's own, a matrix's case worker): its
+    calls, and the requests they relay back to it."""
+
+    def __init__(self, worker: Worker, connection: Connection):
+        self.worker, self.connection = worker, connection
         self._send_lock = threading.Lock()
         self.relay = Relay(self.send)
+
+    def send(self, message: tuple[Any, ...]) -> None:
+        with self._send_lock:
+            self.connection.send(message)
+
+    def listen(self, last: bool) -> None:
+        """Read this process's messages until it disconnects; the first process to connect (the run's
+        own) is `last`: when it goes, so does this worker."""
+        try:
+            while True:
+                message = self.connection.recv()
+                if message[0] == "call":  # a thread each: the run bounds how many are in flight
+                    threading.Thread(target=self.run_call, args=message[1:], name="sdk-call", daemon=True).start()
+                elif message[0] == "answer":
+                    self.relay.answered(message[1], message[2])
+        except (EOFError, OSError):
+            pass
+        self.connection.close()
+        if last:
+            os._exit(0)
+
+    def run_call(self, call: int, timeout: float, steps: list[tuple[str, dict[str, Any]]]) -> None:
+        worker = self.worker
+        worker.imported.wait()
+        if worker.unimportable is not None:
+            self.send(("failed", call, worker.unimportable))
+            return
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, len(steps)), thread_name_prefix="sdk-step") as pool:
+                outcomes = list(pool.map(lambda index: self.run_step(call, index, timeout, *steps[index]),
+                                         range(len(steps))))
+        except BaseException:  # a bug here, not a finding about the SDK
+            self.send(("failed", call, "the SDK worker failed: " + traceback.format_exc(limit=4)))
+            return
+        self.send(("done", call, outcomes))
+
+    def run_step(self, call: int, index: int, timeout: float, function: str,
+                 arguments: dict[str, Any]) -> tuple[Any, Any]:
+        package = self.worker.package
+        try:
+            note = getattr(self.worker.calls_module, function)(client(package, timeout, self.relay, call, index),
+                                                                **arguments)
+        except Exception as error:  # the finding: sent back as data
+            return describe(error, lambda cause: cause.relayed if isinstance(cause, Relayed) else None), None
+        return None, note
+
+
+class Worker:
+    def __init__(self, package: str, listening: socket.socket):
+        self.package, self.listening = package, listening
         #: Set once the SDK is imported (or failed to be): no call runs while an import does.
         self.imported = threading.Event()
         self.calls_module: Any = None
         self.unimportable: str | None = None
-
-    def send(self, message: tuple[Any, ...]) -> None:
-        with self._send_lock:
-            self.outgoing.send(message)
 
     def import_sdk(self) -> None:
         # The import builds thousands of pydantic classes, and little garbage: without the cyclic
@@ -104,41 +157,14 @@ class Worker:
             gc.enable()
         self.imported.set()
 
-    def listen(self) -> None:
-        """Read the run's messages until it closes the pipe, then end the process."""
-        try:
-            while True:
-                message = self.incoming.recv()
-                if message[0] == "call":  # a thread each: the run bounds how many are in flight
-                    threading.Thread(target=self.run_call, args=message[1:], name="sdk-call", daemon=True).start()
-                elif message[0] == "answer":
-                    self.relay.answered(message[1], message[2])
-        except (EOFError, OSError):
-            pass
-        os._exit(0)
-
-    def run_call(self, call: int, timeout: float, steps: list[tuple[str, dict[str, Any]]]) -> None:
-        self.imported.wait()
-        if self.unimportable is not None:
-            self.send(("failed", call, self.unimportable))
-            return
-        try:
-            with ThreadPoolExecutor(max_workers=max(1, len(steps)), thread_name_prefix="sdk-step") as pool:
-                outcomes = list(pool.map(lambda index: self.run_step(call, index, timeout, *steps[index]),
-                                         range(len(steps))))
-        except BaseException:  # a bug here, not a finding about the SDK
-            self.send(("failed", call, "the SDK worker failed: " + traceback.format_exc(limit=4)))
-            return
-        self.send(("done", call, outcomes))
-
-    def run_step(self, call: int, index: int, timeout: float, function: str,
-                 arguments: dict[str, Any]) -> tuple[Any, Any]:
-        try:
-            note = getattr(self.calls_module, function)(client(self.package, timeout, self.relay, call, index),
-                                                         **arguments)
-        except Exception as error:  # the finding: sent back as data
-            return describe(error, lambda cause: cause.relayed if isinstance(cause, Relayed) else None), None
-        return None, note
+    def accept(self) -> None:
+        """Take each process of the run that connects; the first is the run's own."""
+        first = True
+        while True:
+            connected, _ = self.listening.accept()
+            link = Link(self, Connection(connected.detach()))
+            threading.Thread(target=link.listen, args=(first,), name="sdk-worker-link", daemon=True).start()
+            first = False
 
 
 def client(package: str, timeout: float, relay: Relay, call: int, step: int) -> Any:
@@ -183,11 +209,11 @@ def relay_transport_class(library: Any) -> type:
 
 
 def main(arguments: list[str]) -> None:
-    package, read_fd, write_fd = arguments
-    worker = Worker(package, Connection(int(read_fd), writable=False), Connection(int(write_fd), readable=False))
-    threading.Thread(target=worker.listen, name="sdk-worker-listen", daemon=True).start()
+    package, listening = arguments
+    worker = Worker(package, socket.socket(fileno=int(listening)))
+    threading.Thread(target=worker.accept, name="sdk-worker-accept", daemon=True).start()
     worker.import_sdk()
-    threading.Event().wait()  # the listener ends the process
+    threading.Event().wait()  # the run's own link ends the process
 
 
 if __name__ == "__main__":

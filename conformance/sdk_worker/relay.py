@@ -7,8 +7,11 @@ import atexit
 import contextlib
 import itertools
 import os
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -76,27 +79,78 @@ STDERR_TAIL_BYTES = 4096
 
 
 class SdkWorker:
-    """One SDK's worker process and the pipe to it; calls from many checks share it."""
+    """One SDK's worker process, listening on a Unix socket in a private directory. Each process of
+    the run (its own, a matrix's forked case workers) talks to it over a connection of its own
+    (`Channel`): one worker per SDK, however many processes judge cases."""
 
     def __init__(self, package: str) -> None:
         self.package = package
-        theirs_in, ours_out = os.pipe()
-        ours_in, theirs_out = os.pipe()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "conformance.sdk_worker", package, str(theirs_in), str(theirs_out)],
-            pass_fds=(theirs_in, theirs_out), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, env=worker_environment())
-        os.close(theirs_in)
-        os.close(theirs_out)
+        self.directory = tempfile.mkdtemp(prefix="conformance-sdk-")  # 0700: this user's only
+        self.address = os.path.join(self.directory, "socket")
+        listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listening.bind(self.address)
+            listening.listen(64)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "conformance.sdk_worker", package, str(listening.fileno())],
+                pass_fds=(listening.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE, env=worker_environment())
+        finally:
+            listening.close()
+        #: The process that started it: the one that may wait for it, and whose leaving ends it.
+        self.owner = os.getpid()
         #: The end of what the worker wrote to stderr, to say why it ended if it does.
         self._stderr_tail = b""
         threading.Thread(target=self._drain_stderr, name="sdk-worker-stderr", daemon=True).start()
-        self._outgoing = Connection(ours_out, readable=False)
-        self._incoming = Connection(ours_in, writable=False)
+
+    def alive(self) -> bool:
+        """Whether it still runs (known only to its owner; another process finds out by connecting)."""
+        return os.getpid() != self.owner or self.process.poll() is None
+
+    def ended(self) -> str:
+        """Why a connection to it closed: its exit code and last words, as its owner knows them."""
+        if os.getpid() != self.owner:
+            return f"the connection to the {self.package} SDK's worker process was closed"
+        try:
+            code: int | None = self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            code = None
+        said = self._stderr_tail.decode("utf-8", "replace").strip().splitlines()[-3:]
+        return f"the {self.package} SDK's worker process ended (exit code {code})" + (
+            ": " + " / ".join(said) if said else "")
+
+    def close(self) -> None:
+        """Wait for it to end (its owner's connection closed ends it; it is killed if it lingers)."""
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _drain_stderr(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self._stderr_tail = (self._stderr_tail + line)[-STDERR_TAIL_BYTES:]
+
+
+class Channel:
+    """One process's connection to an SDK worker: the calls it sends, and the requests they relay."""
+
+    def __init__(self, worker: SdkWorker) -> None:
+        self.worker, self.package = worker, worker.package
+        connected = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            connected.connect(worker.address)
+        except OSError:
+            connected.close()
+            raise
+        self._connection = Connection(connected.detach())
         self._send_lock = threading.Lock()
         self._ids = itertools.count()
         self._pending: dict[int, _Pending] = {}
-        self._ended: str | None = None
+        #: Why calls fail, once the connection closed.
+        self.ended: str | None = None
         # The requests the worker relays wait here for a slot of the run's limit, like any check's.
         self._requests = ThreadPoolExecutor(max_workers=64, thread_name_prefix="sdk-request")
         threading.Thread(target=self._listen, name="sdk-worker", daemon=True).start()
@@ -123,33 +177,32 @@ class SdkWorker:
                 for described, note in outcomes]
 
     def forget(self) -> None:
-        """Close this process's ends of the pipe, leaving the worker to the process that started it."""
-        self._outgoing.close()
-        self._incoming.close()
+        """Close this process's copy of the connection (a forked child's), leaving it to its owner."""
+        self._connection.close()
 
     def close(self) -> None:
-        """End the worker (closing the pipe ends it; it is killed if it lingers)."""
-        self._outgoing.close()
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        """Close the connection: shut down first, which the worker sees at once (a close alone waits
+        for this process's listening thread to leave its read)."""
+        with contextlib.suppress(OSError):
+            handle = socket.socket(fileno=self._connection.fileno())
+            handle.shutdown(socket.SHUT_RDWR)
+            handle.detach()  # the connection closes the descriptor
+        self._connection.close()
         self._requests.shutdown(wait=False, cancel_futures=True)
 
     def _send(self, message: tuple[Any, ...]) -> None:
         with self._send_lock:
-            if self._ended is not None:
-                raise WorkerFailed(self._ended)
+            if self.ended is not None:
+                raise WorkerFailed(self.ended)
             try:
-                self._outgoing.send(message)
+                self._connection.send(message)
             except OSError as error:  # the worker is gone; its listener fails what was pending
                 raise WorkerFailed(f"the {self.package} SDK's worker process cannot be reached: {error}") from None
 
     def _listen(self) -> None:
         try:
             while True:
-                message = self._incoming.recv()
+                message = self._connection.recv()
                 pending = self._pending.get(message[1])
                 if pending is None:
                     continue
@@ -161,22 +214,12 @@ class SdkWorker:
                     pending.done.set_exception(WorkerFailed(message[2]))
         except (EOFError, OSError):
             pass
-        try:
-            code: int | None = self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            code = None
-        said = self._stderr_tail.decode("utf-8", "replace").strip().splitlines()[-3:]
+        ended = self.worker.ended()
         with self._send_lock:
-            self._ended = (f"the {self.package} SDK's worker process ended (exit code {code})"
-                           + (": " + " / ".join(said) if said else ""))
+            self.ended = ended
         for pending in list(self._pending.values()):
             if not pending.done.done():
-                pending.done.set_exception(WorkerFailed(self._ended))
-
-    def _drain_stderr(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self._stderr_tail = (self._stderr_tail + line)[-STDERR_TAIL_BYTES:]
+                pending.done.set_exception(WorkerFailed(ended))
 
     def _relay(self, pending: _Pending, step: int, request: int, method: str, url: str,
                headers: list[tuple[str, str]], body: bytes) -> None:
@@ -226,7 +269,8 @@ def raised_of(described: tuple[Any, ...], faults: dict[int, BaseException]) -> R
 
 
 _workers: dict[str, SdkWorker] = {}
-_workers_lock = threading.Lock()
+_channels: dict[str, Channel] = {}
+_lock = threading.Lock()
 
 
 def prestart(packages: Sequence[str] = PACKAGES) -> None:
@@ -239,37 +283,49 @@ def prestart(packages: Sequence[str] = PACKAGES) -> None:
             shared(package)
 
 
-def shared(package: str) -> SdkWorker:
-    """The process's worker for `package`, started on first use. Workers keep no state between calls,
-    so every run of the process (the tests', a library user's) shares them until it exits."""
-    with _workers_lock:
+def shared(package: str) -> Channel:
+    """This process's channel to the worker for `package`, the worker started on first use. Workers
+    keep no state between calls, so every run of the process (the tests', a library user's) shares
+    them until it exits; a matrix's forked case workers connect to their run's."""
+    with _lock:
+        channel = _channels.get(package)
+        if channel is not None and channel.ended is None and channel.worker.alive():
+            return channel
         worker = _workers.get(package)
-        if worker is None or worker.process.poll() is not None:
-            # None yet, or one that died: the calls it was running failed with it, later ones get a new one.
-            if not _workers:
-                atexit.register(stop)
-            worker = _workers[package] = SdkWorker(package)
-        return worker
+        if worker is not None and worker.alive():
+            with contextlib.suppress(OSError):  # it ended (another process's): one of our own, below
+                channel = _channels[package] = Channel(worker)
+                return channel
+        # None yet, or one that died: the calls it was running failed with it, later ones get a new one.
+        if not any(known.owner == os.getpid() for known in _workers.values()):
+            atexit.register(stop)
+        worker = _workers[package] = SdkWorker(package)
+        channel = _channels[package] = Channel(worker)
+        return channel
 
 
-def _forget_workers_in_a_forked_child() -> None:
-    """A forked child (a matrix worker) cannot use its parent's workers: their listening threads stayed
-    in the parent. It closes its copies of their pipes (so a worker still ends when the parent does)
-    and starts workers of its own when it needs them."""
-    global _workers_lock
-    _workers_lock = threading.Lock()  # perhaps held, at the fork, by a thread the child does not have
-    for worker in _workers.values():
-        worker.forget()
-    _workers.clear()
+def _forget_channels_in_a_forked_child() -> None:
+    """A forked child (a matrix's case worker) cannot use its parent's channels: their listening
+    threads stayed in the parent. It closes its copies of them and opens its own to the same
+    workers when it needs them."""
+    global _lock
+    _lock = threading.Lock()  # perhaps held, at the fork, by a thread the child does not have
+    for channel in _channels.values():
+        channel.forget()
+    _channels.clear()
 
 
-os.register_at_fork(after_in_child=_forget_workers_in_a_forked_child)
+os.register_at_fork(after_in_child=_forget_channels_in_a_forked_child)
 
 
 def stop() -> None:
-    """End the process's workers (at exit; closing the pipe alone would end them too)."""
-    with _workers_lock:
-        workers = list(_workers.values())
+    """Close this process's channels, and end the workers it started (at exit)."""
+    with _lock:
+        channels, workers = list(_channels.values()), list(_workers.values())
+        _channels.clear()
         _workers.clear()
+    for channel in channels:
+        channel.close()
     for worker in workers:
-        worker.close()
+        if worker.owner == os.getpid():
+            worker.close()
