@@ -478,8 +478,11 @@ def invoke(argv: list[str] | None = None) -> Finished:
 def sdk_workers_wanted(arguments: list[str]) -> list[str]:
     """The SDKs a `run` with these words will surely drive, read off the words before they are parsed
     (a guess made only to start their workers early: a worker not started here starts on first use).
-    None for help or a -k selection; with --api, that family's."""
-    if {"-h", "--help"} & set(arguments) or any(word.startswith("-k") for word in arguments):
+    None for help, a -k selection or a matrix (whose forked case workers share SDKs imported in the
+    run's process: sdk_worker/relay.py); with --api, that family's."""
+    flags = [word.partition("=")[0] for word in arguments]
+    if {"-h", "--help", "--models", "--endpoint"} & set(flags) or flags.count("--model") > 1 \
+            or any(word.startswith("-k") for word in arguments):
         return []
     api = next((word.partition("=")[2] or (arguments[index + 1:index + 2] or [""])[0]
                 for index, word in enumerate(arguments) if word.partition("=")[0] == "--api"), "all")

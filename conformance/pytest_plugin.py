@@ -394,6 +394,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     interrupted = exitstatus == pytest.ExitCode.INTERRUPTED or session.shouldstop
     run.finish("interrupted" if interrupted else "completed",
                "the run was interrupted; the report holds the checks finished by then" if interrupted else None)
+    if run.matrix:  # its SDK calls are over: the workers' memory (about 130 MB) goes before the report's
+        from conformance.sdk_worker import relay
+
+        relay.stop()
     try:
         conclude(session.config, run)
     except OSError as problem:

@@ -83,6 +83,10 @@ class Workers:
         split, dealt = shares(run.concurrency, count), parts(jobs, count)
         self.kept, self.kept_share = dealt[0], split[0]
         self._children: list[tuple[int, Connection, list[Job]]] = []
+        from conformance.sdk_worker import relay
+
+        # The SDKs imported here once, before the fork, are shared by every worker (sdk_worker/relay.py).
+        relay.host_here()
         # What the run built so far (the modules, pytest's items, the jobs) lives until it ends: no
         # collection goes through it, in a worker (where that would copy every page it touches) or
         # in the run's process (where each full collection took tenths of a second) until `close`.

@@ -455,3 +455,21 @@ class InFlight:
             await self.app(scope, receive, send)
         finally:
             self.now -= 1
+
+
+def test_forked_workers_share_the_sdks_imported_in_the_run(fleet, tmp_path: Path, forks: list[int],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A matrix run that forks serves the SDK calls from its own processes (sdk_worker/relay.py,
+    HostedWorker): no SDK worker process of its own, whose memory no fork would share."""
+    from conformance.sdk_worker import relay
+
+    def no_worker_process(package: str) -> None:
+        raise AssertionError(f"a worker process was started for {package}")
+    monkeypatch.setattr(relay, "SdkWorker", no_worker_process)
+    relay.stop()
+    code = run("--base-url", fleet.base_url, "--models", "all", "-k",
+               "openai-sdk or anthropic-sdk or stream-error-frame", "--workers", "2", "--report-dir", tmp_path)
+    report = load_report(tmp_path)
+    assert len(forks) == 1
+    outcomes = {r["outcome"] for section in report["models"] for r in section["results"]}
+    assert outcomes <= {"pass", "fail", "inconclusive"} and code in (0, 1), report["models"][0]["results"]

@@ -108,7 +108,7 @@ class Link:
         except (EOFError, OSError):
             pass
         self.connection.close()
-        if last:
+        if last and self.worker.ends_with_run:
             os._exit(0)
 
     def run_call(self, call: int, timeout: float, steps: list[tuple[str, dict[str, Any]]]) -> None:
@@ -138,8 +138,11 @@ class Link:
 
 
 class Worker:
-    def __init__(self, package: str, listening: socket.socket):
-        self.package, self.listening = package, listening
+    """Serves one SDK's calls to every process that connects: in a process of its own, which ends with
+    the run's (`ends_with_run`), or hosted in the run's process (`relay.HostedWorker`)."""
+
+    def __init__(self, package: str, listening: socket.socket, ends_with_run: bool = True):
+        self.package, self.listening, self.ends_with_run = package, listening, ends_with_run
         #: Set once the SDK is imported (or failed to be): no call runs while an import does.
         self.imported = threading.Event()
         self.calls_module: Any = None
@@ -161,7 +164,10 @@ class Worker:
         """Take each process of the run that connects; the first is the run's own."""
         first = True
         while True:
-            connected, _ = self.listening.accept()
+            try:
+                connected, _ = self.listening.accept()
+            except OSError:  # closed: a hosted worker's run ended
+                return
             link = Link(self, Connection(connected.detach()))
             threading.Thread(target=link.listen, args=(first,), name="sdk-worker-link", daemon=True).start()
             first = False

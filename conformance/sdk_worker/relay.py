@@ -134,10 +134,44 @@ class SdkWorker:
             self._stderr_tail = (self._stderr_tail + line)[-STDERR_TAIL_BYTES:]
 
 
+class HostedWorker:
+    """An SDK's worker hosted in the run's own process: the same service over the same socket, its
+    SDK imported here. For a run that forks case workers (a matrix on several cores): the SDK's
+    modules are then imported once and shared by every fork, where a worker process of its own
+    (about 130 MB for both SDKs) would be memory no fork shares. A fork hosts one of its own, over
+    the modules it inherited (nothing is imported again)."""
+
+    def __init__(self, package: str) -> None:
+        from conformance.sdk_worker.__main__ import Worker
+
+        self.package = package
+        self.directory = tempfile.mkdtemp(prefix="conformance-sdk-")
+        self.address = os.path.join(self.directory, "socket")
+        self._listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listening.bind(self.address)
+        self._listening.listen(64)
+        self.owner = os.getpid()
+        served = Worker(package, self._listening, ends_with_run=False)
+        served.import_sdk()
+        threading.Thread(target=served.accept, name="sdk-host", daemon=True).start()
+
+    def alive(self) -> bool:
+        return os.getpid() == self.owner  # a fork's copy serves nobody: its threads stayed behind
+
+    def ended(self) -> str:
+        return f"the {self.package} SDK's hosted worker closed"
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._listening.shutdown(socket.SHUT_RDWR)
+        self._listening.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
 class Channel:
     """One process's connection to an SDK worker: the calls it sends, and the requests they relay."""
 
-    def __init__(self, worker: SdkWorker) -> None:
+    def __init__(self, worker: SdkWorker | HostedWorker) -> None:
         self.worker, self.package = worker, worker.package
         connected = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -268,7 +302,7 @@ def raised_of(described: tuple[Any, ...], faults: dict[int, BaseException]) -> R
     return Raised(tuple(kinds), message, status, None if fault is None else faults.get(fault))
 
 
-_workers: dict[str, SdkWorker] = {}
+_workers: dict[str, SdkWorker | HostedWorker] = {}
 _channels: dict[str, Channel] = {}
 _lock = threading.Lock()
 
@@ -292,6 +326,8 @@ def shared(package: str) -> Channel:
         if channel is not None and channel.ended is None and channel.worker.alive():
             return channel
         worker = _workers.get(package)
+        if isinstance(worker, HostedWorker) and not worker.alive():  # a fork's: host one here, as the run did
+            worker = _workers[package] = HostedWorker(package)
         if worker is not None and worker.alive():
             with contextlib.suppress(OSError):  # it ended (another process's): one of our own, below
                 channel = _channels[package] = Channel(worker)
@@ -302,6 +338,16 @@ def shared(package: str) -> Channel:
         worker = _workers[package] = SdkWorker(package)
         channel = _channels[package] = Channel(worker)
         return channel
+
+
+def host_here(packages: Sequence[str] = PACKAGES) -> None:
+    """Serve these SDKs from this process from now on (`HostedWorker`): before a run forks its case
+    workers. Workers already started for them are ended."""
+    stop()
+    with _lock:
+        atexit.register(stop)
+        for package in packages:
+            _workers[package] = HostedWorker(package)
 
 
 def _forget_channels_in_a_forked_child() -> None:
@@ -329,3 +375,6 @@ def stop() -> None:
     for worker in workers:
         if worker.owner == os.getpid():
             worker.close()
+        elif isinstance(worker, HostedWorker):  # a fork's copy: its socket is the run's to remove
+            with contextlib.suppress(OSError):
+                worker._listening.close()
