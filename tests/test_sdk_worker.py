@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import httpx
@@ -114,13 +115,17 @@ def test_a_worker_that_died_is_replaced_for_the_next_call(reference_server) -> N
     assert relay.shared("openai").worker is not dead
 
 
-def test_a_forked_child_reaches_its_parents_worker_over_a_connection_of_its_own() -> None:
-    """A matrix run forks its case workers after the SDK workers started: a child cannot use its
-    parent's connection (its listening thread stayed in the parent), so it opens its own to the same
-    worker, whose SDK calls then work for it as for the parent: one worker per SDK, not one per fork."""
+def test_a_forked_child_gets_a_worker_of_its_own_and_no_socket_is_left_on_disk(tmp_path, monkeypatch) -> None:
+    """A forked child cannot use its parent's connection (its listening thread stayed in the
+    parent), nor reach the parent's worker (its socket's path is gone): it starts its own, whose SDK
+    calls work for it. A process ended by os._exit (as a matrix's case worker is) leaves nothing
+    on disk: the paths go as soon as their process connected."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    tempfile.tempdir = None  # read $TMPDIR again
+    relay.stop()
     parents = relay.shared("openai")
     child = os.fork()
-    if child == 0:  # the child: its own channel to the same worker process, and a check through it
+    if child == 0:  # the child: a channel of its own, and a check through it
         code = 1
         try:
             own = relay.shared("openai")
@@ -128,10 +133,15 @@ def test_a_forked_child_reaches_its_parents_worker_over_a_connection_of_its_own(
                 lambda request: httpx.Response(200, json=COMPLETION)))
             check = REGISTRY["openai-sdk/completions"]
             result = execute(check, load_catalog()[check.entry], Profile("none", ""), client, "m", None)
-            if own is not parents and own.worker.process.pid == parents.worker.process.pid:
+            if own is not parents and own.worker.process.pid != parents.worker.process.pid:
                 code = 0 if result.outcome == "pass" else 3
         finally:
             os._exit(code)
     _, status = os.waitpid(child, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    assert parents.worker.alive() and relay.shared("openai") is parents
+    try:
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert parents.worker.alive() and relay.shared("openai") is parents
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        relay.stop()
+        tempfile.tempdir = None

@@ -2,11 +2,10 @@
 run (`sdk_worker/relay.py`; `sdk_worker/__init__.py` says why), listening on a Unix socket the run
 made.
 
-It imports its SDK (through `PACKAGE_calls.py`) at once, then runs the calls each process of the run
-sends over its connection (the run's own, and a matrix's forked case workers), each with a client
-of its own whose transport relays every request back over that connection: it opens no socket to
-the endpoint, and knows neither its address nor the key (the process that sent the call fills in
-both). It ends when the run's own process disconnects.
+It imports its SDK (through `PACKAGE_calls.py`) at once, then runs the calls the run sends over its
+connection, each with a client of its own whose transport relays every request back over that
+connection: it opens no socket to the endpoint, and knows neither its address nor the key (the run
+fills in both). It ends when the run's process disconnects.
 """
 
 from __future__ import annotations
@@ -161,7 +160,7 @@ class Worker:
         self.imported.set()
 
     def accept(self) -> None:
-        """Take each process of the run that connects; the first is the run's own."""
+        """Take each connection; the first is the run's (the socket's path is gone after it)."""
         first = True
         while True:
             try:

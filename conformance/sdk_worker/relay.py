@@ -79,9 +79,9 @@ STDERR_TAIL_BYTES = 4096
 
 
 class SdkWorker:
-    """One SDK's worker process, listening on a Unix socket in a private directory. Each process of
-    the run (its own, a matrix's forked case workers) talks to it over a connection of its own
-    (`Channel`): one worker per SDK, however many processes judge cases."""
+    """One SDK's worker process, listening on a Unix socket in a private directory, which is removed
+    as soon as the process that started it has connected (`Channel`): nothing is left on disk
+    however that process ends. Another process (a fork) starts or hosts its own."""
 
     def __init__(self, package: str) -> None:
         self.package = package
@@ -139,7 +139,8 @@ class HostedWorker:
     SDK imported here. For a run that forks case workers (a matrix on several cores): the SDK's
     modules are then imported once and shared by every fork, where a worker process of its own
     (about 130 MB for both SDKs) would be memory no fork shares. A fork hosts one of its own, over
-    the modules it inherited (nothing is imported again)."""
+    the modules it inherited (nothing is imported again). Its socket's path goes once its process
+    connected, as a worker process's does."""
 
     def __init__(self, package: str) -> None:
         from conformance.sdk_worker.__main__ import Worker
@@ -327,17 +328,23 @@ def shared(package: str) -> Channel:
             return channel
         worker = _workers.get(package)
         if isinstance(worker, HostedWorker) and not worker.alive():  # a fork's: host one here, as the run did
-            worker = _workers[package] = HostedWorker(package)
+            return connected(package, hosted(package))
         if worker is not None and worker.alive():
-            with contextlib.suppress(OSError):  # it ended (another process's): one of our own, below
+            with contextlib.suppress(OSError):  # ended, or another process's (its socket is gone): our own, below
                 channel = _channels[package] = Channel(worker)
                 return channel
         # None yet, or one that died: the calls it was running failed with it, later ones get a new one.
         if not any(known.owner == os.getpid() for known in _workers.values()):
             atexit.register(stop)
         worker = _workers[package] = SdkWorker(package)
-        channel = _channels[package] = Channel(worker)
-        return channel
+        return connected(package, worker)
+
+
+def connected(package: str, worker: SdkWorker | HostedWorker) -> Channel:
+    """This process's channel to a worker it just started or hosted; then the socket's path goes."""
+    channel = _channels[package] = Channel(worker)
+    shutil.rmtree(worker.directory, ignore_errors=True)
+    return channel
 
 
 def host_here(packages: Sequence[str] = PACKAGES) -> None:
@@ -347,7 +354,12 @@ def host_here(packages: Sequence[str] = PACKAGES) -> None:
     with _lock:
         atexit.register(stop)
         for package in packages:
-            _workers[package] = HostedWorker(package)
+            connected(package, hosted(package))
+
+
+def hosted(package: str) -> HostedWorker:
+    worker = _workers[package] = HostedWorker(package)
+    return worker
 
 
 def _forget_channels_in_a_forked_child() -> None:
