@@ -78,6 +78,22 @@ CALL_BOUND_FACTOR, CALL_BOUND_EXTRA_S = 10, 60
 STDERR_TAIL_BYTES = 4096
 
 
+def listening_socket() -> tuple[str, str, socket.socket]:
+    """A Unix socket listening in a new private directory (0700: this user's only): the directory,
+    the socket's path, the socket."""
+    directory = tempfile.mkdtemp(prefix="conformance-sdk-")
+    address = os.path.join(directory, "socket")
+    listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listening.bind(address)
+        listening.listen(64)
+    except OSError:
+        listening.close()
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    return directory, address, listening
+
+
 class SdkWorker:
     """One SDK's worker process, listening on a Unix socket in a private directory, which is removed
     as soon as the process that started it has connected (`Channel`): nothing is left on disk
@@ -85,12 +101,8 @@ class SdkWorker:
 
     def __init__(self, package: str) -> None:
         self.package = package
-        self.directory = tempfile.mkdtemp(prefix="conformance-sdk-")  # 0700: this user's only
-        self.address = os.path.join(self.directory, "socket")
-        listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.directory, self.address, listening = listening_socket()
         try:
-            listening.bind(self.address)
-            listening.listen(64)
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "conformance.sdk_worker", package, str(listening.fileno())],
                 pass_fds=(listening.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -146,11 +158,7 @@ class HostedWorker:
         from conformance.sdk_worker.__main__ import Worker
 
         self.package = package
-        self.directory = tempfile.mkdtemp(prefix="conformance-sdk-")
-        self.address = os.path.join(self.directory, "socket")
-        self._listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._listening.bind(self.address)
-        self._listening.listen(64)
+        self.directory, self.address, self._listening = listening_socket()
         self.owner = os.getpid()
         served = Worker(package, self._listening, ends_with_run=False)
         served.import_sdk()
@@ -161,6 +169,10 @@ class HostedWorker:
 
     def ended(self) -> str:
         return f"the {self.package} SDK's hosted worker closed"
+
+    def forget(self) -> None:
+        """Close this process's copy of the socket (a fork's), leaving it to the process serving it."""
+        self._listening.close()
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -312,8 +324,9 @@ def prestart(packages: Sequence[str] = PACKAGES) -> None:
     """Start these SDKs' workers now, so that they import the SDKs while the run gets ready; only
     where other cores can do that work (on one, each SDK's first call starts its worker). One
     worker for both SDKs was measured slower on two cores: its imports then run one after the other."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if cores > 1:
+    from conformance.workers import usable_cores
+
+    if usable_cores() > 1:
         for package in packages:
             shared(package)
 
@@ -387,6 +400,5 @@ def stop() -> None:
     for worker in workers:
         if worker.owner == os.getpid():
             worker.close()
-        elif isinstance(worker, HostedWorker):  # a fork's copy: its socket is the run's to remove
-            with contextlib.suppress(OSError):
-                worker._listening.close()
+        elif isinstance(worker, HostedWorker):  # a fork's copy
+            worker.forget()
